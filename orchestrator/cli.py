@@ -1,0 +1,45 @@
+"""``mer-orch`` entry point: a thin click group; each sub-command lives in ``orchestrator/commands/``.
+
+Sub-commands are imported lazily so ``mer-orch --help`` and config errors stay fast (no torch/ray import).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> module under orchestrator.commands exposing ``command`` (a click.Command or click.Group)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "sweep": ("sweep", "Run every LOSO fold x configuration of a search-space file on Ray."),
+    "data": ("data", "Inspect datasets (SynthME presets, CASME II, SAMM)."),
+    "extract": ("extract", "Build the dlib landmark cache for a real dataset."),
+    "report": ("report", "Paper-style tables, figures and significance tests from an MLflow experiment."),
+    "services": ("services", "Start / check the tracking server and study storage."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module = importlib.import_module(f"orchestrator.commands.{_COMMANDS[name][0]}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_) for name, (_, help_) in sorted(_COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="mer-orch")
+def main() -> None:
+    """mer-orch: run, compare and trust GTS-GN micro-expression recognition ablations."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One module per ``mer-orch`` sub-command; each exposes a click command named ``command``."""
