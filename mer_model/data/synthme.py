@@ -14,7 +14,7 @@ How a clip is made (see docs/data.md for the reasoning and what SynthME numbers 
    (keeps 10-60 %).
 4. Camera/detector: per-subject face size (IOD 85-115 px, CASME II-like) and position, per-clip head
    rotation (sd 4 deg), per-frame head-pose jitter (rotation sd 0.4 deg, scale sd 0.4 %, shift sd 0.6 px) and
-   i.i.d. detector-like noise of sd ``noise`` x IOD per point and frame (default 0.01: about 1 px).
+   i.i.d. detector-like noise of sd ``noise`` x IOD per point and frame (default 0.007: about 0.7 px).
 5. Self-report: agrees with the class's usual emotion with probability ``agree`` (default 0.75), otherwise
    drawn from the real dataset's emotion frequencies.
 
@@ -178,7 +178,7 @@ def generate(
     seed: int = 0,
     n_subjects: int | None = None,
     n_clips: int | None = None,
-    noise: float = 0.01,
+    noise: float = 0.007,
     amplitude: float = 0.02,
     pose: float = 1.0,
     agree: float = 0.75,
