@@ -1,0 +1,70 @@
+"""``mer-orch data show DATASET [--setup S] [--json] [--root DIR]``: subjects, clips, clips per class."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mer_model.errors import InputError
+
+
+def summary(ds) -> dict:
+    """JSON-safe description of a LandmarkDataset."""
+    import numpy as np
+
+    subjects, per_subject = np.unique(ds.subjects, return_counts=True)
+    return {
+        "dataset": ds.name,
+        "setup": ds.setup,
+        "subjects": int(len(subjects)),
+        "clips": int(len(ds)),
+        "classes": ds.class_counts(),
+        "clips_per_subject": {str(s): int(n) for s, n in zip(subjects, per_subject, strict=True)},
+        "au_names": list(ds.au_names),
+        "au_counts": {a: int(n) for a, n in zip(ds.au_names, ds.aus.sum(0), strict=True)},
+        "augment_views": 0 if ds.augment is None else int(ds.augment.shape[1]),
+        "meta": {k: v for k, v in ds.meta.items() if isinstance(v, str | int | float | bool | dict | list)},
+    }
+
+
+@click.group(name="data")
+def command() -> None:
+    """Inspect datasets (SynthME presets, CASME II, SAMM)."""
+
+
+@command.command("show")
+@click.argument("dataset")
+@click.option("--setup", default="objective", show_default=True,
+              help="Class setup: objective | objective5 | self5 | megc3.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Dataset folder (real datasets: coding spreadsheet + frame folders).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("mer-runs/cache"), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int, as_json: bool) -> None:
+    """Print subjects, clips and clips per class of DATASET under a class setup."""
+    from mer_model.data import load_dataset
+
+    try:
+        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir)
+    except InputError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    info = summary(ds)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{ds.name}[/bold]  setup={ds.setup}  subjects={info['subjects']}  clips={info['clips']}")
+    if ds.meta.get("source") == "synthme":
+        console.print("[yellow]synthetic (SynthME): results on it are not CASME II or SAMM results[/yellow]")
+    table = Table("class", "clips", "share")
+    for name, n in info["classes"].items():
+        table.add_row(name, str(n), f"{n / max(1, info['clips']):.1%}")
+    console.print(table)
