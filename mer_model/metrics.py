@@ -1,0 +1,57 @@
+"""Accuracy, UF1, UAR and the confusion matrix (scikit-learn), pooled over LOSO folds and per fold.
+
+"Pooled" (the field's convention, and the headline figure): computed once on the concatenated
+predictions of all folds. "Per fold": each fold's value, then mean and std over folds. Always labelled.
+
+Per-fold averaging over classes: a left-out subject rarely has every class. UAR (macro recall) averages
+over the classes present in ``y_true`` (recall of an absent class is undefined); UF1 (macro F1) over the
+classes present in ``y_true`` or ``y_pred`` (predicting an absent class is a real error, F1 = 0). On pooled
+predictions, where every class occurs, both are the usual macro averages over all classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+METRICS = ("accuracy", "uf1", "uar")
+
+
+def classification_metrics(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, num_classes: int
+) -> dict[str, Any]:
+    """``{"accuracy", "uf1", "uar"}`` as floats and ``"confusion"`` (num_classes x num_classes int array,
+    rows = true class, columns = predicted)."""
+    yt = np.asarray(y_true, dtype=np.int64)
+    yp = np.asarray(y_pred, dtype=np.int64)
+    if yt.shape != yp.shape or yt.ndim != 1 or yt.size == 0:
+        raise ValueError(f"y_true {yt.shape} and y_pred {yp.shape} must be equal-length non-empty 1-D arrays")
+    present = np.unique(yt)
+    seen = np.union1d(yt, yp)
+    return {
+        "accuracy": float(accuracy_score(yt, yp)),
+        "uf1": float(f1_score(yt, yp, labels=seen, average="macro", zero_division=0)),
+        "uar": float(recall_score(yt, yp, labels=present, average="macro", zero_division=0)),
+        "confusion": confusion_matrix(yt, yp, labels=np.arange(num_classes)),
+    }
+
+
+def pooled_metrics(folds: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int) -> dict[str, Any]:
+    """Metrics on the concatenation of every fold's ``(y_true, y_pred)``."""
+    yt = np.concatenate([np.asarray(f[0]) for f in folds])
+    yp = np.concatenate([np.asarray(f[1]) for f in folds])
+    return classification_metrics(yt, yp, num_classes)
+
+
+def fold_metrics(folds: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int) -> dict[str, float]:
+    """``fold_mean_<m>`` and ``fold_std_<m>`` (population std) over the per-fold values of each metric."""
+    per = [classification_metrics(yt, yp, num_classes) for yt, yp in folds]
+    out: dict[str, float] = {}
+    for m in METRICS:
+        vals = np.array([p[m] for p in per], dtype=np.float64)
+        out[f"fold_mean_{m}"] = float(vals.mean())
+        out[f"fold_std_{m}"] = float(vals.std())
+    return out

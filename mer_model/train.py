@@ -1,0 +1,228 @@
+"""Training of one LOSO fold: ``train_fold(config, train, test, seed, device) -> FoldResult``.
+
+Defaults (``mer_model.config.TRAINING_DEFAULTS``): Adam, lr 1e-3, weight decay 1e-4, batch 32, 60 epochs.
+The number of epochs is fixed in advance and the *final* epoch's model predicts the left-out subject:
+nothing is selected on the test subject. The training set is the fold's training clips plus their
+``augment`` views (crop-size re-detections, same labels and AUs); ``test.augment`` is never read.
+
+Full-batch tensors on the device and index slicing per mini-batch: no DataLoader, no worker processes.
+Randomness comes only from ``seed``: parameters are initialised under a forked, seeded torch RNG (the
+caller's global RNG is untouched) and mini-batches are shuffled with a local ``torch.Generator``. Threads
+are left as the caller set them (the orchestrator decides).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from mer_model.config import validate_config
+from mer_model.errors import InputError
+from mer_model.losses import total_loss
+from mer_model.models import build_model
+
+
+class FoldData(Protocol):
+    """What train_fold reads from a dataset (``mer_model.data.LandmarkDataset`` fits)."""
+
+    landmarks: np.ndarray  # (N, 3, 68, 2)
+    labels: np.ndarray  # (N,)
+    aus: np.ndarray  # (N, num_aus)
+    augment: np.ndarray | None  # (N, K, 3, 68, 2)
+
+
+@dataclass
+class FoldResult:
+    """Outcome of one LOSO fold (contract in docs/architecture.md)."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probs: np.ndarray
+    aau_layers: list[int]
+    aau_weights: list[float]
+    lam: dict[str, np.ndarray]
+    loss_curve: list[float]
+    epochs: int
+    seed: int
+    n_train: int
+    n_test: int
+    train_seconds: float = field(default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (arrays as nested lists)."""
+        return {
+            "y_true": self.y_true.tolist(),
+            "y_pred": self.y_pred.tolist(),
+            "probs": self.probs.tolist(),
+            "aau_layers": list(self.aau_layers),
+            "aau_weights": list(self.aau_weights),
+            "lam": {k: v.tolist() for k, v in self.lam.items()},
+            "loss_curve": list(self.loss_curve),
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "train_seconds": self.train_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FoldResult:
+        return cls(
+            y_true=np.asarray(d["y_true"], dtype=np.int64),
+            y_pred=np.asarray(d["y_pred"], dtype=np.int64),
+            probs=np.asarray(d["probs"], dtype=np.float64).reshape(len(d["y_true"]), -1),
+            aau_layers=[int(r) for r in d["aau_layers"]],
+            aau_weights=[float(w) for w in d["aau_weights"]],
+            lam={k: np.asarray(v, dtype=np.float32) for k, v in d["lam"].items()},
+            loss_curve=[float(x) for x in d["loss_curve"]],
+            epochs=int(d["epochs"]),
+            seed=int(d["seed"]),
+            n_train=int(d["n_train"]),
+            n_test=int(d["n_test"]),
+            train_seconds=float(d.get("train_seconds", 0.0)),
+        )
+
+
+@contextlib.contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the duration of one fold, restoring the caller's settings after."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        # cuBLAS needs this before its first use to be deterministic; harmless when already set.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+def _resolve_sizes(cfg: dict[str, Any], train: FoldData, test: FoldData) -> dict[str, Any]:
+    """Fill num_classes / num_aus from the data when the config leaves them None; check them otherwise."""
+    labels = np.concatenate([np.asarray(train.labels), np.asarray(test.labels)])
+    names = getattr(train, "class_names", None)
+    inferred_c = len(names) if names else int(labels.max()) + 1
+    if cfg["num_classes"] is None:
+        cfg["num_classes"] = max(inferred_c, 2)
+    if labels.min() < 0 or labels.max() >= cfg["num_classes"]:
+        raise InputError(
+            f"config: num_classes: got {cfg['num_classes']}; "
+            f"allowed: more than the largest label {labels.max()}"
+        )
+    n_aus = np.asarray(train.aus).shape[1]
+    if cfg["num_aus"] is None:
+        cfg["num_aus"] = n_aus
+    if cfg["au_loss"] != "none" and cfg["num_aus"] != n_aus:
+        raise InputError(
+            f"config: num_aus: got {cfg['num_aus']}; allowed: {n_aus} (the dataset's AU columns)"
+        )
+    return cfg
+
+
+def _training_tensors(
+    train: FoldData, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training clips plus their augment views as one set: x (M, 3, 68, 2), y (M,), aus (M, A)."""
+    x = np.asarray(train.landmarks, dtype=np.float32)
+    y = np.asarray(train.labels, dtype=np.int64)
+    a = np.asarray(train.aus, dtype=np.float32)
+    aug = getattr(train, "augment", None)
+    if aug is not None and aug.shape[1] > 0:
+        k = aug.shape[1]
+        x = np.concatenate([x, np.asarray(aug, dtype=np.float32).reshape(-1, *x.shape[1:])])
+        y = np.concatenate([y, np.repeat(y, k)])
+        a = np.concatenate([a, np.repeat(a, k, axis=0)])
+    return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(a).to(device))
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches; a trailing batch of one joins the previous (BatchNorm needs >= 2)."""
+    parts = list(torch.randperm(n, generator=gen).split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
+
+
+def _optimizer(cfg: dict[str, Any], params: Any) -> torch.optim.Optimizer:
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=0.9)
+
+
+def train_fold(
+    config: Mapping[str, Any],
+    train: FoldData,
+    test: FoldData,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> FoldResult:
+    """Train on ``train`` for the configured epochs, predict ``test`` with the final model.
+
+    Args:
+        config: flat config dict (model + training keys), validated by ``validate_config``.
+        train, test: objects with ``.landmarks (N, 3, 68, 2)``, ``.labels (N,)``, ``.aus (N, A)``,
+            ``.augment (N, K, 3, 68, 2) | None``. Only ``train.augment`` is used.
+        seed: the only source of randomness; same seed + device + data -> identical result.
+        device: torch device for the whole fold.
+    """
+    t0 = time.perf_counter()
+    dev = torch.device(device)
+    cfg = _resolve_sizes(validate_config(config), train, test)
+    x, y, a = _training_tensors(train, dev)
+    if len(x) < 2:
+        raise InputError(f"train: landmarks: got {len(x)} training samples; allowed: at least 2")
+    x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
+
+    with _deterministic(dev), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = build_model(cfg).to(dev)
+        opt = _optimizer(cfg, model.parameters())
+        gen = torch.Generator().manual_seed(seed)
+        aau_w = getattr(model, "aau_w", None)
+        curve = []
+        model.train()
+        for _ in range(cfg["epochs"]):
+            total = torch.zeros((), device=dev)
+            for idx in _batches(len(x), cfg["batch_size"], gen):
+                idx = idx.to(dev)
+                logits, au = model(x[idx], return_aux=True)
+                loss = total_loss(logits, y[idx], au, a[idx], aau_w, cfg["beta"])  # Eq. (12)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total = total + loss.detach() * len(idx)
+            curve.append(float(total / len(x)))  # one sync per epoch, not per step
+
+        model.eval()
+        with torch.no_grad():
+            probs = torch.softmax(model(x_test), dim=1).cpu().numpy().astype(np.float64)
+            weights = model.aau_weights().cpu().tolist()
+            lam = {k: v.detach().cpu().numpy().copy() for k, v in model.lam_matrices().items()}
+
+    return FoldResult(
+        y_true=np.asarray(test.labels, dtype=np.int64).copy(),
+        y_pred=probs.argmax(axis=1).astype(np.int64),
+        probs=probs,
+        aau_layers=list(model.au_layers),
+        aau_weights=[float(w) for w in weights],
+        lam=lam,
+        loss_curve=curve,
+        epochs=cfg["epochs"],
+        seed=int(seed),
+        n_train=int(len(train.labels)),
+        n_test=int(len(test.labels)),
+        train_seconds=time.perf_counter() - t0,
+    )
