@@ -153,3 +153,35 @@ class Extractor:
             pts[..., 1] = pts[..., 1] * sy + y0
             views.append(pts)
         return np.stack(views).astype(np.float32)
+
+
+def extract_rows(
+    rows: Sequence,
+    *,
+    sheet: Path,
+    crop_scales: Sequence[float] = DEFAULT_CROP_SCALES,
+    upsample: int = 0,
+    detect_every_frame: bool = False,
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Landmarks of spreadsheet rows (``sheets.ClipRow``): ((N, 3, 68, 2), (N, K, 3, 68, 2) or None).
+
+    K = len(crop_scales). ``progress`` (optional) is called once per clip. Raises InputError naming the
+    spreadsheet row and frame for unreadable images and onset frames without a face.
+    """
+    extractor = Extractor(upsample=upsample)
+    lms, views = [], []
+    for row in rows:
+        where = f"{sheet}: row {row.row}"
+        images = [read_image(p, where=where) for p in row.frames]
+        if len({im.shape for im in images}) != 1:
+            raise InputError(f"{where}: frames of {row.clip} differ in size; expected one camera resolution")
+        pts = extractor.clip(images, onset_path=row.frames[0], where=where,
+                             detect_every_frame=detect_every_frame)
+        lms.append(pts)
+        if crop_scales:
+            views.append(extractor.crop_views(images, pts[0], crop_scales))
+        if progress is not None:
+            progress()
+    landmarks = np.stack(lms).astype(np.float32)
+    return landmarks, (np.stack(views).astype(np.float32) if crop_scales else None)

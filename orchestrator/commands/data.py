@@ -41,15 +41,18 @@ def command() -> None:
               help="Class setup: objective | objective5 | self5 | megc3.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (real datasets: coding spreadsheet + frame folders).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("mer-runs/cache"), show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("mer-runs/cache"),
+              show_default=True, help="Landmark cache folder (real datasets).")
 @click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int, as_json: bool) -> None:
     """Print subjects, clips and clips per class of DATASET under a class setup."""
     from mer_model.data import load_dataset
+    from orchestrator.commands.extract import progress_bar
 
     try:
-        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir)
+        with progress_bar() as start:  # only real datasets without a cache entry show a bar
+            ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir, progress=start)
     except InputError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -61,10 +64,12 @@ def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{ds.name}[/bold]  setup={ds.setup}  subjects={info['subjects']}  clips={info['clips']}")
+    console.print(f"[bold]{ds.name}[/bold]  setup={ds.setup}  subjects={info['subjects']}  "
+                  f"clips={info['clips']}")
     if ds.meta.get("source") == "synthme":
         console.print("[yellow]synthetic (SynthME): results on it are not CASME II or SAMM results[/yellow]")
     table = Table("class", "clips", "share")
     for name, n in info["classes"].items():
         table.add_row(name, str(n), f"{n / max(1, info['clips']):.1%}")
     console.print(table)
+    console.print("clips per subject: " + ", ".join(f"{s}={n}" for s, n in info["clips_per_subject"].items()))
