@@ -1,0 +1,118 @@
+"""``mer-orch sweep FILE``: run (or resume) every LOSO fold x config of a search-space file on Ray.
+
+Exit codes: 0 every config complete (or pruned by Optuna); 2 bad input (one line on stderr, before Ray
+starts); 1 anything else, including a sweep that ran to the end with incomplete / failed configs (their
+names are printed; rerunning the same command retries just their failed folds).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mer_model.errors import InputError
+
+
+@click.command(name="sweep")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--address", envvar="RAY_ADDRESS", default=None,
+              help="Ray cluster to attach to (default: $RAY_ADDRESS, else a local Ray).")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted sweep. Same as rerunning the command: the sweep id comes from the "
+                   "file's contents, done folds are never rerun. Fails if the sweep never started.")
+@click.option("--dry-run", is_flag=True, help="Print the configs and the unit count; run nothing.")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (over the file's tracking.uri).")
+@click.option("--storage", "storage_url", default=None,
+              help="Optuna storage URL or journal:<path> (over the file's storage.url).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None,
+              help="At most this many folds at once (default: as many as the resources allow).")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs of the local Ray (default: all); ignored with --address.")
+def command(file: str, address: str | None, resume: bool, dry_run: bool, tracking_uri: str | None,
+            storage_url: str | None, max_concurrent: int | None, num_cpus: int | None) -> None:
+    """Run every LOSO fold x configuration of search-space FILE (see docs/sweep.md)."""
+    from orchestrator.spec import load_spec
+
+    try:
+        spec = load_spec(file)
+        if dry_run:
+            _dry_run(spec)
+            return
+        if resume:
+            _require_started(spec, tracking_uri)
+        code = _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus)
+    except InputError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+def _dry_run(spec) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator.plan import fold_subjects, grid_configs, sweep_id
+    from orchestrator.runner import load_data
+
+    ds = load_data(spec)
+    subjects = fold_subjects(sorted(set(ds.subjects.tolist())), spec)
+    plans = grid_configs(spec)
+    t = Table(title=f"sweep {sweep_id(spec)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
+    for col in ("arm", "table", "hash", "model", "features", "points", "lam", "fusion", "au_loss", "beta"):
+        t.add_column(col)
+    for p in plans:
+        c = p.config
+        t.add_row(p.arm, p.table, p.config_hash, c["model"], c["features"], str(c["points"]), str(c["lam"]),
+                  str(c["fusion_layer"]) if c["model"] == "gts_gn" else "-", c["au_loss"], f"{c['beta']:g}")
+    console = Console()
+    console.print(t)
+    n_trials = spec.search.n_trials if spec.search else 0
+    if spec.search:
+        console.print(f"search {spec.search.name!r}: {n_trials} Optuna trials over "
+                      f"{', '.join(spec.search.params)} ({spec.search.sampler}, "
+                      f"pruner {spec.search.pruner.type})")
+    n_cfg = len(plans) + n_trials
+    console.print(f"{n_cfg} configs x {len(subjects)} LOSO folds = {n_cfg * len(subjects)} units "
+                  f"({spec.train.epochs} epochs each)")
+
+
+def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.plan import sweep_id
+    from orchestrator.runner import resolve
+
+    svc = resolve(spec, tracking_uri, None)
+    client = MlflowClient(svc.tracking_uri)
+    exp = client.get_experiment_by_name(spec.experiment)
+    sid = sweep_id(spec)
+    runs = [] if exp is None else client.search_runs(
+        [exp.experiment_id], f"tags.`mer.kind` = 'sweep' and tags.`mer.sweep_id` = '{sid}'", max_results=1)
+    if not runs:
+        raise InputError(f"{spec.source}: --resume: sweep {sid} was never started at {svc.tracking_uri}; "
+                         "allowed: drop --resume to start it")
+
+
+def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> int:  # noqa: ANN001
+    from rich.console import Console
+
+    from orchestrator.progress import SweepProgress, summary_table
+    from orchestrator.runner import run_sweep
+
+    prog = SweepProgress(objective=spec.protocol.objective)
+    try:
+        result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                           tracking_uri=tracking_uri, storage_url=storage_url, progress=prog)
+    finally:
+        prog.stop()
+    console = Console()
+    console.print(summary_table(result.rows(), spec.protocol.objective))
+    console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
+                  f"by this run; MLflow experiment {result.experiment!r}")
+    if result.incomplete:
+        click.echo(f"{len(result.incomplete)} configs incomplete (failed folds, no pooled value): "
+                   f"{', '.join(result.incomplete)}; rerun the same command to retry their failed folds",
+                   err=True)
+        return 1
+    return 0

@@ -1,0 +1,95 @@
+"""Planning: a validated spec -> named configs (flat dicts) -> (config, fold) units, plus stable ids.
+
+Pure functions, no Ray / MLflow / Optuna. The ids make resume work: ``sweep_id`` depends only on the
+spec's *contents* (validated, defaults filled, so comments and key order do not matter) and the experiment
+name; ``config_hash`` only on the flat config, the dataset section and the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mer_model.config import validate_config
+from orchestrator.spec import SweepSpec, expand_grid
+
+
+def _digest(obj: Any, n: int = 12) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def sweep_id(spec: SweepSpec) -> str:
+    """12 hex chars from the spec contents + experiment name; the same file re-run gives the same id."""
+    return _digest({"spec": spec.model_dump(mode="json"), "experiment": spec.experiment})
+
+
+def config_hash(config: dict[str, Any], spec: SweepSpec) -> str:
+    """12 hex chars from the flat config (minus dataset-derived sizes), the dataset section and the seed."""
+    cfg = {k: v for k, v in config.items() if k not in ("num_classes", "num_aus")}
+    return _digest({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"),
+                    "seed": spec.protocol.seed})
+
+
+@dataclass
+class ConfigPlan:
+    """One configuration to evaluate over every LOSO fold (a grid arm or an Optuna trial)."""
+
+    arm: str  # unique within the sweep; MLflow run name of the config run
+    table: str  # paper table (III ... IX) or "search"
+    config: dict[str, Any]  # flat config, every default filled (num_classes / num_aus set at run time)
+    config_hash: str
+    optuna_trial: int | None = None
+    baseline: bool = False  # its table's baseline row (tag mer.baseline=true)
+    params: dict[str, Any] = field(default_factory=dict)  # Optuna's suggested values (search only)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One (config, fold): train on every subject but ``subject``, test on ``subject``."""
+
+    arm: str
+    subject: str
+    fold_index: int  # position of the subject in the sweep's fold list (Optuna pruning step)
+
+
+def make_config(spec: SweepSpec, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults (``model`` + ``train`` sections) updated by an arm's keys, validated by mer_model."""
+    return validate_config({**spec.model.model_dump(), **spec.train.model_dump(), **overrides})
+
+
+def grid_configs(spec: SweepSpec) -> list[ConfigPlan]:
+    """Every grid arm (named arms and expanded products) in file order."""
+    plans = []
+    for arm in expand_grid(spec):
+        cfg = make_config(spec, arm.overrides)
+        plans.append(ConfigPlan(arm=arm.name, table=arm.table, config=cfg, config_hash=config_hash(cfg, spec),
+                                baseline=arm.baseline))
+    return plans
+
+
+def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any]) -> ConfigPlan:
+    """The config of Optuna trial ``trial_number`` with its suggested ``params``."""
+    assert spec.search is not None
+    cfg = make_config(spec, {**spec.search.base.set_keys(), **params})
+    return ConfigPlan(arm=f"{spec.search.name}-{trial_number}", table="search", config=cfg,
+                      config_hash=config_hash(cfg, spec), optuna_trial=trial_number, params=dict(params))
+
+
+def fold_subjects(all_subjects: list[str], spec: SweepSpec) -> list[str]:
+    """The left-out subjects of the sweep: all of the dataset's, or ``protocol.subjects`` (checked)."""
+    from mer_model.errors import InputError
+
+    wanted = spec.protocol.subjects
+    if wanted is None:
+        return list(all_subjects)
+    missing = [s for s in wanted if s not in all_subjects]
+    if missing:
+        raise InputError(f"{spec.source}: protocol.subjects: {missing[0]!r} is not in the dataset; "
+                         f"allowed: {', '.join(all_subjects)}")
+    return [s for s in all_subjects if s in wanted]
+
+
+def units_for(plan: ConfigPlan, subjects: list[str]) -> list[Unit]:
+    return [Unit(arm=plan.arm, subject=s, fold_index=i) for i, s in enumerate(subjects)]

@@ -1,0 +1,133 @@
+"""Live progress of a sweep (rich): configs and folds done of total, failures, elapsed, ETA, best so far.
+
+On a terminal a ``rich.live.Live`` panel redraws in place; otherwise (CI logs, pipes, tests) one plain line
+is printed per finished config and per retried or failed fold. The end is a summary table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+
+def _hms(s: float) -> str:
+    s = int(max(0, s))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class SweepProgress:
+    """Counters plus a renderer; the runner calls the ``*_done`` hooks, nothing here touches Ray."""
+
+    def __init__(self, console: Console | None = None, objective: str = "uf1"):
+        self.console = console or Console(stderr=True)
+        self.objective = objective
+        self.live: Live | None = None
+        self.t0 = time.monotonic()
+        self.sid = self.experiment = ""
+        self.n_cfg = self.n_folds = 0
+        self.cfg_done = self.folds_done = self.folds_resumed = self.failed = self.retries = 0
+        self.n_workers = 0
+        self.best: tuple[str, float] | None = None
+        self.last = ""
+
+    # ---------------------------------------------------------------------------------------- hooks
+    def start(self, sweep_id: str, experiment: str, n_configs: int, n_folds: int) -> None:
+        self.sid, self.experiment, self.n_cfg, self.n_folds = sweep_id, experiment, n_configs, n_folds
+        self.t0 = time.monotonic()
+        if self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
+            self.live.start()
+        else:
+            self.console.print(f"sweep {sweep_id} (experiment {experiment!r}): {n_configs} configs, "
+                               f"{n_folds} folds")
+
+    def workers(self, n: int) -> None:
+        self.n_workers = n
+        self._update()
+
+    def fold_done(self, ok: bool, resumed: bool = False) -> None:
+        self.folds_done += 1
+        self.folds_resumed += resumed
+        self.failed += not ok
+        self._update()
+
+    def folds_cancelled(self, n: int) -> None:
+        """Folds of a pruned config that will not run: they leave the total."""
+        self.n_folds -= n
+        self._update()
+
+    def retry(self, arm: str, subject: str, error: str) -> None:
+        self.retries += 1
+        self._line(f"retry {arm}/{subject}: {error}")
+
+    def config_done(self, arm: str, status: str, value: float | None, best: tuple[int, float] | None) -> None:
+        self.cfg_done += 1
+        if status == "complete" and value is not None and (self.best is None or value > self.best[1]):
+            self.best = (arm, value)
+        ok = status == "complete" and value is not None
+        v = f"{self.objective}={value:.3f}" if ok else "no pooled value"
+        self._line(f"[{self.cfg_done}/{self.n_cfg}] {arm}: {status}, {v}")
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.stop()
+            self.live = None
+
+    # -------------------------------------------------------------------------------------- render
+    def eta(self) -> float | None:
+        trained = self.folds_done - self.folds_resumed
+        if trained <= 0:
+            return None
+        return (time.monotonic() - self.t0) / trained * max(0, self.n_folds - self.folds_done)
+
+    def _render(self) -> Any:
+        eta = self.eta()
+        head = Text.assemble(
+            (f"sweep {self.sid} ", "bold"), f"· {self.experiment} · {self.n_workers} workers\n",
+            f"configs {self.cfg_done}/{self.n_cfg} · folds {self.folds_done}/{self.n_folds}",
+            (f" · failed {self.failed}", "red" if self.failed else ""),
+            f" · retries {self.retries} · elapsed {_hms(time.monotonic() - self.t0)}"
+            f" · ETA {_hms(eta) if eta is not None else '?'}\n",
+            f"best {self.objective}: " + (f"{self.best[1]:.3f} ({self.best[0]})" if self.best else "-"),
+        )
+        bar = ProgressBar(total=max(1, self.n_folds), completed=self.folds_done)
+        return Group(head, bar, Text(self.last, style="dim"))
+
+    def _update(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def _line(self, msg: str) -> None:
+        self.last = msg
+        if self.live is not None:
+            self.live.console.print(msg)
+            self._update()
+        else:
+            self.console.print(msg, highlight=False)
+
+
+def summary_table(rows: list[dict[str, Any]], objective: str) -> Table:
+    """Arms x (table, status, folds, pooled accuracy / UF1 / UAR, per-fold mean UF1)."""
+    t = Table(title="sweep summary (pooled over LOSO folds; fold mean = mean of per-fold values)")
+    for col in ("arm", "table", "status", "folds ok", "accuracy", "uf1", "uar", "fold mean uf1"):
+        t.add_column(col, justify="left" if col in ("arm", "table", "status") else "right")
+
+    def f(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else "-"
+
+    best = max((r[objective] for r in rows if isinstance(r.get(objective), float)), default=None)
+    for r in rows:
+        n, nf = r.get("n_folds"), r.get("n_failed")
+        folds = f"{int(n - nf)}/{int(n)}" if isinstance(n, float) and isinstance(nf, float) else "-"
+        style = "bold green" if best is not None and r.get(objective) == best else (
+            "red" if r["status"] in ("failed", "incomplete") else "")
+        t.add_row(r["arm"], r["table"], r["status"], folds, f(r["accuracy"]), f(r["uf1"]), f(r["uar"]),
+                  f(r.get("fold_mean_uf1")), style=style)
+    return t

@@ -1,0 +1,421 @@
+"""Search-space YAML files: the pydantic schema and ``load_spec(path) -> SweepSpec``.
+
+A file has the sections ``dataset``, ``protocol``, ``model`` (defaults for the model keys), ``train``,
+``grid`` (named arms and cartesian products), ``search`` (Optuna), ``resources``, ``tracking`` and
+``storage``; ``docs/sweep.md`` documents every key. Everything is checked before Ray starts: unknown keys,
+wrong types, ranges, and every arm / search point against ``mer_model.config.validate_config`` (so e.g.
+``aau`` with fusion layer 4 is refused here, naming the arm). A bad file raises :class:`InputError` with
+one line: ``<file>: <dotted key>: <problem>; allowed: <what>``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mer_model.config import MODEL_DEFAULTS, TRAINING_DEFAULTS, validate_config
+from mer_model.errors import InputError
+
+DEFAULT_CACHE_DIR = "mer-runs/cache"
+METRICS = ("accuracy", "uf1", "uar")
+# Keys an arm / product / search may set: the model keys of the flat config (num_classes / num_aus come
+# from the dataset, never from the file).
+MODEL_KEYS = tuple(k for k in MODEL_DEFAULTS if k not in ("num_classes", "num_aus"))
+TRAIN_KEYS = tuple(TRAINING_DEFAULTS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class DatasetSpec(_Strict):
+    name: str = "synthme-tiny"
+    setup: Literal["objective", "objective5", "self5", "megc3"] = "objective"
+    root: Path | None = None  # folder of a real dataset (casme2 / samm); relative to the working directory
+    seed: int = 0  # SynthME generator seed
+    magnification: float = Field(1.0, gt=0)
+    cache_dir: Path | None = None  # default mer-runs/cache
+    knobs: dict[str, Any] = Field(default_factory=dict)  # preset knobs, e.g. n_subjects, n_clips
+
+    @field_validator("root")
+    @classmethod
+    def _root_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.exists():
+            raise ValueError(f"folder {str(v)!r} does not exist; allowed: an existing dataset folder")
+        return v
+
+
+class ProtocolSpec(_Strict):
+    scheme: Literal["loso"] = "loso"
+    seed: int = 0  # the training seed of every fold: same seed -> same fold result
+    objective: Literal["accuracy", "uf1", "uar"] = "uf1"  # pooled metric Optuna optimises / "best so far"
+    retries: int = Field(1, ge=0)  # extra attempts of a failing fold before it is recorded failed
+    subjects: list[str] | None = None  # left-out subjects to run (default: all); training uses all others
+
+
+class ModelSpec(_Strict):
+    """Defaults of the model keys for every arm (the paper's full model unless set)."""
+
+    model: Literal["gcn", "ss_gn", "gts_gn"] = "gts_gn"
+    features: Literal["A", "B"] = "B"
+    points: Literal[14, 31, 68] = 14
+    lam: bool = True
+    fusion_layer: int = Field(1, ge=1, le=4)
+    au_loss: str = "aau"
+    beta: float = Field(1.0, ge=0)
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(TRAINING_DEFAULTS["epochs"], ge=1)
+    batch_size: int = Field(TRAINING_DEFAULTS["batch_size"], ge=1)
+    lr: float = Field(TRAINING_DEFAULTS["lr"], gt=0)
+    weight_decay: float = Field(TRAINING_DEFAULTS["weight_decay"], ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = TRAINING_DEFAULTS["optimizer"]
+
+
+class _Overrides(_Strict):
+    """Model (and, rarely, training) keys an arm overrides; unset keys come from ``model`` / ``train``."""
+
+    model: Literal["gcn", "ss_gn", "gts_gn"] | None = None
+    features: Literal["A", "B"] | None = None
+    points: Literal[14, 31, 68] | None = None
+    lam: bool | None = None
+    fusion_layer: int | None = Field(None, ge=1, le=4)
+    au_loss: str | None = None
+    beta: float | None = Field(None, ge=0)
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
+
+    def set_keys(self) -> dict[str, Any]:
+        meta = ("name", "table", "baseline")
+        return {k: v for k, v in self.model_dump().items() if v is not None and k not in meta}
+
+
+class ArmSpec(_Overrides):
+    name: str = Field(min_length=1)
+    table: str = "-"  # paper table the arm belongs to: III, IV(a), IV(b), V, VI, VII, IX
+    baseline: bool = False  # the row its table's other arms are tested against (tag mer.baseline)
+
+
+class ProductSpec(_Strict):
+    """A cartesian product of key values; ``name`` is a ``str.format`` template over the varied keys."""
+
+    product: dict[str, list[Any]]
+    name: str
+    table: str = "-"
+    base: _Overrides = Field(default_factory=_Overrides)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("product")
+    @classmethod
+    def _keys(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for k, vals in v.items():
+            if k not in MODEL_KEYS + TRAIN_KEYS:
+                raise ValueError(f"unknown key {k!r}; allowed: {', '.join(MODEL_KEYS + TRAIN_KEYS)}")
+            if not vals:
+                raise ValueError(f"{k}: empty list; allowed: a non-empty list of values")
+        return v
+
+
+def _grid_kind(v: Any) -> str:
+    return "product" if isinstance(v, dict) and "product" in v else "arm"
+
+
+GridEntry = Annotated[
+    Annotated[ArmSpec, Tag("arm")] | Annotated[ProductSpec, Tag("product")], Discriminator(_grid_kind)
+]
+
+
+class FloatParam(_Strict):
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatParam:
+        if not self.low < self.high:
+            raise ValueError(f"low {self.low} must be < high {self.high}")
+        return self
+
+
+class CategoricalParam(_Strict):
+    choices: list[Any] = Field(min_length=1)
+
+
+class PrunerSpec(_Strict):
+    type: Literal["none", "wilcoxon"] = "none"
+    p_threshold: float = Field(0.1, gt=0, le=1)  # WilcoxonPruner: prune when p < p_threshold
+    n_startup_steps: int = Field(2, ge=0)  # folds reported before the pruner may act
+
+
+class SearchSpec(_Strict):
+    name: str = "search"  # arm names are "<name>-<trial number>"
+    sampler: Literal["tpe", "random", "grid"] = "tpe"
+    seed: int = 0  # sampler seed
+    n_trials: int = Field(ge=1)
+    direction: Literal["maximize", "minimize"] = "maximize"
+    base: _Overrides = Field(default_factory=_Overrides)  # fixed keys of every trial (over `model`)
+    params: dict[str, FloatParam | CategoricalParam] = Field(min_length=1)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    concurrent_trials: int = Field(2, ge=1)  # configs in flight at once (their folds fill the workers)
+
+    @model_validator(mode="after")
+    def _grid_needs_steps(self) -> SearchSpec:
+        if self.sampler == "grid":
+            for k, p in self.params.items():
+                if isinstance(p, FloatParam) and p.step is None:
+                    raise ValueError(f"params.{k}: the grid sampler needs a step; allowed: low, high, step")
+        return self
+
+    @field_validator("params")
+    @classmethod
+    def _param_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, p in v.items():
+            if k not in MODEL_KEYS + TRAIN_KEYS:
+                raise ValueError(f"unknown key {k!r}; allowed: {', '.join(MODEL_KEYS + TRAIN_KEYS)}")
+            if k == "beta" and isinstance(p, FloatParam) and p.low < 0:
+                raise ValueError(f"beta.low {p.low} is out of range; allowed: >= 0 (Eq. 12)")
+            if k == "fusion_layer" and isinstance(p, CategoricalParam):
+                bad = [c for c in p.choices if c not in (1, 2, 3, 4) or isinstance(c, bool)]
+                if bad:
+                    raise ValueError(f"fusion_layer choice {bad[0]!r}; allowed: 1, 2, 3, 4")
+        return v
+
+
+class ResourcesSpec(_Strict):
+    gpu_per_fold: float = Field(0.0, ge=0, le=8)  # fraction of a GPU per fold (0: CPU-only)
+    cpu_per_fold: float = Field(1.0, gt=0)  # CPUs per fold; also torch's thread count in the worker
+    packing: int = Field(1, ge=1)  # folds trained together by one worker (fold-batched; 1 = off)
+
+
+class TrackingSpec(_Strict):
+    uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///<abs>/mer-runs/mlflow.db
+    experiment: str | None = None  # default: the spec file's stem
+
+
+class StorageSpec(_Strict):
+    url: str | None = None  # default: $MER_OPTUNA_STORAGE, else sqlite:///<abs>/mer-runs/optuna.db
+
+
+class SweepSpec(_Strict):
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    grid: list[GridEntry] = Field(default_factory=list)
+    search: SearchSpec | None = None
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    # Set by load_spec, not by the file.
+    source: str = Field("<memory>", exclude=True)
+    text: str = Field("", exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> SweepSpec:
+        if not self.grid and self.search is None:
+            raise ValueError("nothing to run; allowed: a non-empty `grid` list and/or a `search` section")
+        return self
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or Path(self.source).stem
+
+
+def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
+    """('grid', 3, 'arm', 'beta') -> 'grid[3] (arm "X").beta' using the raw YAML to name the arm."""
+    out = ""
+    node = raw
+    for part in loc:
+        if part in ("arm", "product") and isinstance(node, dict) and part not in node:
+            continue  # discriminator tag, not a key
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                out += f" ({node['name']!r})"
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    typ, msg = err["type"], err["msg"]
+    if typ == "extra_forbidden":
+        return "unknown key"
+    if typ == "missing":
+        return "required key missing"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg[0].lower() + msg[1:]
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> str:
+    """For an unknown key: the keys the enclosing section accepts."""
+    parent = [p for p in loc[:-1] if not isinstance(p, int)]
+    model: type[BaseModel] = SweepSpec
+    for p in parent:
+        if p == "arm":
+            model = ArmSpec
+        elif p == "product":
+            model = ProductSpec
+        elif p in ("base",):
+            model = _Overrides
+        else:
+            field = model.model_fields.get(p)
+            ann = getattr(field, "annotation", None)
+            sub = _first_model(ann)
+            if sub is None:
+                return ""
+            model = sub
+    names = [n for n in model.model_fields if n not in ("source", "text")]
+    return "; allowed keys: " + ", ".join(names)
+
+
+def _first_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()) or ():
+        m = _first_model(a)
+        if m is not None:
+            return m
+    return None
+
+
+@dataclass(frozen=True)
+class GridArm:
+    name: str
+    table: str
+    overrides: dict[str, Any]  # keys set over the `model` / `train` defaults
+    where: str  # dotted key for error messages
+    baseline: bool = False
+
+
+def expand_grid(spec: SweepSpec) -> list[GridArm]:
+    """Every grid arm in file order; products expand in the order of their lists (first key slowest) and
+    ``exclude`` removes combinations."""
+    out: list[GridArm] = []
+    for i, entry in enumerate(spec.grid):
+        if isinstance(entry, ArmSpec):
+            out.append(GridArm(entry.name, entry.table, entry.set_keys(), f"grid[{i}] ({entry.name!r})",
+                               entry.baseline))
+            continue
+        keys = list(entry.product)
+        for combo in itertools.product(*(entry.product[k] for k in keys)):
+            values = dict(zip(keys, combo, strict=True))
+            if any(all(values.get(k) == v for k, v in ex.items()) for ex in entry.exclude):
+                continue
+            try:
+                name = entry.name.format(**values)
+            except (KeyError, IndexError, ValueError) as e:
+                raise InputError(
+                    f"{spec.source}: grid[{i}].name: template {entry.name!r} cannot be filled ({e}); "
+                    f"allowed: placeholders among {{{'}, {'.join(keys)}}}"
+                ) from None
+            combo_desc = ", ".join(f"{k}={v}" for k, v in values.items())
+            out.append(GridArm(name, entry.table, {**entry.base.set_keys(), **values},
+                               f"grid[{i}].product ({combo_desc})"))
+    return out
+
+
+def _check_config(spec: SweepSpec, where: str, overrides: dict[str, Any]) -> None:
+    base = {**spec.model.model_dump(), **spec.train.model_dump()}
+    cfg = {**base, **overrides}
+    try:
+        validate_config(cfg)
+    except InputError as e:
+        detail = str(e).removeprefix("config: ")
+        raise InputError(f"{spec.source}: {where}: {detail}") from None
+
+
+def _check_search_points(spec: SweepSpec) -> None:
+    """Every categorical combination of the search, at the float ranges' ends, must be a valid config."""
+    s = spec.search
+    assert s is not None
+    fixed = s.base.set_keys()
+    cats = {k: p.choices for k, p in s.params.items() if isinstance(p, CategoricalParam)}
+    floats = {k: p for k, p in s.params.items() if isinstance(p, FloatParam)}
+    keys = list(cats)
+    for combo in itertools.product(*(cats[k] for k in keys)):
+        for end in ("low", "high"):
+            point = {**fixed, **dict(zip(keys, combo, strict=True)),
+                     **{k: getattr(p, end) for k, p in floats.items()}}
+            desc = ", ".join(f"{k}={v}" for k, v in dict(zip(keys, combo, strict=True)).items())
+            _check_config(spec, f"search.params ({desc or end})", point)
+
+
+def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
+    """Validate an already-parsed YAML document (see :func:`load_spec`)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: (top level): expected a mapping of sections; allowed keys: "
+                         + ", ".join(n for n in SweepSpec.model_fields if n not in ("source", "text")))
+    try:
+        spec = SweepSpec.model_validate({**raw, "source": source, "text": text})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        extra = _allowed_keys(loc) if err["type"] == "extra_forbidden" else ""
+        raise InputError(f"{source}: {_dotted(loc, raw)}: {_describe(err)}{extra}") from None
+    if spec.dataset.name not in _dataset_names():
+        raise InputError(f"{source}: dataset.name: {spec.dataset.name!r} is unknown; allowed: "
+                         + ", ".join(_dataset_names()))
+    if not spec.dataset.name.startswith("synthme") and spec.dataset.root is None:
+        raise InputError(f"{source}: dataset.root: required for {spec.dataset.name}; allowed: the dataset "
+                         "folder holding the coding spreadsheet and the subject frame folders")
+    names: set[str] = set()
+    for arm in expand_grid(spec):
+        if arm.name in names:
+            raise InputError(f"{source}: {arm.where}: arm name {arm.name!r} is used twice; "
+                             "allowed: unique names")
+        names.add(arm.name)
+        _check_config(spec, arm.where, arm.overrides)
+    if spec.search is not None:
+        _check_search_points(spec)
+    return spec
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from mer_model.data.dataset import dataset_names
+
+    return dataset_names()
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a search-space YAML file.
+
+    Raises:
+        InputError: one line ``<file>: <dotted key>: <problem>; allowed: <what>`` for a missing or
+            unreadable file, bad YAML, unknown keys, wrong types, out-of-range values and invalid arms.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"{p}: cannot read the file ({e.strerror}); allowed: a readable YAML file") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(top level)"
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise InputError(f"{p}: {where}: {problem}; allowed: a YAML mapping") from None
+    return parse_spec(raw, str(p), text)
