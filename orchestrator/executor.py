@@ -54,7 +54,9 @@ class FoldWorker:
         self.client = MlflowClient(tracking_uri)
         self.exp_id = experiment_id
         self.device = device
-        self.node = f"{socket.gethostname()}/{ray.util.get_node_ip_address()}"
+        # hostname / node IP, plus the Ray node id: several nodes of one machine share hostname and IP
+        node_id = ray.get_runtime_context().get_node_id()[:8]
+        self.node = f"{socket.gethostname()}/{ray.util.get_node_ip_address()}/{node_id}"
 
     def ping(self) -> str:
         return self.node

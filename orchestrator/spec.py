@@ -135,7 +135,8 @@ class ProductSpec(_Strict):
 
 
 def _grid_kind(v: Any) -> str:
-    return "product" if isinstance(v, dict) and "product" in v else "arm"
+    # called with the raw dict when validating and with the model instance when serialising
+    return "product" if isinstance(v, ProductSpec) or (isinstance(v, dict) and "product" in v) else "arm"
 
 
 GridEntry = Annotated[

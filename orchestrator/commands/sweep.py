@@ -49,7 +49,6 @@ def command(file: str, address: str | None, resume: bool, dry_run: bool, trackin
 
 
 def _dry_run(spec) -> None:  # noqa: ANN001
-    from rich.console import Console
     from rich.table import Table
 
     from orchestrator.plan import fold_subjects, grid_configs, sweep_id
@@ -65,7 +64,7 @@ def _dry_run(spec) -> None:  # noqa: ANN001
         c = p.config
         t.add_row(p.arm, p.table, p.config_hash, c["model"], c["features"], str(c["points"]), str(c["lam"]),
                   str(c["fusion_layer"]) if c["model"] == "gts_gn" else "-", c["au_loss"], f"{c['beta']:g}")
-    console = Console()
+    console = _console()
     console.print(t)
     n_trials = spec.search.n_trials if spec.search else 0
     if spec.search:
@@ -75,6 +74,14 @@ def _dry_run(spec) -> None:  # noqa: ANN001
     n_cfg = len(plans) + n_trials
     console.print(f"{n_cfg} configs x {len(subjects)} LOSO folds = {n_cfg * len(subjects)} units "
                   f"({spec.train.epochs} epochs each)")
+
+
+def _console():  # noqa: ANN202
+    """Stdout console; wide when not a terminal so logs keep whole arm names on one line."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=200)
 
 
 def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
@@ -95,8 +102,6 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
 
 
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> int:  # noqa: ANN001
-    from rich.console import Console
-
     from orchestrator.progress import SweepProgress, summary_table
     from orchestrator.runner import run_sweep
 
@@ -106,7 +111,7 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
                            tracking_uri=tracking_uri, storage_url=storage_url, progress=prog)
     finally:
         prog.stop()
-    console = Console()
+    console = _console()
     console.print(summary_table(result.rows(), spec.protocol.objective))
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
                   f"by this run; MLflow experiment {result.experiment!r}")

@@ -1,0 +1,142 @@
+"""Search-space files: every shipped file validates; every bad file exits 2 with one line naming the file,
+the key and what is allowed, before Ray starts (checked with ``ray.is_initialized()``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from click.testing import CliRunner
+
+from mer_model.errors import InputError
+from orchestrator.cli import main
+from orchestrator.plan import grid_configs, sweep_id
+from orchestrator.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = {
+    "dataset": {"name": "synthme-tiny", "knobs": {"n_subjects": 3, "n_clips": 30}},
+    "train": {"epochs": 1},
+    "grid": [{"name": "base", "table": "V", "model": "gts_gn", "au_loss": "aau"}],
+}
+
+
+def _write(tmp_path: Path, doc: dict, name: str = "space.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return p
+
+
+def _with(**sections) -> dict:
+    return {**GOOD, **sections}
+
+
+@pytest.mark.parametrize("name", ["smoke", "ablation", "beta_fusion"])
+def test_shipped_search_spaces_validate(name: str) -> None:
+    spec = load_spec(ROOT / "search_spaces" / f"{name}.yaml")
+    plans = grid_configs(spec)
+    assert len({p.arm for p in plans}) == len(plans)
+    assert all(p.table != "-" for p in plans)  # every arm says which paper table it belongs to
+    assert len({p.config_hash for p in plans}) == len({tuple(sorted(p.config.items())) for p in plans})
+    if name == "ablation":
+        # the paper's whole ablation, beta fixed to 1, every arm tagged with its table
+        assert {p.table for p in plans} == {"III", "IV(a)", "IV(b)", "V", "VI", "VII", "IX"}
+        assert all(p.config["beta"] == 1.0 for p in plans)
+        vii = [p for p in plans if p.table == "VII"]
+        assert len(vii) == 11  # 4 fusion layers x (none, AU loss, AAU) minus AAU at layer 4
+        assert not any(p.config["fusion_layer"] == 4 and p.config["au_loss"] == "aau" for p in vii)
+    if name == "beta_fusion":
+        assert spec.search is not None and spec.search.params["beta"].step == pytest.approx(0.1)
+
+
+def test_sweep_id_depends_on_contents_not_formatting(tmp_path: Path) -> None:
+    a = load_spec(_write(tmp_path, GOOD, "a.yaml"))
+    text = "# a comment\n" + yaml.safe_dump(GOOD, sort_keys=True)
+    (tmp_path / "b.yaml").write_text(text)
+    b = load_spec(tmp_path / "b.yaml")
+    tmp_b2 = tmp_path / "x"
+    tmp_b2.mkdir()
+    c = load_spec(_write(tmp_b2, _with(train={"epochs": 2}), "a.yaml"))
+    # b has another file name -> another experiment name -> another sweep id; a vs a-with-comment/order:
+    same = load_spec(_write(tmp_b2, GOOD, "a.yaml"))
+    assert sweep_id(a) == sweep_id(same) != sweep_id(c)
+    assert sweep_id(a) != sweep_id(b)
+
+
+BAD = [
+    ("unknown key", _with(train={"epochs": 1, "epoch_count": 3}), "train.epoch_count: unknown key",
+     "allowed keys: epochs, batch_size"),
+    ("wrong type", _with(train={"epochs": "many"}), "train.epochs:", "integer"),
+    ("beta out of range", _with(grid=[{"name": "neg", "beta": -0.5}]), "grid[0] ('neg').beta:",
+     "greater than or equal to 0"),
+    ("search beta out of range",
+     _with(search={"n_trials": 2, "params": {"beta": {"low": -1.0, "high": 1.0, "step": 0.1}}}),
+     "search.params:", "allowed: >= 0"),
+    ("fusion layer 5", _with(grid=[{"name": "f5", "fusion_layer": 5}]), "grid[0] ('f5').fusion_layer:",
+     "less than or equal to 4"),
+    ("search fusion layer 5",
+     _with(search={"n_trials": 2, "params": {"fusion_layer": {"choices": [1, 5]}}}),
+     "search.params:", "allowed: 1, 2, 3, 4"),
+    ("aau with fusion 4", _with(grid=[{"name": "ok", "fusion_layer": 1},
+                                      {"name": "bad", "fusion_layer": 4, "au_loss": "aau"}]),
+     "grid[1] ('bad'): au_loss:", "fusion_layer 1..3"),
+    ("aau with fusion 4 in a product",
+     _with(grid=[{"product": {"fusion_layer": [3, 4]}, "name": "L{fusion_layer}",
+                  "base": {"au_loss": "aau"}}]),
+     "grid[0].product (fusion_layer=4): au_loss:", "fusion_layer 1..3"),
+    ("aau with fusion 4 reachable by the search",
+     _with(search={"n_trials": 2, "base": {"au_loss": "aau"},
+                   "params": {"fusion_layer": {"choices": [1, 4]}}}),
+     "search.params (fusion_layer=4): au_loss:", "fusion_layer 1..3"),
+    ("missing dataset path", _with(dataset={"name": "casme2", "root": "/no/such/CASME2"}),
+     "dataset.root:", "does not exist"),
+    ("real dataset without a path", _with(dataset={"name": "casme2"}), "dataset.root: required for casme2",
+     "allowed: the dataset folder"),
+    ("unknown dataset", _with(dataset={"name": "casme3"}), "dataset.name: 'casme3' is unknown",
+     "synthme-tiny"),
+    ("packing 0", _with(resources={"packing": 0}), "resources.packing:", "greater than or equal to 1"),
+    ("duplicate arm", _with(grid=[{"name": "x"}, {"name": "x", "lam": False}]), "grid[1] ('x'): arm name",
+     "unique names"),
+    ("nothing to run", _with(grid=[]), "(top level): nothing to run", "allowed:"),
+]
+
+
+@pytest.mark.parametrize("case,doc,where,allowed", BAD, ids=[b[0] for b in BAD])
+def test_bad_file_exits_2_with_one_line_before_ray(tmp_path: Path, case: str, doc: dict, where: str,
+                                                    allowed: str) -> None:
+    path = _write(tmp_path, doc)
+    with pytest.raises(InputError) as err:
+        load_spec(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: {where}"), msg
+    assert allowed in msg, msg
+
+    result = CliRunner().invoke(main, ["sweep", str(path), "--num-cpus", "1"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == msg
+    assert not ray.is_initialized()
+    assert not (tmp_path / "mer-runs").exists()
+
+
+def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["sweep", str(tmp_path / "missing.yaml")])
+    assert r.exit_code == 2 and "missing.yaml: cannot read the file" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: [unclosed\n")
+    r = CliRunner().invoke(main, ["sweep", str(bad)])
+    assert r.exit_code == 2 and r.stderr.startswith(f"{bad}: line ")
+
+
+def test_dry_run_counts_units(tmp_path: Path) -> None:
+    doc = _with(grid=[{"product": {"fusion_layer": [1, 2, 3]}, "name": "GTS-GN (layer {fusion_layer})",
+                       "table": "IV(b)"}],
+                search={"n_trials": 4, "params": {"beta": {"low": 0.1, "high": 1.0, "step": 0.1}}})
+    r = CliRunner().invoke(main, ["sweep", str(_write(tmp_path, doc)), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "GTS-GN (layer 3)" in r.stdout
+    assert "7 configs x 3 LOSO folds = 21 units" in " ".join(r.stdout.split())
+    assert not ray.is_initialized()
