@@ -1,0 +1,134 @@
+"""train_fold: determinism, overfitting a tiny batch, augment views, FoldResult round trip."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from mer_model import FoldResult, classification_metrics, train_fold
+from mer_model.errors import InputError
+from mer_model.landmarks import REFERENCE_SHAPE
+
+
+@dataclass
+class Split:
+    landmarks: np.ndarray
+    labels: np.ndarray
+    aus: np.ndarray
+    augment: np.ndarray | None = None
+
+
+def _split(n, seed, classes=3, num_aus=4, views=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    lm = np.broadcast_to(REFERENCE_SHAPE, (n, 3, 68, 2)) + rng.normal(0, 0.5, (n, 3, 68, 2))
+    lm[:, 1, 17:27, 1] -= 2.0 * labels[:, None]  # apex: brows raised by class
+    aus = (rng.random((n, num_aus)) < 0.4).astype(np.float32)
+    aug = lm[:, None] + rng.normal(0, 0.3, (n, views, 3, 68, 2)) if views else None
+    return Split(lm.astype(np.float32), labels, aus, None if aug is None else aug.astype(np.float32))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny models only lose from two threads on a shared 2-core runner."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+FAST = dict(model="gts_gn", fusion_layer=2, epochs=2, batch_size=8)
+
+
+def _comparable(r):
+    d = r.to_dict()
+    d.pop("train_seconds")
+    return d
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    train, test = _split(20, 0), _split(5, 1)
+    a, b = train_fold(FAST, train, test, seed=7), train_fold(FAST, train, test, seed=7)
+    assert _comparable(a) == _comparable(b)
+    c = train_fold(FAST, train, test, seed=8)
+    assert c.loss_curve != a.loss_curve
+
+
+def test_caller_rng_is_untouched():
+    state = torch.get_rng_state()
+    train_fold(FAST, _split(10, 0), _split(3, 1), seed=1)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_fold_result_fields_and_json_round_trip():
+    train, test = _split(12, 0, classes=3, num_aus=4), _split(5, 1)
+    r = train_fold(FAST, train, test, seed=0)
+    assert r.y_true.tolist() == test.labels.tolist()
+    assert r.probs.shape == (5, 3) and np.allclose(r.probs.sum(1), 1.0)
+    assert r.y_pred.tolist() == r.probs.argmax(1).tolist()
+    assert r.aau_layers == [2, 3, 4] and len(r.aau_weights) == 3
+    assert all(w > 0 for w in r.aau_weights) and sum(r.aau_weights) == pytest.approx(1.0)
+    assert list(r.lam) == ["layer1.xy", "layer1.dalpha", "layer2.xy", "layer2.dalpha", "layer3", "layer4"]
+    assert all(v.shape == (14, 14) for v in r.lam.values())
+    assert len(r.loss_curve) == 2 and (r.epochs, r.seed, r.n_train, r.n_test) == (2, 0, 12, 5)
+    back = FoldResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert _comparable(back) == _comparable(r)
+    assert back.probs.dtype == np.float64 and back.lam["layer3"].shape == (14, 14)
+
+
+def test_layer_and_none_au_loss_weights():
+    train, test = _split(10, 0), _split(3, 1)
+    one = train_fold({**FAST, "au_loss": "layer:3"}, train, test, seed=0)
+    assert (one.aau_layers, one.aau_weights) == ([3], [1.0])
+    none = train_fold({**FAST, "au_loss": "none", "lam": False}, train, test, seed=0)
+    assert (none.aau_layers, none.aau_weights, none.lam) == ([], [], {})
+
+
+def test_augment_views_are_extra_training_samples_and_test_augment_is_ignored():
+    train, test = _split(10, 0, views=2), _split(4, 1, views=1)
+    r = train_fold(FAST, train, test, seed=3)
+    # the same samples given explicitly as plain training clips (clips, then views) train identically
+    flat = Split(
+        np.concatenate([train.landmarks, train.augment.reshape(-1, 3, 68, 2)]),
+        np.concatenate([train.labels, np.repeat(train.labels, 2)]),
+        np.concatenate([train.aus, np.repeat(train.aus, 2, axis=0)]),
+    )
+    r_flat = train_fold(FAST, flat, test, seed=3)
+    assert r.loss_curve == r_flat.loss_curve and np.array_equal(r.probs, r_flat.probs)
+    test_garbage = Split(test.landmarks, test.labels, test.aus, np.full_like(test.augment, np.nan))
+    assert _comparable(train_fold(FAST, train, test_garbage, seed=3)) == _comparable(r)
+    no_views = train_fold(FAST, Split(train.landmarks, train.labels, train.aus), test, seed=3)
+    assert no_views.loss_curve != r.loss_curve
+
+
+def test_overfits_a_tiny_batch():
+    tiny = _split(12, 5, classes=4)
+    tiny.labels = np.array([0, 1, 2, 3] * 3)  # labels unrelated to the landmarks: only memorisation fits them
+    cfg = dict(
+        model="ss_gn", features="A", au_loss="none", epochs=120, batch_size=12, lr=1e-2, weight_decay=0.0
+    )
+    r = train_fold(cfg, tiny, tiny, seed=0)
+    assert r.loss_curve[-1] < 0.1 * r.loss_curve[0]
+    assert classification_metrics(r.y_true, r.y_pred, 4)["accuracy"] == 1.0
+
+
+def test_learns_a_separable_signal():
+    train, test = _split(48, 0), _split(12, 1)
+    # 30 epochs (90 steps): with fewer, BatchNorm's running statistics still lag the fast-changing activations
+    cfg = dict(model="ss_gn", features="A", au_loss="none", epochs=30, batch_size=16)
+    r = train_fold(cfg, train, test, 0)
+    assert classification_metrics(r.y_true, r.y_pred, 3)["accuracy"] >= 0.9
+
+
+def test_sizes_are_checked_against_the_data():
+    train, test = _split(6, 0, classes=3), _split(3, 1)
+    with pytest.raises(
+        InputError, match="config: num_classes: got 2; allowed: more than the largest label 2"
+    ):
+        train_fold({**FAST, "num_classes": 2}, train, test, seed=0)
+    with pytest.raises(InputError, match=r"config: num_aus: got 3; allowed: 4 \(the dataset's AU columns\)"):
+        train_fold({**FAST, "num_aus": 3}, train, test, seed=0)
+    with pytest.raises(InputError, match="train: landmarks: got 1 training samples; allowed: at least 2"):
+        train_fold(FAST, _split(1, 0), test, seed=0)
