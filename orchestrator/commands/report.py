@@ -1,0 +1,53 @@
+"""``mer-orch report``: thin click wrapper over :func:`orchestrator.report.build_report`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+@click.command(name="report")
+@click.option(
+    "--experiment", required=True, help="MLflow experiment of the sweep (one experiment per sweep)."
+)
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mer-runs/mlflow.db].",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder [default: mer-runs/reports/<experiment>]; replaced whole when the report is done.",
+)
+@click.option(
+    "--storage",
+    default=None,
+    help="Optuna storage URL or journal:<path> of the sweep's study [default: the storage the sweep "
+    "recorded, else $MER_OPTUNA_STORAGE, else mer-runs/optuna.db; when none exists the search is rebuilt "
+    "from the MLflow runs].",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the permutation test and bootstrap.")
+def command(
+    experiment: str, tracking_uri: str | None, out: Path | None, storage: str | None, seed: int
+) -> None:
+    """Paper-style tables (CSV), figures (PNG) and significance tests of one sweep, linked from report.md."""
+    # Figures go to files; never look for a display.
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    # One artifact download per fold: MLflow's per-download progress bar would flood the terminal.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from mer_model.errors import InputError
+    from orchestrator.report.build import build_report
+
+    try:
+        path = build_report(experiment, tracking_uri, out, storage, seed=seed)
+    except InputError as err:
+        click.echo(f"error: {err}", err=True)
+        raise SystemExit(2) from None
+    click.echo(str(path))

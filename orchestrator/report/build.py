@@ -1,0 +1,398 @@
+"""Thin driver: read the sweep, build every table / figure / test, write them and ``report.md`` into a folder.
+
+Output folder layout (all paths in ``report.md`` are relative to it)::
+
+    report.md
+    tables/table_<tag>.csv            arms x metrics of each paper table (mer.table tag)
+    tables/significance_<tag>.csv     each arm vs its table's baseline
+    tables/table_VII_grid.csv         Table VII in the paper's shape (when the arms allow it)
+    tables/table_VIII_<arm>.csv       per-subject AAU weights + average
+    tables/search_trials.csv          Optuna trials; tables/param_importances.csv
+    tables/folds.csv                  every fold run: subject, status, per-fold metrics
+    figures/*.png                     each with its numbers beside it (.csv / .npz)
+
+The folder is built under a temporary name and swapped in at the end, so an interrupted report leaves the
+previous one (or nothing), never a half-written one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.report import figures, search, tables
+from orchestrator.report.markdown import FigureItem, ReportContent, TableSection, render
+from orchestrator.report.runs import (
+    SweepRuns,
+    load_sweep,
+    read_csv_artifact,
+    read_lam,
+    read_text_artifact,
+)
+
+
+def slug(name: str) -> str:
+    """File-name-safe arm / table name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "x"
+
+
+def dataset_statement(dataset: str, setup: str | None) -> str:
+    """The sentence under the report title saying where the numbers come from."""
+    d = dataset.lower()
+    setup_txt = f" (class setup `{setup}`)" if setup else ""
+    if d.startswith("synthme"):
+        return (
+            f"These numbers come from **SynthME**{setup_txt}, the synthetic dataset embedded in "
+            "mer-orch (landmarks moved by FACS-following AU templates). **They are not CASME II or SAMM "
+            "numbers** and say nothing about GTS-GN on real micro-expressions; compare them only with "
+            "other SynthME runs."
+        )
+    if d == "unknown":
+        return (
+            "The runs do not record their dataset (`mer.dataset` tag): do not compare these numbers "
+            "with any paper."
+        )
+    return f"These numbers come from **{dataset}**{setup_txt}, leave-one-subject-out over its subjects."
+
+
+def _write_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=index)
+
+
+def _table_sections(runs: SweepRuns, out: Path, seed: int) -> list[TableSection]:
+    sections = []
+    for tag in tables.ordered_tables(runs.configs["table"]):
+        t = tables.arm_table(runs.configs, runs.folds, tag)
+        sig = tables.significance_table(runs.configs, runs.folds, tag, seed=seed)
+        s = tables.table_slug(tag)
+        csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
+        _write_csv(t, out / csv)
+        _write_csv(sig, out / sig_csv)
+        section = TableSection(tag, tables.TABLE_TITLES.get(tag, f"Table {tag}"), t, sig, csv, sig_csv)
+        if tag == "VII":
+            grid = tables.vii_grid(t)
+            if grid is not None:
+                section.grid, section.grid_csv = grid, f"tables/table_{s}_grid.csv"
+                _write_csv(grid, out / section.grid_csv)
+        sections.append(section)
+    return sections
+
+
+def _shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
+    """Config runs that get per-arm figures and Table VIII: every arm of the paper tables, and of the Optuna
+    trials only the best complete one (a search of 50 trials would otherwise bury the paper's arms)."""
+    c = runs.configs.assign(status=tables.effective_status(runs.configs, runs.folds))
+    search_rows = c[(c["table"] == "search") & (c["status"] == "complete")]
+    keep = c["table"] != "search"
+    if len(search_rows) and objective in search_rows:
+        keep |= c["run_id"] == search_rows.loc[search_rows[objective].idxmax(), "run_id"]
+    return runs.configs[keep.to_numpy()]
+
+
+def _lam_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[FigureItem]:
+    items = []
+    for _, c in arms.iterrows():
+        if str(c.get("param.lam", "true")).lower() in ("false", "0"):
+            continue  # fixed adjacency: nothing learned to show
+        f = runs.folds[(runs.folds["config_run_id"] == c["run_id"]) & runs.folds["status"].eq("complete")]
+        per_fold = [read_lam(runs.client, rid) for rid in f["run_id"]]
+        per_fold = [m for m in per_fold if m]
+        if not per_fold:
+            continue
+        keys = sorted(set.intersection(*(set(m) for m in per_fold)))
+        mean = {k: np.mean([m[k] for m in per_fold], axis=0) for k in keys}
+        name = slug(c["arm"])
+        png, npz = f"figures/fig5_lam_{name}.png", f"figures/fig5_lam_{name}.npz"
+        np.savez(out / npz, **mean)
+        figures.lam_heatmaps(
+            mean, f"Learned adjacency (LAM) per layer: {c['arm']}, mean of {len(per_fold)} folds", out / png
+        )
+        items.append(
+            FigureItem(
+                f"Fig. 5: LAM heatmaps, {c['arm']}",
+                png,
+                npz,
+                f"Learned A_L (Eq. 6) of each layer, element-wise mean over the {len(per_fold)} complete "
+                "LOSO folds (one model per left-out subject), on one colour scale.",
+            )
+        )
+    return items
+
+
+def _beta_figure(runs: SweepRuns, out: Path) -> list[FigureItem]:
+    c = runs.configs.assign(status=tables.effective_status(runs.configs, runs.folds))
+    if "param.beta" not in c:
+        return []
+    # the tables in which beta varies (the search, or a beta sweep written as arms)
+    tags = [t for t in c["table"].unique() if c.loc[c["table"] == t, "param.beta"].nunique() > 1]
+    rows = c[c["table"].isin(tags)]
+    if rows.empty:
+        return []
+    pts = pd.DataFrame(
+        {
+            "arm": rows["arm"],
+            "table": rows["table"],
+            "status": rows["status"],
+            "beta": pd.to_numeric(rows["param.beta"], errors="coerce"),
+            "accuracy": rows["accuracy"] if "accuracy" in rows else np.nan,
+        }
+    )
+    if "param.fusion_layer" in rows and rows["param.fusion_layer"].nunique() > 1:
+        pts["fusion_layer"] = rows["param.fusion_layer"].to_numpy()
+    pts.loc[pts["status"] != "complete", "accuracy"] = np.nan
+    _write_csv(pts, out / "figures/fig9_accuracy_vs_beta.csv")
+    done = pts[pts["status"] == "complete"]
+    excluded = len(pts) - len(done)
+    figures.accuracy_vs_beta(done, "Pooled accuracy against beta", out / "figures/fig9_accuracy_vs_beta.png")
+    return [
+        FigureItem(
+            "Fig. 9: accuracy against beta",
+            "figures/fig9_accuracy_vs_beta.png",
+            "figures/fig9_accuracy_vs_beta.csv",
+            f"Pooled ACC of the complete arms of table(s) {', '.join(tags)} against beta (Eq. 12)"
+            + (
+                f"; {excluded} arm(s) not complete are left out (listed in the data file)."
+                if excluded
+                else "."
+            ),
+        )
+    ]
+
+
+def _confusion_matrix(runs: SweepRuns, run_id: str) -> tuple[np.ndarray, list[str]] | None:
+    df = read_csv_artifact(runs.client, run_id, "confusion.csv")
+    if df is not None and len(df):
+        first = df.columns[0]
+        if (
+            not pd.api.types.is_numeric_dtype(df[first])
+            or str(first).startswith("Unnamed")
+            or first in ("true", "y_true", "label", "class")
+        ):
+            df = df.set_index(first)
+        return df.to_numpy(dtype=int), [str(c) for c in df.columns]
+    pred = read_csv_artifact(runs.client, run_id, "predictions.csv")
+    if pred is None or pred.empty:
+        return None
+    from sklearn.metrics import confusion_matrix
+
+    labels = sorted(set(pred["y_true"]) | set(pred["y_pred"]))
+    return confusion_matrix(pred["y_true"], pred["y_pred"], labels=labels), [str(x) for x in labels]
+
+
+def _confusion_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[FigureItem]:
+    items = []
+    status = tables.effective_status(arms, runs.folds)
+    for c, st in zip(arms.itertuples(), status, strict=True):
+        if st != "complete":
+            continue  # a partial confusion matrix would be read as the arm's
+        got = _confusion_matrix(runs, c.run_id)
+        if got is None:
+            continue
+        m, labels = got
+        name = slug(c.arm)
+        png, csv = f"figures/confusion_{name}.png", f"figures/confusion_{name}.csv"
+        _write_csv(pd.DataFrame(m, index=labels, columns=labels), out / csv, index=True)
+        figures.confusion(m, labels, f"{c.arm}: pooled confusion (rows true)", out / png)
+        items.append(
+            FigureItem(
+                f"Confusion matrix, {c.arm}",
+                png,
+                csv,
+                "Counts over all LOSO folds pooled; rows are true classes, columns predictions.",
+            )
+        )
+    return items
+
+
+def _search_part(
+    runs: SweepRuns, out: Path, storage: str | None, objective: str
+) -> tuple[list[str], list[FigureItem]]:
+    rows = runs.configs[runs.configs["table"] == "search"]
+    names = [runs.sweep_tags.get("mer.optuna_study", ""), runs.experiment_name]
+    study, source = None, ""
+    # --storage, else the storage the sweep recorded, else $MER_OPTUNA_STORAGE / mer-runs/optuna.db
+    candidates = [(storage, True)] if storage else []
+    if not storage and runs.sweep_tags.get("mer.optuna_storage"):
+        candidates.append((runs.sweep_tags["mer.optuna_storage"], False))
+    if not storage:
+        from orchestrator.services import resolve_services
+
+        candidates.append((resolve_services(runs.tracking_uri).optuna_storage, False))
+    for url, given in candidates:
+        study = search.load_study(url, names, given=given)
+        if study is not None:
+            source = f"Optuna study `{study.study_name}` in `{url}`"
+            break
+    if study is None and len(rows):
+        params = [p[len("param.") :] for p in tables.varying_params(rows)]
+        rows = rows.assign(status=tables.effective_status(rows, runs.folds))
+        study = search.study_from_runs(rows, params, objective)
+        source = (
+            "rebuilt from the MLflow config runs tagged `mer.table=search` (the sweep's Optuna storage "
+            f"was not found); value = pooled `{objective}`"
+        )
+    if study is None:
+        return [], []
+    trials = search.trials_frame(study)
+    _write_csv(trials, out / "tables/search_trials.csv")
+    counts = trials["state"].value_counts().to_dict()
+    lines = [
+        f"Source: {source}. Trials: {len(trials)} ("
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        + "); data: "
+        "[tables/search_trials.csv](tables/search_trials.csv)."
+    ]
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if done:
+        best = study.best_trial
+        lines.append(
+            f"Best trial: #{best.number}, value {best.value:.4f}, params "
+            + ", ".join(f"`{k}={v}`" for k, v in best.params.items())
+            + "."
+        )
+    items = []
+    if len(trials):
+        maximize = study.direction.name == "MAXIMIZE"
+        figures.search_history(
+            trials,
+            f"pooled {objective}",
+            "Optuna search history",
+            out / "figures/search_history.png",
+            maximize=maximize,
+        )
+        items.append(
+            FigureItem(
+                "Optuna search history",
+                "figures/search_history.png",
+                "tables/search_trials.csv",
+                "Objective of each complete trial and the best so far; pruned / failed trials "
+                "are marked with x and carry no value.",
+            )
+        )
+    imp, why = search.importances(study)
+    if imp:
+        _write_csv(
+            pd.DataFrame({"param": list(imp), "importance": list(imp.values())}),
+            out / "tables/param_importances.csv",
+        )
+        figures.param_importances(imp, "Optuna parameter importances", out / "figures/param_importances.png")
+        items.append(
+            FigureItem(
+                "Optuna parameter importances",
+                "figures/param_importances.png",
+                "tables/param_importances.csv",
+                "Share of the objective's variance explained by each parameter (Optuna's "
+                "default fANOVA evaluator over the complete trials).",
+            )
+        )
+    else:
+        lines.append(f"Parameter importances: not computed: {why}.")
+    return lines, items
+
+
+def _objective(runs: SweepRuns) -> tuple[str, str | None]:
+    """The pooled metric the sweep's search optimised (``protocol.objective`` of its spec.yaml)."""
+    import yaml
+
+    text = read_text_artifact(runs.client, runs.sweep_run_id, "spec.yaml") if runs.sweep_run_id else None
+    if text is None:
+        return "accuracy", "The sweep run has no spec.yaml: the search objective is assumed to be accuracy."
+    try:
+        proto = (yaml.safe_load(text) or {}).get("protocol") or {}
+    except yaml.YAMLError:
+        return (
+            "accuracy",
+            "The sweep's spec.yaml does not parse: the search objective is assumed to be accuracy.",
+        )
+    return str(proto.get("objective", "uf1")), None
+
+
+def _failures(runs: SweepRuns) -> pd.DataFrame:
+    f = runs.folds[~runs.folds["status"].eq("complete")]
+    cols = [c for c in ("arm", "subject", "status", "attempt", "node", "error") if c in f]
+    return f[cols].fillna("").reset_index(drop=True)
+
+
+def build_report(
+    experiment: str,
+    tracking_uri: str | None = None,
+    out: Path | str | None = None,
+    storage: str | None = None,
+    *,
+    seed: int = 0,
+) -> Path:
+    """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
+
+    ``tracking_uri`` / ``storage``: None resolves like ``mer-orch sweep`` does ($MLFLOW_TRACKING_URI, else
+    ``mer-runs/mlflow.db``; the Optuna storage the sweep recorded, else $MER_OPTUNA_STORAGE, else
+    ``mer-runs/optuna.db``), without ever creating a store that is not there.
+    """
+    from orchestrator.services import resolve_services
+
+    tracking_uri = resolve_services(tracking_uri).tracking_uri
+    runs = load_sweep(experiment, tracking_uri)
+    out = Path(out) if out is not None else Path("mer-runs") / "reports" / slug(experiment)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "tables").mkdir()
+        (tmp / "figures").mkdir()
+        setup = runs.sweep_tags.get("mer.setup") or next(iter(runs.configs["setup"].dropna()), None)
+        subjects = sorted(runs.folds["subject"].dropna().unique())
+        header = {
+            "experiment": runs.experiment_name,
+            "dataset": runs.dataset,
+            "class setup": setup or "unknown",
+            "sweep id": runs.sweep_tags.get("mer.sweep_id", "unknown"),
+            "search-space file": runs.sweep_tags.get("mer.spec", "unknown"),
+            "arms / trials": str(len(runs.configs)),
+            "LOSO subjects": f"{len(subjects)}",
+            "tracking URI": tracking_uri,
+            "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        content = ReportContent(
+            header=header, dataset_statement=dataset_statement(runs.dataset, setup), notes=list(runs.notes)
+        )
+        content.tables = _table_sections(runs, tmp, seed)
+        objective, why = _objective(runs)
+        if why:
+            content.notes.append(why)
+        shown = _shown_arms(runs, objective)
+        if len(shown) < len(runs.configs):
+            content.notes.append(
+                "Per-arm figures and Table VIII cover the arms of the paper tables and the best Optuna trial "
+                f"(by pooled {objective}); every trial's per-fold values are in tables/folds.csv."
+            )
+        for arm, run_id in tables.aau_arms(shown, runs.folds):
+            csv = f"tables/table_VIII_{slug(arm)}.csv"
+            t = tables.aau_weight_table(runs.folds, run_id)
+            _write_csv(t, tmp / csv, index=True)
+            content.aau.append((arm, t, csv))
+        content.search, search_figs = _search_part(runs, tmp, storage, objective)
+        content.figures = _lam_figures(runs, shown, tmp) + _beta_figure(runs, tmp) + search_figs
+        content.figures += _confusion_figures(runs, shown, tmp)
+        content.failures = _failures(runs)
+        fold_cols = [c for c in runs.folds.columns if c not in ("config_run_id", "start_time")]
+        _write_csv(runs.folds[fold_cols], tmp / "tables/folds.csv")
+        content.folds_csv = "tables/folds.csv"
+        (tmp / "report.md").write_text(render(content))
+        # swap the finished folder in: the old report stays whole until the new one is complete
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / "report")
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "report.md"

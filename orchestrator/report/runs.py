@@ -1,0 +1,260 @@
+"""Read one sweep's MLflow runs (the layout in ``docs/architecture.md``) into pandas frames.
+
+Three run kinds live in a sweep's experiment: one sweep run, one config run per arm / Optuna trial (child of
+the sweep run) and one fold run per LOSO subject (child of its config run). This module turns them into:
+
+- ``configs``: one row per config run: ``run_id, arm, table, status, baseline, order, optuna_trial,
+  config_hash, dataset, setup`` + pooled / per-fold metrics (``accuracy, uf1, uar, fold_mean_*, fold_std_*,
+  n_folds, n_failed``) + every param as ``param.<key>``.
+- ``folds``: one row per (config run, subject): ``run_id, config_run_id, arm, subject, status, attempt,
+  error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
+
+Nothing here averages anything: statuses are carried through so the tables can show failures as such.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from mer_model.errors import InputError
+
+# Tag keys of the MLflow layout contract.
+KIND, ARM, TABLE, STATUS, SUBJECT = "mer.kind", "mer.arm", "mer.table", "mer.status", "mer.subject"
+BASELINE_TAG = "mer.baseline"  # optional: "true" on the config run that is its table's baseline
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    """Everything the report reads from one experiment (frames described in the module docstring)."""
+
+    tracking_uri: str
+    client: MlflowClient
+    experiment_id: str
+    experiment_name: str
+    sweep_run_id: str | None
+    sweep_tags: dict[str, str]
+    configs: pd.DataFrame
+    folds: pd.DataFrame
+    notes: list[str] = field(default_factory=list)  # things the reader must know (duplicates dropped, ...)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset recorded with the sweep run (else with its config runs)."""
+        if self.sweep_tags.get("mer.dataset"):
+            return self.sweep_tags["mer.dataset"]
+        names = sorted(set(self.configs.get("dataset", pd.Series(dtype=str)).dropna()))
+        return ", ".join(names) if names else "unknown"
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast with one line when the tracking store is not there (never create an empty SQLite DB)."""
+    from orchestrator.services import check_tracking
+
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative.db and sqlite:////absolute.db: the path follows the third slash
+        path = uri[len("sqlite:///") :]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise InputError(f"--tracking-uri {uri}: no SQLite tracking store at {path}; run a sweep first")
+    elif parsed.scheme in ("", "file"):
+        path = parsed.path if parsed.scheme == "file" else uri
+        if not Path(path).is_dir():
+            raise InputError(f"--tracking-uri {uri}: no MLflow file store at {path}")
+    else:
+        # http(s): GET /health with a deadline (MLflow's own client retries a dead server for minutes);
+        # postgresql / mysql: one connection; anything else: unsupported scheme
+        check_tracking(uri)
+
+
+def _search_all(client: MlflowClient, experiment_id: str, kind: str) -> list[Run]:
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], f"tags.`{KIND}` = '{kind}'", max_results=_PAGE, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes")
+
+
+def _arm_order(client: MlflowClient, sweep_run_id: str | None) -> dict[str, int]:
+    """Spec order of the arms, from the sweep run's ``tables/arms.csv`` (row order = spec order)."""
+    if sweep_run_id is None:
+        return {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(sweep_run_id, "tables/arms.csv", tmp)
+            arms = pd.read_csv(path)
+    except Exception:  # noqa: BLE001 - a missing artifact only loses the order, the fallback is start time
+        return {}
+    col = next((c for c in ("arm", "name", "Arm") if c in arms.columns), arms.columns[0])
+    return {str(a): i for i, a in enumerate(arms[col])}
+
+
+def _config_row(run: Run) -> dict:
+    tags, data = run.data.tags, run.data
+    trial = tags.get("mer.optuna_trial")
+    row = {
+        "run_id": run.info.run_id,
+        "arm": tags.get(ARM) or run.info.run_name,
+        "table": tags.get(TABLE, "untagged"),
+        "status": tags.get(STATUS, "unknown"),
+        "baseline": _truthy(tags.get(BASELINE_TAG)),
+        "optuna_trial": float(trial) if trial not in (None, "") else np.nan,
+        "config_hash": tags.get("mer.config_hash"),
+        "sweep_id": tags.get("mer.sweep_id"),
+        "dataset": tags.get("mer.dataset") or data.params.get("dataset"),
+        "setup": data.params.get("setup"),
+        "start_time": run.info.start_time or 0,
+        "run_status": run.info.status,  # MLflow's own RUNNING / FINISHED / FAILED / KILLED
+    }
+    row.update(data.metrics)
+    row.update({f"param.{k}": v for k, v in data.params.items()})
+    return row
+
+
+def _fold_row(run: Run) -> dict:
+    tags = run.data.tags
+    row = {
+        "run_id": run.info.run_id,
+        "config_run_id": tags.get("mlflow.parentRunId"),
+        "arm": tags.get(ARM),
+        "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
+        "status": tags.get(STATUS, "unknown"),
+        "attempt": int(tags.get("mer.attempt", 0) or 0),
+        "error": tags.get("mer.error"),
+        "node": tags.get("mer.node"),
+        "start_time": run.info.start_time or 0,
+    }
+    row.update(run.data.metrics)
+    return row
+
+
+def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
+    """Read every run of experiment ``experiment`` (name) into :class:`SweepRuns`.
+
+    A subject with several fold runs under one config (retries) keeps its latest complete run, else its
+    latest run; an arm with several config runs keeps the latest; both are written to ``notes``.
+    """
+    check_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise InputError(
+            f"--experiment {experiment}: no such experiment at {tracking_uri}; "
+            f"expected one of {names[:10]}{' ...' if len(names) > 10 else ''}"
+        )
+    notes: list[str] = []
+
+    sweeps = sorted(_search_all(client, exp.experiment_id, "sweep"), key=lambda r: r.info.start_time or 0)
+    sweep = sweeps[-1] if sweeps else None
+    if len(sweeps) > 1:
+        notes.append(
+            f"{len(sweeps)} sweep runs in this experiment; reporting the latest ({sweep.info.run_id})."
+        )
+    sweep_tags = dict(sweep.data.tags) if sweep else {}
+
+    configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, "config")])
+    folds = pd.DataFrame([_fold_row(r) for r in _search_all(client, exp.experiment_id, "fold")])
+    if configs.empty:
+        raise InputError(
+            f"--experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"
+        )
+    if sweep is not None and sweep_tags.get("mer.sweep_id") and configs["sweep_id"].notna().any():
+        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags["mer.sweep_id"])
+        if (~keep).any():
+            notes.append(f"{int((~keep).sum())} config runs of other sweep ids ignored.")
+        configs = configs[keep]
+
+    configs = configs.sort_values("start_time")
+    dup = configs.duplicated(["table", "arm"], keep="last")
+    if dup.any():
+        notes.append(
+            f"{int(dup.sum())} older duplicate config runs ignored: {sorted(configs.loc[dup, 'arm'])}."
+        )
+        configs = configs[~dup]
+
+    order = _arm_order(client, sweep.info.run_id if sweep else None)
+    # Spec order when the sweep recorded it, then Optuna trial number, then start time.
+    configs = configs.assign(
+        order=[order.get(a, len(order)) for a in configs["arm"]],
+        _trial=configs["optuna_trial"].fillna(-1),
+    ).sort_values(["order", "_trial", "start_time"], kind="stable")
+    configs = configs.drop(columns="_trial").reset_index(drop=True)
+
+    if not folds.empty:
+        folds = folds[folds["config_run_id"].isin(configs["run_id"])]
+        arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
+        folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
+        # latest complete attempt wins, else the latest attempt (a retried fold is one fold, not two)
+        folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
+        n_before = len(folds)
+        folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
+        if len(folds) < n_before:
+            notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
+        folds = folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
+    else:
+        folds = pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+
+    return SweepRuns(
+        tracking_uri=tracking_uri,
+        client=client,
+        experiment_id=exp.experiment_id,
+        experiment_name=exp.name,
+        sweep_run_id=sweep.info.run_id if sweep else None,
+        sweep_tags=sweep_tags,
+        configs=configs,
+        folds=folds,
+        notes=notes,
+    )
+
+
+def read_csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
+    """One CSV artifact of a run as a frame, or None when the run has no such artifact."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(run_id, path, tmp)
+            return pd.read_csv(io.StringIO(Path(local).read_text()))
+    except Exception:  # noqa: BLE001 - missing artifact: the caller reports it as missing
+        return None
+
+
+def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str | None:
+    """One text artifact of a run, or None when the run has no such artifact."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(run_id, path, tmp)).read_text()
+    except Exception:  # noqa: BLE001 - missing artifact
+        return None
+
+
+def read_lam(client: MlflowClient, run_id: str) -> dict[str, np.ndarray]:
+    """The learned adjacency matrices of one fold run: ``{"layer1": (V, V), "layer2.xy": ...}``."""
+    out: dict[str, np.ndarray] = {}
+    try:
+        files = [f for f in client.list_artifacts(run_id, "lam") if f.path.endswith(".npy")]
+    except Exception:  # noqa: BLE001 - no lam/ folder: an arm without LAM
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in files:
+            local = client.download_artifacts(run_id, f.path, tmp)
+            out[Path(f.path).name[: -len(".npy")]] = np.load(local)
+    return out
