@@ -5,6 +5,16 @@ Modules: ``runs`` (MLflow -> pandas), ``tables`` (paper tables, Table VIII, sign
 (Optuna study history and importances), ``markdown`` (the writer), ``build`` (the driver).
 """
 
-from orchestrator.report.build import build_report
+from typing import Any
 
 __all__ = ["build_report"]
+
+
+def __getattr__(name: str) -> Any:
+    # build pulls in mlflow, optuna and matplotlib: import it only when asked, so the pure statistics and
+    # table modules stay quick to import (tests, notebooks).
+    if name == "build_report":
+        from orchestrator.report.build import build_report
+
+        return build_report
+    raise AttributeError(name)
