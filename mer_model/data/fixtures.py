@@ -30,10 +30,14 @@ class FixtureClip:
     emotion: str
 
 
-def _base_face() -> np.ndarray:
+def _base_face(full_frame: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """The face image and the (x, y) offset of the 200 px crop inside it (0, 0 for the crop itself)."""
     import skimage.data
 
-    return skimage.data.astronaut()[CROP]
+    photo = skimage.data.astronaut()
+    if full_frame:  # 512 x 512, face ~90 px: detection cost closer to real 640 x 480 frames
+        return photo, (CROP[1].start, CROP[0].start)
+    return photo[CROP], (0, 0)
 
 
 def _warp(image: np.ndarray, *, scale: float, angle_deg: float, shift: tuple[float, float],
@@ -58,7 +62,9 @@ def _warp(image: np.ndarray, *, scale: float, angle_deg: float, shift: tuple[flo
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _clip_images(base: np.ndarray, subject: int, clip_no: int, aus: str) -> list[np.ndarray]:
+def _clip_images(base: tuple[np.ndarray, tuple[int, int]], subject: int, clip_no: int,
+                 aus: str) -> list[np.ndarray]:
+    base, (ox, oy) = base
     rng = np.random.default_rng(1000 * subject + clip_no)
     scale = 1 + 0.03 * np.sin(subject)
     angle = 3 * np.cos(subject * 1.7)
@@ -68,9 +74,9 @@ def _clip_images(base: np.ndarray, subject: int, clip_no: int, aus: str) -> list
     amp = 3.0 + rng.uniform(0, 1)
     bumps_apex = []
     if "12" in aus:
-        bumps_apex += [(81, 110, -amp, 7), (125, 111, -amp, 7)]
+        bumps_apex += [(81 + ox, 110 + oy, -amp, 7), (125 + ox, 111 + oy, -amp, 7)]
     if "4" in aus:
-        bumps_apex += [(82, 58, amp, 10), (130, 60, amp, 10)]
+        bumps_apex += [(82 + ox, 58 + oy, amp, 10), (130 + ox, 60 + oy, amp, 10)]
     frames = []
     for k in (0.0, 1.0, 0.5):  # onset, apex, offset
         jitter = (shift[0] + rng.normal(0, 0.3), shift[1] + rng.normal(0, 0.3))
@@ -98,12 +104,13 @@ def _save(img: np.ndarray, path: Path) -> None:
     Image.fromarray(img).save(path, quality=95)
 
 
-def write_casme2(root: Path, clips: list[FixtureClip] | None = None, *, fmt: str = "xlsx") -> Path:
+def write_casme2(root: Path, clips: list[FixtureClip] | None = None, *, fmt: str = "xlsx",
+                 full_frame: bool = False) -> Path:
     """CASME II layout: ``root/CASME2-coding-*.xlsx`` + ``root/sub01/EP02_01f/img46.jpg``. Returns sheet."""
     import pandas as pd
 
     clips = clips or default_clips()
-    base = _base_face()
+    base = _base_face(full_frame)
     records = []
     for i, c in enumerate(clips):
         fname = c.filename or f"EP{2 + i:02d}_0{i % 9 + 1}f"
@@ -122,12 +129,12 @@ def write_casme2(root: Path, clips: list[FixtureClip] | None = None, *, fmt: str
     return sheet
 
 
-def write_samm(root: Path, clips: list[FixtureClip] | None = None) -> Path:
+def write_samm(root: Path, clips: list[FixtureClip] | None = None, *, full_frame: bool = False) -> Path:
     """SAMM layout: title rows, header on row 13, ``root/006/006_1_2/006_05562.jpg``. Returns sheet."""
     from openpyxl import Workbook
 
     clips = clips or default_clips()
-    base = _base_face()
+    base = _base_face(full_frame)
     wb = Workbook()
     ws = wb.active
     ws.append(["SAMM Micro-Movement FACS Codes (fixture)"])

@@ -1,0 +1,140 @@
+"""How hard is SynthME? Pooled LOSO accuracy / UF1 / UAR of ss_gn and gts_gn+LAM+AAU next to chance.
+
+    python benchmarks/synthme_loso.py                       # both presets, both arms, paper epochs (60)
+    python benchmarks/synthme_loso.py --epochs 20 --presets synthme-samm --out benchmarks/results/x.json
+
+Chance levels: "majority" predicts the most frequent TRAINING class in every fold (accuracy = its share;
+UF1/UAR from the same pooled rule), "uniform" is the expectation of a uniformly random guess (accuracy and
+UAR = 1/C; UF1 estimated over 200 draws). A linear probe (logistic regression on Procrustes-aligned
+apex/offset - onset displacements, same LOSO folds) is a cheap non-graph reference.
+Every fold trains from scratch with a fixed epoch count; nothing is selected on the left-out subject.
+Results are SynthME numbers: they say nothing about CASME II or SAMM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ARMS = {
+    "ss_gn": {"model": "ss_gn", "features": "A", "lam": False, "au_loss": "none"},
+    "gts_gn+LAM+AAU": {"model": "gts_gn", "features": "B", "lam": True, "au_loss": "aau", "fusion_layer": 1},
+}
+
+
+def _fold(args):
+    preset, seed, arm, epochs, subject = args
+    import torch
+
+    torch.set_num_threads(1)
+    from mer_model.data import load_dataset
+    from mer_model.train import train_fold
+
+    ds = load_dataset(preset, setup="objective", seed=seed)
+    _, tr, te = next(s for s in ds.loso_splits() if s[0] == subject)
+    cfg = {**ARMS[arm], "epochs": epochs}
+    r = train_fold(cfg, ds.subset(tr), ds.subset(te), seed=seed)
+    return preset, arm, subject, r.y_true.tolist(), r.y_pred.tolist(), r.train_seconds
+
+
+def _align(x: np.ndarray) -> np.ndarray:
+    """Similarity-align every frame onto its clip's onset (orthogonal Procrustes over 68 points)."""
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        ref = x[i, 0] - x[i, 0].mean(0)
+        for f in range(3):
+            a = x[i, f] - x[i, f].mean(0)
+            u, s, vt = np.linalg.svd(a.T @ ref)
+            out[i, f] = (a @ (u @ vt)) * (s.sum() / (a**2).sum())
+    return out
+
+
+def linear_probe(ds) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    x = _align(ds.landmarks.astype(np.float64))
+    iod = np.linalg.norm(x[:, 0, 42:48].mean(1) - x[:, 0, 36:42].mean(1), axis=1)
+    feat = (x[:, 1:] - x[:, :1]).reshape(len(ds), -1) / iod[:, None] * 100  # % of IOD
+    pred = np.zeros(len(ds), np.int64)
+    for _, tr, te in ds.loso_splits():
+        pred[te] = LogisticRegression(max_iter=3000).fit(feat[tr], ds.labels[tr]).predict(feat[te])
+    return pred
+
+
+def chance(ds) -> dict:
+    from mer_model.metrics import classification_metrics
+
+    c = ds.num_classes
+    maj = np.zeros(len(ds), np.int64)
+    for _, tr, te in ds.loso_splits():
+        maj[te] = np.bincount(ds.labels[tr], minlength=c).argmax()
+    rng = np.random.default_rng(0)
+    draws = [classification_metrics(ds.labels, rng.integers(0, c, len(ds)), c) for _ in range(200)]
+    m = classification_metrics(ds.labels, maj, c)
+    return {"majority": {k: m[k] for k in ("accuracy", "uf1", "uar")},
+            "uniform": {"accuracy": 1 / c, "uf1": float(np.mean([d["uf1"] for d in draws])), "uar": 1 / c}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["synthme-casme2", "synthme-samm"])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/synthme_loso.json"))
+    args = ap.parse_args()
+
+    from mer_model.data import load_dataset
+    from mer_model.metrics import fold_metrics, pooled_metrics
+
+    report = {"command": " ".join(["python benchmarks/synthme_loso.py", f"--epochs {args.epochs}",
+                                   "--presets", *args.presets, "--arms", *args.arms]),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, no GPU",
+              "epochs": args.epochs, "seed": args.seed, "results": {}}
+    jobs = []
+    for preset in args.presets:
+        ds = load_dataset(preset, setup="objective", seed=args.seed)
+        probe = linear_probe(ds)
+        from mer_model.metrics import classification_metrics
+
+        pm = classification_metrics(ds.labels, probe, ds.num_classes)
+        report["results"][preset] = {
+            "n_clips": len(ds), "n_subjects": len(set(ds.subjects)), "classes": ds.class_counts(),
+            "chance": chance(ds), "linear_probe": {k: pm[k] for k in ("accuracy", "uf1", "uar")}, "arms": {}}
+        subjects = [s for s, _, _ in ds.loso_splits()]
+        jobs += [(preset, args.seed, arm, args.epochs, s) for arm in args.arms for s in subjects]
+    t0 = time.perf_counter()
+    folds: dict[tuple[str, str], list] = {}
+    with ProcessPoolExecutor(args.workers) as pool:
+        for i, (preset, arm, subject, yt, yp, secs) in enumerate(pool.map(_fold, jobs), 1):
+            folds.setdefault((preset, arm), []).append((np.array(yt), np.array(yp)))
+            print(f"[{i}/{len(jobs)}] {preset} {arm} {subject} {secs:.1f}s", flush=True)
+    for (preset, arm), fl in folds.items():
+        c = len(report["results"][preset]["classes"])
+        pooled = pooled_metrics(fl, c)
+        report["results"][preset]["arms"][arm] = {
+            "pooled": {k: pooled[k] for k in ("accuracy", "uf1", "uar")}, "per_fold": fold_metrics(fl, c),
+            "n_folds": len(fl)}
+    report["wall_seconds"] = time.perf_counter() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(args.out)
+    for preset, r in report["results"].items():
+        print(f"\n{preset} ({r['n_clips']} clips, {r['n_subjects']} subjects, objective setup), pooled LOSO:")
+        rows = [("majority (chance)", r["chance"]["majority"]), ("uniform (chance)", r["chance"]["uniform"]),
+                ("linear probe", r["linear_probe"])] + [(a, v["pooled"]) for a, v in r["arms"].items()]
+        for name, m in rows:
+            print(f"  {name:20s} acc {m['accuracy']:.3f}  uf1 {m['uf1']:.3f}  uar {m['uar']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
