@@ -19,7 +19,7 @@ from mer_model.data.classes import SETUPS, apply_setup
 from mer_model.errors import InputError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; compare fields explicitly
 class LandmarkDataset:
     """Landmark triplets of micro-expression clips under one class setup.
 
@@ -77,7 +77,7 @@ class LandmarkDataset:
         return {c: int(n) for c, n in zip(self.class_names, counts, strict=True)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RawClips:
     """Every clip of a source before a class setup is applied (what the cache stores).
 
