@@ -53,7 +53,9 @@ class FoldWorker:
         self.ds = dataset
         self.client = MlflowClient(tracking_uri)
         self.exp_id = experiment_id
-        self.device = device
+        # "cuda" comes from the cluster's GPU resources; on a node whose GPUs are logical only (`ray start
+        # --num-gpus` without hardware, as in the loopback multi-node test) train on its CPU: no failed folds
+        self.device = device if device != "cuda" or torch.cuda.is_available() else "cpu"
         # hostname / node IP, plus the Ray node id: several nodes of one machine share hostname and IP
         node_id = ray.get_runtime_context().get_node_id()[:8]
         self.node = f"{socket.gethostname()}/{ray.util.get_node_ip_address()}/{node_id}"
