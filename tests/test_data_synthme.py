@@ -150,3 +150,22 @@ def test_small_preset_and_bad_knobs():
         load_dataset("nosuch", setup="objective")
     with pytest.raises(InputError, match="noise"):
         load_dataset("synthme-tiny", setup="objective", noise=-1)
+
+
+def test_cli_data_show_synthme():
+    import json
+
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    out = CliRunner().invoke(main, ["data", "show", "synthme-samm", "--json"])
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.stdout)
+    assert info["subjects"] == 32 and info["clips"] == 141
+    assert info["classes"] == {"I": 24, "II": 13, "III": 20, "VII": 84}
+    assert sum(info["clips_per_subject"].values()) == 141
+    table = CliRunner().invoke(main, ["data", "show", "synthme-casme2", "--setup", "self5"])
+    assert table.exit_code == 0 and "not CASME II or SAMM" in table.stdout and "repression" in table.stdout
+    bad = CliRunner().invoke(main, ["data", "show", "synthme-casme2", "--setup", "seven"])
+    assert bad.exit_code == 2 and "setup" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
