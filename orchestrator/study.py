@@ -120,10 +120,16 @@ class SearchState:
         return trial.should_prune()
 
     def tell(self, trial: Trial, value: float | None, state: TrialState) -> None:
-        if state == TrialState.COMPLETE:
-            self.study.tell(trial, value)
-        else:
-            self.study.tell(trial, state=state)
+        try:
+            if state == TrialState.COMPLETE:
+                self.study.tell(trial, value)
+            else:
+                self.study.tell(trial, state=state)
+        except RuntimeError as e:
+            # GridSampler calls study.stop() after the last grid point, which raises outside optimize();
+            # the trial's state and value are stored before that (optuna/study/_tell.py, `finally`).
+            if "Study.stop" not in str(e):
+                raise
 
     def best(self) -> tuple[int, float] | None:
         try:
