@@ -47,6 +47,12 @@ def test_three_subjects_cannot_reach_significance_and_say_so():
     assert c.min_p == 0.25 and c.p_permutation == pytest.approx(0.25) and not c.significant
 
 
+def test_one_common_subject_gives_p_one_not_an_error():
+    c = stats.compare_paired(np.array([0.9]), np.array([0.1]), np.array([5.0]))
+    assert c.n_subjects == 1 and c.p_permutation == 1.0 and c.p_wilcoxon == 1.0 and not c.significant
+    assert c.pooled_diff == pytest.approx(0.8)
+
+
 def test_swapping_arms_flips_the_difference_not_the_p():
     base, n = _subjects(10, seed=5)
     other = np.clip(base + np.random.default_rng(6).normal(0.05, 0.05, 10), 0, 1)

@@ -50,8 +50,8 @@ def min_attainable_p(n_subjects: int) -> float:
 def permutation_p(a: np.ndarray, b: np.ndarray, *, n_resamples: int = 20_000, seed: int = 0) -> float:
     """Two-sided paired permutation test of mean(a - b) = 0 (a, b: (n_subjects,) per-subject values)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if np.allclose(a, b):
-        return 1.0
+    if len(a) < 2 or np.allclose(a, b):
+        return 1.0  # one pair: its two sign flips give +d and -d, both as extreme as d
     res = stats.permutation_test(
         (a, b),
         lambda x, y, axis: np.mean(x - y, axis=axis),
@@ -67,7 +67,7 @@ def permutation_p(a: np.ndarray, b: np.ndarray, *, n_resamples: int = 20_000, se
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p on per-subject pairs; 1.0 when every difference is zero."""
     d = np.asarray(a, float) - np.asarray(b, float)
-    if np.allclose(d, 0.0):
+    if len(d) < 2 or np.allclose(d, 0.0):
         return 1.0
     # Exact null distribution when it is valid (no zero or tied |d|, small n); otherwise the normal
     # approximation with tie correction: scipy's "auto" would fall back to a slow unvectorised permutation,
