@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -91,6 +92,13 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
             svc.check_writable_dir(artifacts, "--artifacts-destination")
     except InputError as err:
         _fail(err)
+    try:  # a taken port is the common failure; say so now, not after the server's ~20 s start-up
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        why = os.strerror(err.errno) if err.errno else str(err)
+        _fail(InputError(f"--host/--port {host}:{port}: cannot bind ({why}); allowed: a free port "
+                         "on an interface of this machine"))
     # the address clients use: a wildcard bind is reached through loopback from this machine
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{client_host}:{port}"
