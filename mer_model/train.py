@@ -186,7 +186,10 @@ def train_fold(
         raise InputError(f"train: landmarks: got {len(x)} training samples; allowed: at least 2")
     x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
 
-    with _deterministic(dev), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+    cuda_ids = (
+        [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    )
+    with _deterministic(dev), torch.random.fork_rng(devices=cuda_ids):
         torch.manual_seed(seed)
         model = build_model(cfg).to(dev)
         opt = _optimizer(cfg, model.parameters())
