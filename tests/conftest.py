@@ -1,6 +1,8 @@
-"""Shared test settings. Fixtures specific to one area live in that area's test files."""
+"""Shared test settings, and the shared `finished_sweep` fixture (one small real sweep per session)."""
 
 import os
+
+import pytest
 
 # Loopback Ray clusters in tests: with a token in ~/.ray/auth_token a second `ray start --address` fails
 # unless both sides agree (stack-notes); tests make their own clusters, so auth is off for them.
@@ -9,3 +11,51 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Keep Ray from phoning home or printing its usage-stats banner in every test.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+# --------------------------------------------------------------------------------------- shared fixtures
+# A small real sweep (Ray, SQLite MLflow + Optuna, train_fold on SynthME; 3 subjects, 1 epoch) that tests
+# of the readers of a sweep (report, resume checks, ...) can share instead of each running their own.
+# Table IV(a): a baseline, a LAM + AAU arm (learned LAM, AAU weights) and an arm whose folds diverge (lr
+# 1e30 -> NaN loss -> failed folds -> config incomplete). Optuna: 3 random trials over beta and fusion layer.
+FINISHED_SWEEP_SPEC = {
+    "dataset": {"name": "synthme-tiny", "knobs": {"n_subjects": 3, "n_clips": 30}},
+    "protocol": {"seed": 0, "objective": "uf1", "retries": 0},
+    "train": {"epochs": 1, "batch_size": 16},
+    "grid": [
+        {"name": "GCN+Type A", "table": "IV(a)", "model": "gcn", "features": "A", "lam": False,
+         "au_loss": "none", "baseline": True},
+        {"name": "GTS-GN+LAM+AAU", "table": "IV(a)", "model": "gts_gn", "features": "B", "lam": True,
+         "au_loss": "aau"},
+        {"name": "diverging", "table": "IV(a)", "model": "gcn", "features": "A", "lam": False,
+         "au_loss": "none", "lr": 1.0e30},
+    ],
+    "search": {"name": "search", "sampler": "random", "seed": 0, "n_trials": 3, "concurrent_trials": 2,
+               "base": {"model": "gts_gn", "features": "B", "lam": True, "au_loss": "aau"},
+               "params": {"beta": {"low": 0.1, "high": 1.0, "step": 0.1},
+                          "fusion_layer": {"choices": [1, 2]}}},
+    "resources": {"cpu_per_fold": 1},
+    "tracking": {"experiment": "finished-sweep"},
+}
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory):
+    """Run FINISHED_SWEEP_SPEC once per session; returns ``{"dir", "tracking_uri", "storage", "experiment",
+    "exit_code", "output"}`` (exit code 1: the diverging arm is incomplete by design)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+
+    d = tmp_path_factory.mktemp("finished-sweep")
+    (d / "space.yaml").write_text(yaml.safe_dump(FINISHED_SWEEP_SPEC, sort_keys=False))
+    uri, storage = f"sqlite:///{d / 'mer-runs' / 'mlflow.db'}", f"sqlite:///{d / 'mer-runs' / 'optuna.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(d)  # the landmark cache and Ray storage default to ./mer-runs
+        for k in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE", "RAY_ADDRESS"):
+            mp.delenv(k, raising=False)
+        r = CliRunner().invoke(main, ["sweep", "space.yaml", "--num-cpus", "2", "--tracking-uri", uri,
+                                      "--storage", storage])
+    return {"dir": d, "tracking_uri": uri, "storage": storage, "experiment": "finished-sweep",
+            "exit_code": r.exit_code, "output": r.output}

@@ -284,7 +284,7 @@ def test_figures_exist_and_hold_the_runs_values(layout_sweep, layout_report):
         np.load(client.download_artifacts(f.info.run_id, "lam/layer2.npy", str(layout_sweep["tmp"])))
         for f in folds
     ]
-    np.testing.assert_allclose(lam["layer2"], np.mean(stack, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(lam["layer2"], np.mean(stack, axis=0, dtype=np.float64), rtol=1e-9)
     assert sorted(lam.files) == ["layer1", "layer2", "layer3"]
     # confusion: the config run's confusion.csv
     cm = pd.read_csv(figs / "confusion_gts_gn.csv", index_col=0)

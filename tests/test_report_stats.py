@@ -98,3 +98,26 @@ def test_significance_table_pairs_only_common_completed_subjects():
     # the baseline tag overrides the first-arm rule
     sig2 = tables.significance_table(configs.assign(baseline=[False, True]), folds, "V")
     assert list(sig2["arm"]) == ["base"] and sig2.loc[0, "baseline"] == "a"
+
+
+def test_table_vii_grid_puts_each_arm_in_its_fusion_layer_and_loss_cell():
+    t = pd.DataFrame(
+        {
+            "arm": ["b1", "au1", "aau1", "b4", "au4"],
+            "fusion_layer": ["1", "1", "1", "4", "4"],
+            "au_loss": ["none", "layer:1", "aau", "none", "layer:4"],
+            "accuracy": [0.70, 0.72, 0.75, 0.68, 0.69],
+            "uf1": [0.60, 0.61, 0.65, 0.58, 0.59],
+        }
+    )
+    g = tables.vii_grid(t).set_index("fusion_layer")
+    assert list(g.columns) == [
+        "Basic accuracy",
+        "Basic uf1",
+        "AU loss accuracy",
+        "AU loss uf1",
+        "AAU loss accuracy",
+        "AAU loss uf1",
+    ]
+    assert g.loc["1", "AAU loss accuracy"] == 0.75 and g.loc["4", "AU loss uf1"] == 0.59
+    assert np.isnan(g.loc["4", "AAU loss accuracy"])  # GTS-GN (layer 4) has no AAU arm, as in the paper

@@ -76,7 +76,7 @@ def _table_sections(runs: SweepRuns, out: Path, seed: int) -> list[TableSection]
         csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
         _write_csv(t, out / csv)
         _write_csv(sig, out / sig_csv)
-        section = TableSection(tag, tables.TABLE_TITLES.get(tag, f"Table {tag}"), t, sig, csv, sig_csv)
+        section = TableSection(tag, tables.table_title(tag), t, sig, csv, sig_csv)
         if tag == "VII":
             grid = tables.vii_grid(t)
             if grid is not None:
@@ -108,7 +108,7 @@ def _lam_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[FigureI
         if not per_fold:
             continue
         keys = sorted(set.intersection(*(set(m) for m in per_fold)))
-        mean = {k: np.mean([m[k] for m in per_fold], axis=0) for k in keys}
+        mean = {k: np.mean([m[k] for m in per_fold], axis=0, dtype=np.float64) for k in keys}
         name = slug(c["arm"])
         png, npz = f"figures/fig5_lam_{name}.png", f"figures/fig5_lam_{name}.npz"
         np.savez(out / npz, **mean)

@@ -30,6 +30,13 @@ METRICS = ("accuracy", "uf1", "uar")
 COMPLETE = "complete"
 
 
+def table_title(tag: str) -> str:
+    """Heading of a table section: the paper's table, or what an unknown tag is."""
+    if tag in ("-", "", "untagged"):
+        return "Arms not assigned to a paper table"
+    return TABLE_TITLES.get(tag, f"Table {tag}")
+
+
 def table_slug(tag: str) -> str:
     """File-name-safe form of a table tag: ``IV(b)`` -> ``IV_b``."""
     return re.sub(r"[^A-Za-z0-9]+", "_", tag).strip("_") or "untagged"
