@@ -1,0 +1,222 @@
+"""Multi-node proof on one machine: a real two-node Ray cluster on loopback (`ray start --head` and
+`ray start --address` as separate processes, one logical GPU each), a real `mlflow server` subprocess on a
+free loopback port, and `mer-orch sweep --address` run by a separate driver process against both.
+
+The search-space file asks for one GPU per fold, so each node holds exactly one fold actor: the GPU scheduling
+path is what spreads the folds, and the MLflow ``mer.node`` tags (hostname / IP / Ray node id) prove they ran
+on both nodes. Teardown signals only the process groups this module started, then checks that no process
+mentioning its private Ray temp dir or server dir is left (never `ray stop`, which would stop every Ray
+cluster on the machine).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator import services as svc
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+N_SUBJECTS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procs_mentioning(text: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def stop_all(started: list[tuple[subprocess.Popen, str]], grace: float = 30.0) -> None:
+    """SIGTERM each process group we started (``ray start --block`` then stops its own raylet / GCS; the
+    server its workers), wait, then SIGKILL whatever still mentions one of our private directories. Nothing
+    else on the machine is touched."""
+    for proc, _ in started:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    markers = {m for _, m in started}
+
+    def leftovers() -> list[int]:
+        return sorted({pid for m in markers for pid in procs_mentioning(m)})
+
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and (any(p.poll() is None for p, _ in started) or leftovers()):
+        time.sleep(0.25)
+    for pid in leftovers():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for proc, _ in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def wait_for(cond, what: str, timeout: float, logs: list[Path], started: list) -> None:  # noqa: ANN001
+    """Poll ``cond``; fail with the logs' tails on timeout or as soon as a process we started has exited."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        dead = [p.args[:3] for p, _ in started if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
+            why = f"exited: {dead}" if dead else f"after {timeout:g} s"
+            pytest.fail(f"{what} not ready ({why})\n{tails}")
+        time.sleep(0.5)
+
+
+@dataclass
+class Cluster:
+    address: str
+    node_ids: set[str]
+    tracking_uri: str
+    server_dir: Path
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    # short private dirs: Ray's unix socket paths must stay under ~107 characters
+    ray_tmp = tempfile.mkdtemp(prefix="mer-mn-", dir="/tmp")
+    server_dir = Path(tempfile.mkdtemp(prefix="mer-mlflow-", dir="/tmp"))
+    gcs_port, mlflow_port = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--block", "--num-cpus=1", "--num-gpus=1", f"--temp-dir={ray_tmp}", "--disable-usage-stats"]
+    logs = [Path(ray_tmp) / "head.log", Path(ray_tmp) / "worker.log", server_dir / "server.log"]
+    started: list[tuple[subprocess.Popen, str]] = []
+
+    def launch(argv: list[str], log: Path, marker: str) -> subprocess.Popen:
+        with open(log, "w") as fh:
+            p = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        started.append((p, marker))
+        return p
+
+    try:
+        # the MLflow server boots (schema migration, ~20 s) while Ray starts
+        launch([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
+                "--artifacts-destination", str(server_dir / "artifacts"), "--host", "127.0.0.1",
+                "--port", str(mlflow_port), "--workers", "1"], logs[2], str(server_dir))
+        launch([str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", "--include-dashboard=false",
+                f"--dashboard-agent-listen-port={free_port()}", *common], logs[0], ray_tmp)
+        wait_for(lambda: "Ray runtime started" in logs[0].read_text(), "Ray head", 180, logs, started)
+        address = f"127.0.0.1:{gcs_port}"
+        launch([str(BIN / "ray"), "start", f"--address={address}",
+                f"--dashboard-agent-listen-port={free_port()}", *common], logs[1], ray_tmp)
+
+        import ray
+
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            def two_gpu_nodes() -> bool:
+                return sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]) == 2
+
+            wait_for(two_gpu_nodes, "second Ray node", 180, logs, started)
+            node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        finally:
+            ray.shutdown()
+        tracking_uri = f"http://127.0.0.1:{mlflow_port}"
+
+        def server_up() -> bool:
+            try:
+                svc.check_tracking(tracking_uri, timeout=2)
+                return True
+            except ValueError:
+                return False
+
+        wait_for(server_up, "mlflow server", 240, logs, started)
+        yield Cluster(address, node_ids, tracking_uri, server_dir)
+    finally:
+        stop_all(started)
+        left = procs_mentioning(ray_tmp) + procs_mentioning(str(server_dir))
+        assert left == [], f"processes left behind: {left}"
+
+
+@dataclass
+class SweepRun:
+    returncode: int
+    output: str
+    workdir: Path
+    experiment: str
+
+
+@pytest.fixture(scope="module")
+def sweep(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> SweepRun:
+    """`mer-orch sweep FILE --address ...` from a separate driver process, tracking to the server."""
+    work = tmp_path_factory.mktemp("driver")
+    spec = {
+        "dataset": {"name": "synthme-tiny", "knobs": {"n_subjects": N_SUBJECTS, "n_clips": 10 * N_SUBJECTS}},
+        "protocol": {"seed": 0, "retries": 0},
+        "train": {"epochs": 1, "batch_size": 16},
+        "grid": [{"name": "GCN+Type A", "table": "IV(a)", "model": "gcn", "features": "A", "lam": False,
+                  "au_loss": "none"}],
+        "resources": {"cpu_per_fold": 1, "gpu_per_fold": 1},  # one fold actor per node
+        "tracking": {"experiment": "multinode"},
+    }
+    (work / "space.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k not in (svc.ENV_TRACKING, svc.ENV_OPTUNA, "RAY_ADDRESS")}
+    env[svc.ENV_TRACKING] = cluster.tracking_uri  # as cluster/gpu.yaml sets it on every node
+    res = subprocess.run([str(BIN / "mer-orch"), "sweep", "space.yaml", "--address", cluster.address],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=420)
+    return SweepRun(res.returncode, res.stdout + res.stderr, work, "multinode")
+
+
+def fold_runs(cluster: Cluster, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cluster.tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    return client.search_runs([exp.experiment_id], "tags.`mer.kind` = 'fold'")
+
+
+def test_folds_ran_on_both_nodes_of_a_two_node_cluster(cluster: Cluster, sweep: SweepRun) -> None:
+    assert sweep.returncode == 0, sweep.output[-4000:]
+    runs = fold_runs(cluster, sweep.experiment)
+    assert len(runs) == N_SUBJECTS
+    assert {r.data.tags["mer.status"] for r in runs} == {"complete"}
+    nodes = [r.data.tags["mer.node"] for r in runs]
+    # hostname / IP / Ray node id prefix: both nodes share hostname and IP here, the node id tells them apart
+    ran_on = {n.rsplit("/", 1)[1] for n in nodes}
+    assert len(ran_on) == 2, nodes
+    assert {next(i for i in cluster.node_ids if i.startswith(p)) for p in ran_on} == cluster.node_ids
+
+
+def test_sweep_logged_through_the_mlflow_server(cluster: Cluster, sweep: SweepRun) -> None:
+    assert sweep.returncode == 0, sweep.output[-4000:]
+    # everything is in the server's store and artifact root; the driver's directory got no tracking DB
+    db = sqlite3.connect(cluster.server_dir / "mlflow.db")
+    q = "select value, count(*) from tags where key = 'mer.kind' group by value"
+    kinds = dict(db.execute(q).fetchall())
+    assert kinds == {"sweep": 1, "config": 1, "fold": N_SUBJECTS}
+    assert not (sweep.workdir / "mer-runs" / "mlflow.db").exists()
+    stored = {p.name for p in (cluster.server_dir / "artifacts").rglob("*") if p.is_file()}
+    assert {"predictions.csv", "confusion.csv", "arms.csv"} <= stored
+    for run in fold_runs(cluster, sweep.experiment):
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # uploaded through the server's proxy
+        assert {"accuracy", "uf1", "uar"} <= set(run.data.metrics)
