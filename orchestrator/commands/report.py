@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -45,8 +46,15 @@ def command(
     from mer_model.errors import InputError
     from orchestrator.report.build import build_report
 
+    # the command line as the user would type it again, recorded in the report's header
+    argv = ["mer-orch", "report", "--experiment", shlex.quote(experiment)]
+    for flag, value in (("--tracking-uri", tracking_uri), ("--out", out), ("--storage", storage)):
+        if value is not None:
+            argv += [flag, shlex.quote(str(value))]
+    if seed:
+        argv += ["--seed", str(seed)]
     try:
-        path = build_report(experiment, tracking_uri, out, storage, seed=seed)
+        path = build_report(experiment, tracking_uri, out, storage, seed=seed, command=" ".join(argv))
     except InputError as err:
         click.echo(f"error: {err}", err=True)
         raise SystemExit(2) from None

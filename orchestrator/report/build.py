@@ -328,12 +328,14 @@ def build_report(
     storage: str | None = None,
     *,
     seed: int = 0,
+    command: str | None = None,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
 
     ``tracking_uri`` / ``storage``: None resolves like ``mer-orch sweep`` does ($MLFLOW_TRACKING_URI, else
     ``mer-runs/mlflow.db``; the Optuna storage the sweep recorded, else $MER_OPTUNA_STORAGE, else
-    ``mer-runs/optuna.db``), without ever creating a store that is not there.
+    ``mer-runs/optuna.db``), without ever creating a store that is not there. ``command``: the command
+    line to print in the report's header.
     """
     from orchestrator.services import resolve_services
 
@@ -342,6 +344,9 @@ def build_report(
     out = Path(out) if out is not None else Path("mer-runs") / "reports" / slug(experiment)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
     try:
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
@@ -358,6 +363,8 @@ def build_report(
             "tracking URI": tracking_uri,
             "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
+        if command:
+            header["made by"] = f"`{command}`"
         content = ReportContent(
             header=header, dataset_statement=dataset_statement(runs.dataset, setup), notes=list(runs.notes)
         )

@@ -177,7 +177,11 @@ def render(r: ReportContent) -> str:
                 "",
             ]
         else:
-            lines += ["Only one arm in this table: nothing to compare.", ""]
+            lines += [
+                f"Only one arm in this table: nothing to compare "
+                f"([{s.significance_csv}]({s.significance_csv}) is empty).",
+                "",
+            ]
     if r.aau:
         lines += [
             "## Table VIII: learned AAU layer weights per subject",
