@@ -126,8 +126,12 @@ class Pool:
             i, job = self.busy.pop(ref)
             try:
                 out.append((job, ray.get(ref)))
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                self.actors[i] = self.factory()  # the actor died under this fold: replace it
+            except ray.exceptions.RayError as e:
+                # The actor died under this fold (kill -9, Ray's OOM killer: OutOfMemoryError, node lost).
+                # FoldWorker.run catches every Python exception itself, so any RayError here is a dead
+                # worker: replace it and let the driver count a failed attempt.
+                ray.kill(self.actors[i], no_restart=True)
+                self.actors[i] = self.factory()
                 out.append((job, {"ok": False, "error": f"worker died: {type(e).__name__}", "node": "?",
                                   "run_id": None, "actor_died": True}))
         return out

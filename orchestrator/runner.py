@@ -319,6 +319,8 @@ def run_sweep(
         finally:
             ray.shutdown()
 
+    # grid arms in file order, then Optuna trials by number (resumed trials were opened out of order)
+    configs.sort(key=lambda c: (c.plan.optuna_trial is not None, c.plan.optuna_trial or 0))
     result = SweepResult(sid, spec.experiment, configs, folds_run)
     rows = result.rows()
     status = "complete" if not result.incomplete else "incomplete"

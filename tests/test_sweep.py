@@ -1,6 +1,7 @@
 """A real local sweep (Ray, SQLite MLflow store, SQLite Optuna storage, real train_fold on SynthME):
 the MLflow structure read back through MlflowClient, a NaN fold retried then recorded failed, and an
-Optuna search whose clearly worse config is pruned by the Wilcoxon pruner and recorded PRUNED."""
+Optuna search whose clearly worse config is pruned by the Wilcoxon pruner and recorded PRUNED, after an
+orphan trial (left RUNNING by a killed driver) is re-run with its own parameters."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from orchestrator.cli import main
+from orchestrator.plan import sweep_id
+from orchestrator.spec import load_spec
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +56,15 @@ def test_local_sweep_mlflow_layout_failures_and_pruning(tmp_path: Path, monkeypa
     for k in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE", "RAY_ADDRESS"):
         monkeypatch.delenv(k, raising=False)
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    # An orphan: trial 0 asked and left RUNNING, as a driver killed mid-trial leaves it (Optuna heartbeats
+    # do not act under ask/tell). The sweep must run it with its own params and tell it, not ask another.
+    storage = f"sqlite:///{tmp_path / 'mer-runs' / 'optuna.db'}"
+    (tmp_path / "mer-runs").mkdir()
+    study_name = f"t-local-{sweep_id(load_spec(tmp_path / 'space.yaml'))}"
+    pre = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
+                              sampler=optuna.samplers.GridSampler({"lr": [0.01, 1e-7]}, seed=1))
+    orphan = pre.ask()
+    assert orphan.suggest_categorical("lr", [0.01, 1e-7]) == 0.01
     # one worker: folds run one after another, so pruning can cancel the folds still queued
     r = CliRunner().invoke(main, ["sweep", "space.yaml", "--num-cpus", "2", "--max-concurrent", "1"])
     # a config with failed folds -> exit 1, and it is named
@@ -132,9 +144,10 @@ def test_local_sweep_mlflow_layout_failures_and_pruning(tmp_path: Path, monkeypa
         assert "not finite" in f.data.tags["mer.error"]
 
     # Optuna: the study lives in the SQLite storage next to the MLflow DB
-    study = optuna.load_study(study_name=sweep.data.tags["mer.optuna_study"],
-                              storage=f"sqlite:///{tmp_path / 'mer-runs' / 'optuna.db'}")
+    assert sweep.data.tags["mer.optuna_study"] == study_name
+    study = optuna.load_study(study_name=study_name, storage=storage)
     trials = {t.number: t for t in study.trials}
+    assert len(trials) == 2  # the orphan was resumed, not replaced by a new trial
     assert trials[0].params == {"lr": 0.01} and trials[0].state == TrialState.COMPLETE
     # the trial's value is the pooled objective of its config run
     assert trials[0].value == pytest.approx(configs["lr-0"].data.metrics["uf1"])
