@@ -12,6 +12,7 @@ cluster on the machine).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -52,19 +53,35 @@ def procs_mentioning(text: str) -> list[int]:
     return out
 
 
-def stop_all(started: list[tuple[subprocess.Popen, str]], grace: float = 30.0) -> None:
+def procs_in_groups(pgids: set[int]) -> list[int]:
+    """PIDs whose process group is one of ``pgids`` (the groups this module started)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) in pgids and fields[0] != "Z":  # after "pid (comm)": state, ppid, pgrp
+                out.append(int(d.name))
+    return out
+
+
+def stop_all(started: list[tuple[subprocess.Popen, str]], grace: float = 5.0) -> None:
     """SIGTERM each process group we started (``ray start --block`` then stops its own raylet / GCS; the
-    server its workers), wait, then SIGKILL whatever still mentions one of our private directories. Nothing
-    else on the machine is touched."""
-    for proc, _ in started:
+    server its workers), give them ``grace`` seconds, then SIGKILL whatever is still in those groups or
+    mentions one of our private directories (Ray's graceful stop can take 30 s on a loaded machine, and a
+    test cluster has nothing worth a graceful stop). Nothing else on the machine is touched."""
+    groups = {proc.pid for proc, _ in started}  # start_new_session: each is its own group leader
+    for pgid in groups:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     markers = {m for _, m in started}
 
     def leftovers() -> list[int]:
-        return sorted({pid for m in markers for pid in procs_mentioning(m)})
+        return sorted({pid for m in markers for pid in procs_mentioning(m)} | set(procs_in_groups(groups)))
 
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and (any(p.poll() is None for p, _ in started) or leftovers()):
@@ -75,9 +92,10 @@ def stop_all(started: list[tuple[subprocess.Popen, str]], grace: float = 30.0) -
         except ProcessLookupError:
             pass
     for proc, _ in started:
-        if proc.poll() is None:
-            proc.kill()
         proc.wait(timeout=10)
+    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def wait_for(cond, what: str, timeout: float, logs: list[Path], started: list) -> None:  # noqa: ANN001
@@ -154,6 +172,9 @@ def cluster() -> Iterator[Cluster]:
     finally:
         stop_all(started)
         left = procs_mentioning(ray_tmp) + procs_mentioning(str(server_dir))
+        left += procs_in_groups({p.pid for p, _ in started})
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        shutil.rmtree(server_dir, ignore_errors=True)
         assert left == [], f"processes left behind: {left}"
 
 
