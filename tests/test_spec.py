@@ -140,3 +140,14 @@ def test_dry_run_counts_units(tmp_path: Path) -> None:
     assert "GTS-GN (layer 3)" in r.stdout
     assert "7 configs x 3 LOSO folds = 21 units" in " ".join(r.stdout.split())
     assert not ray.is_initialized()
+
+
+def test_resume_of_a_sweep_never_started_is_bad_input(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = _write(tmp_path, GOOD)
+    r = CliRunner().invoke(main, ["sweep", str(path), "--resume"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"{path}: --resume: sweep ") and "was never started" in r.stderr
+    assert not ray.is_initialized()
+    assert not (tmp_path / "mer-runs").exists()  # looking did not create a store

@@ -8,6 +8,7 @@ names are printed; rerunning the same command retries just their failed folds).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -91,10 +92,13 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
     from orchestrator.runner import resolve
 
     svc = resolve(spec, tracking_uri, None)
-    client = MlflowClient(svc.tracking_uri)
-    exp = client.get_experiment_by_name(spec.experiment)
     sid = sweep_id(spec)
-    runs = [] if exp is None else client.search_runs(
+    runs: list = []
+    db = svc.tracking_uri[len("sqlite:///"):] if svc.tracking_uri.startswith("sqlite:///") else None
+    if db is None or Path(db).exists():  # do not create an empty store just to look into it
+        client = MlflowClient(svc.tracking_uri)
+        exp = client.get_experiment_by_name(spec.experiment)
+        runs = [] if exp is None else client.search_runs(
         [exp.experiment_id], f"tags.`mer.kind` = 'sweep' and tags.`mer.sweep_id` = '{sid}'", max_results=1)
     if not runs:
         raise InputError(f"{spec.source}: --resume: sweep {sid} was never started at {svc.tracking_uri}; "
