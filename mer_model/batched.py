@@ -1,0 +1,249 @@
+"""Fold-batched training: K folds trained together in one process as one stacked model (issue 7).
+
+``train_folds_batched(config, folds, seeds, device) -> list[FoldResult]`` gives, fold by fold, the training
+that ``train_fold(config_k, train_k, test_k, seed_k, device)`` gives alone, to float rounding:
+
+- **same initial weights**: fold k's model is built under ``torch.manual_seed(seed_k)`` exactly as
+  ``train_fold`` builds it; the K models are stacked with ``torch.func.stack_module_state``;
+- **same mini-batches in the same order**: each fold draws its own shuffles from its own
+  ``torch.Generator().manual_seed(seed_k)`` through ``mer_model.train._batches``; at step s fold k gets
+  its own s-th batch. Batches are padded to the largest batch of the step, with a per-fold sample mask;
+- **same forward and loss**: one ``vmap`` of ``functional_call`` over the stack runs the model's own
+  ``forward``, in a copy where every BatchNorm is a :class:`MaskedBatchNorm` (batch statistics over the
+  real samples only, running statistics per fold), and the loss of Eq. (12) is a masked mean;
+- **own optimiser state**: :class:`mer_model.stacked_optim.StackedOptimizer`, element-wise per fold with a
+  per-fold step count, lr and weight decay; a fold without a batch at a step (its epoch is shorter, or it
+  has fewer epochs) is frozen for that step (weights, moments, running stats);
+- **own AAU weights, LAM matrices, BatchNorm statistics**: they are stacked parameters / buffers like all
+  others;
+- **same evaluation**: after training, each fold's slice is loaded back into its own plain model, which
+  predicts its left-out subject exactly as ``train_fold`` does.
+
+"Same architecture": folds can be packed together when their configs agree on every key of
+``ARCH_KEYS`` (what ``build_model`` builds, plus the optimiser kind), so that their parameters have the
+same names and shapes and one forward serves all. The keys of ``PER_FOLD_KEYS`` (epochs, batch size, lr,
+weight decay, beta) may differ between folds: e.g. the LOSO folds of several arms that differ only in beta.
+
+Why: one GTS-GN fold is ~185k parameters and a few hundred clips; trained alone it is bound by per-op
+overhead (Python dispatch, kernel launches), not arithmetic. Stacking K folds makes each op K times larger
+for about the same overhead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
+
+from mer_model.config import validate_config
+from mer_model.errors import InputError
+from mer_model.losses import aau_loss
+from mer_model.models import build_model
+from mer_model.stacked_layers import stacked_template
+from mer_model.stacked_optim import StackedOptimizer
+from mer_model.train import FoldData, FoldResult, _batches, _deterministic, _resolve_sizes, _training_tensors
+
+# What must agree for folds to share one stacked model (see the module docstring).
+ARCH_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss", "num_classes", "num_aus",
+             "optimizer")
+# What may differ from fold to fold inside one packed group.
+PER_FOLD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "beta")
+
+
+def masked_total_loss(
+    logits: Tensor,
+    labels: Tensor,
+    au_logits: Sequence[Tensor],
+    aus: Tensor,
+    aau_w: Tensor | None,
+    beta: Tensor,
+    weight: Tensor,
+) -> Tensor:
+    """Eq. (12) as ``mer_model.losses.total_loss``, with batch means taken over ``weight`` ``(N,)`` in {0, 1}.
+
+    ``logits`` ``(N, C)``, ``labels`` ``(N,)``, ``au_logits`` one ``(N, A)`` per AU layer, ``aus`` ``(N, A)``.
+    All-zero ``weight`` (a fold sitting this step out) gives 0, hence zero gradients.
+    """
+    n = weight.sum().clamp_min(1.0)
+    loss_me = (F.cross_entropy(logits, labels, reduction="none") * weight).sum() / n
+    if not au_logits:
+        return loss_me
+    layer = [(F.multilabel_soft_margin_loss(a, aus, reduction="none") * weight).sum() / n for a in au_logits]
+    loss_au = aau_loss(layer, aau_w) if aau_w is not None else torch.stack(layer).sum()  # Eq. (11)
+    return loss_me + beta * loss_au  # Eq. (12)
+
+
+def _check_group(cfgs: list[dict[str, Any]]) -> None:
+    for i, c in enumerate(cfgs[1:], start=1):
+        for key in ARCH_KEYS:
+            if c[key] != cfgs[0][key]:
+                raise InputError(
+                    f"config: {key}: fold {i} has {c[key]!r}, fold 0 {cfgs[0][key]!r}; allowed: one value "
+                    f"per packed group (folds packed together must share {', '.join(ARCH_KEYS)})"
+                )
+
+
+def _padded(tensors: list[Tensor]) -> Tensor:
+    """K tensors ``(M_k, *rest)`` -> ``(K, max M_k, *rest)``, zero-padded (padding is never indexed)."""
+    out = tensors[0].new_zeros((len(tensors), max(len(t) for t in tensors), *tensors[0].shape[1:]))
+    for k, t in enumerate(tensors):
+        out[k, : len(t)] = t
+    return out
+
+
+def _step_batches(
+    parts: list[list[Tensor] | None], sizes: list[int]
+) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """One epoch's steps for all folds: per step ``(idx (K, B), bn_mask (K, B), loss_w (K, B), active (K,))``.
+
+    ``parts[k]`` is fold k's list of index batches this epoch (None: fold k has finished its epochs).
+    A fold with no batch at a step gets real samples ``0..B-1 (mod M_k)`` with a full BatchNorm mask (so its
+    forward stays finite) and zero loss weight and ``active = False`` (so nothing of it changes).
+    """
+    n_steps = max(len(p) for p in parts if p is not None)
+    out = []
+    for s in range(n_steps):
+        b = max(len(p[s]) for p in parts if p is not None and s < len(p))
+        idx = torch.zeros(len(parts), b, dtype=torch.long)
+        bn_mask = torch.ones(len(parts), b)
+        loss_w = torch.zeros(len(parts), b)
+        active = torch.zeros(len(parts), dtype=torch.bool)
+        for k, p in enumerate(parts):
+            if p is None or s >= len(p):
+                idx[k] = torch.arange(b) % sizes[k]
+                continue
+            n = len(p[s])
+            idx[k, :n], idx[k, n:] = p[s], p[s][0]
+            bn_mask[k, n:] = 0.0
+            loss_w[k, :n] = 1.0
+            active[k] = True
+        out.append((idx, bn_mask, loss_w, active))
+    return out
+
+
+def train_folds_batched(
+    config: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    folds: Sequence[tuple[FoldData, FoldData]],
+    seeds: int | Sequence[int] = 0,
+    device: str | torch.device = "cpu",
+) -> list[FoldResult]:
+    """Train K folds together; fold k's result is ``train_fold(config_k, *folds[k], seeds[k], device)``'s.
+
+    Args:
+        config: one flat config for all folds, or one per fold (same ``ARCH_KEYS``; ``PER_FOLD_KEYS`` free).
+        folds: K ``(train, test)`` pairs (e.g. the LOSO folds); training sets may differ in size.
+        seeds: one seed for all folds or one per fold.
+        device: torch device for the whole group.
+    Returns:
+        K ``FoldResult``s in the order of ``folds``; ``train_seconds`` is the group's wall time / K.
+    Raises:
+        InputError: configs that cannot share one stacked model, a bad config, or too few samples.
+    """
+    t0 = time.perf_counter()
+    k_folds = len(folds)
+    if k_folds == 0:
+        raise InputError("folds: got an empty list; allowed: at least one (train, test) pair")
+    configs = [config] * k_folds if isinstance(config, Mapping) else list(config)
+    seed_list = [int(seeds)] * k_folds if isinstance(seeds, int | np.integer) else [int(s) for s in seeds]
+    if len(configs) != k_folds or len(seed_list) != k_folds:
+        raise InputError(
+            f"train_folds_batched: got {k_folds} folds, {len(configs)} configs, {len(seed_list)} seeds; "
+            "allowed: one config / seed, or one per fold"
+        )
+    dev = torch.device(device)
+    cfgs = [_resolve_sizes(validate_config(c), tr, te) for c, (tr, te) in zip(configs, folds, strict=True)]
+    _check_group(cfgs)
+    data = [_training_tensors(tr, dev) for tr, _ in folds]
+    sizes = [len(x) for x, _, _ in data]
+    if min(sizes) < 2:
+        k = sizes.index(min(sizes))
+        raise InputError(f"train: landmarks: fold {k} has {sizes[k]} training samples; allowed: at least 2")
+    x_all, y_all, a_all = (_padded([d[i] for d in data]) for i in range(3))  # (K, M, ...)
+    rows = torch.arange(k_folds, device=dev)[:, None]
+
+    with _deterministic(dev):
+        models = []
+        for cfg, seed in zip(cfgs, seed_list, strict=True):
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                torch.manual_seed(seed)  # the very init train_fold makes for this seed
+                models.append(build_model(cfg).to(dev))
+        template, bn_names = stacked_template(models[0])
+        params, all_buffers = stack_module_state(models)  # (K, ...) leaves; params require grad
+        bn_buf = {n: b for n, b in all_buffers.items() if n.rsplit(".", 1)[0] in bn_names}
+        lr, wd, betas = (torch.tensor([float(c[key]) for c in cfgs], device=dev)
+                         for key in ("lr", "weight_decay", "beta"))  # (K,) each
+        names = list(params)
+        opt = StackedOptimizer(cfgs[0]["optimizer"], [params[n] for n in names], lr, wd)
+
+        full, _ = stacked_template(models[0], masked=False)  # steps where no fold is padded or idle
+
+        def fold_loss(p, b, x, y, a, bn_mask, loss_w, active, beta):  # one fold's slice of the stack
+            extra = {f"{n}.sample_mask": bn_mask for n in bn_names}
+            extra.update({f"{n}.update": active for n in bn_names})
+            logits, au = functional_call(template, {**p, **b, **extra}, (x,), {"return_aux": True})
+            return masked_total_loss(logits, y, au, a, p.get("aau_w"), beta, loss_w)
+
+        def fold_loss_full(p, b, x, y, a, beta):
+            logits, au = functional_call(full, {**p, **b}, (x,), {"return_aux": True})
+            ones = torch.ones_like(y, dtype=x.dtype)
+            return masked_total_loss(logits, y, au, a, p.get("aau_w"), beta, ones)
+
+        batched_loss, batched_loss_full = vmap(fold_loss), vmap(fold_loss_full)
+        gens = [torch.Generator().manual_seed(s) for s in seed_list]  # fold k's own shuffles
+        curves: list[list[float]] = [[] for _ in range(k_folds)]
+        for epoch in range(max(c["epochs"] for c in cfgs)):
+            parts = [
+                _batches(sizes[k], cfgs[k]["batch_size"], gens[k]) if epoch < cfgs[k]["epochs"] else None
+                for k in range(k_folds)
+            ]
+            total = torch.zeros(k_folds, device=dev)
+            for idx, bn_mask, loss_w, active in _step_batches(parts, sizes):
+                idx, bn_mask, loss_w, act = idx.to(dev), bn_mask.to(dev), loss_w.to(dev), active.to(dev)
+                xb, yb, ab = x_all[rows, idx], y_all[rows, idx], a_all[rows, idx]  # (K, B, ...)
+                if bool(active.all()) and bool(bn_mask.all()):
+                    losses = batched_loss_full(params, bn_buf, xb, yb, ab, betas)  # (K,)
+                else:
+                    losses = batched_loss(params, bn_buf, xb, yb, ab, bn_mask, loss_w, act, betas)
+                opt.zero_grad()
+                losses.sum().backward()  # folds are independent: d(sum)/d(theta_k) = dL_k/d(theta_k)
+                opt.step(act)
+                total = total + losses.detach() * loss_w.sum(1)
+            for k, t in enumerate(total.cpu().tolist()):  # one sync per epoch
+                if epoch < cfgs[k]["epochs"]:
+                    curves[k].append(t / sizes[k])
+
+        results = []
+        for k, ((_, test), model) in enumerate(zip(folds, models, strict=True)):
+            state = {n: params[n][k].detach() for n in names} | {n: b[k] for n, b in bn_buf.items()}
+            model.load_state_dict(state, strict=False)  # the rest (graphs, point indices) is shared
+            model.eval()
+            x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
+            with torch.no_grad():  # exactly train_fold's evaluation
+                probs = torch.softmax(model(x_test), dim=1).cpu().numpy().astype(np.float64)
+                weights = model.aau_weights().cpu().tolist()
+                lam = {n: v.detach().cpu().numpy().copy() for n, v in model.lam_matrices().items()}
+            results.append(
+                FoldResult(
+                    y_true=np.asarray(test.labels, dtype=np.int64).copy(),
+                    y_pred=probs.argmax(axis=1).astype(np.int64),
+                    probs=probs,
+                    aau_layers=list(model.au_layers),
+                    aau_weights=[float(w) for w in weights],
+                    lam=lam,
+                    loss_curve=curves[k],
+                    epochs=cfgs[k]["epochs"],
+                    seed=seed_list[k],
+                    n_train=int(len(folds[k][0].labels)),
+                    n_test=int(len(test.labels)),
+                )
+            )
+    seconds = (time.perf_counter() - t0) / k_folds
+    for r in results:
+        r.train_seconds = seconds  # the group's wall time, shared equally
+    return results
