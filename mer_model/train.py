@@ -77,7 +77,7 @@ class FoldResult:
         return cls(
             y_true=np.asarray(d["y_true"], dtype=np.int64),
             y_pred=np.asarray(d["y_pred"], dtype=np.int64),
-            probs=np.asarray(d["probs"], dtype=np.float64).reshape(len(d["y_true"]), -1),
+            probs=_probs(d).reshape(len(d["y_true"]), -1 if d["y_true"] else 0),
             aau_layers=[int(r) for r in d["aau_layers"]],
             aau_weights=[float(w) for w in d["aau_weights"]],
             lam={k: np.asarray(v, dtype=np.float32) for k, v in d["lam"].items()},
@@ -88,6 +88,10 @@ class FoldResult:
             n_test=int(d["n_test"]),
             train_seconds=float(d.get("train_seconds", 0.0)),
         )
+
+
+def _probs(d: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray(d["probs"], dtype=np.float64)
 
 
 @contextlib.contextmanager
