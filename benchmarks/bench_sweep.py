@@ -1,13 +1,14 @@
 """``mer-orch sweep`` wall time against a plain in-process loop over the same (config, fold) trainings.
 
-    python benchmarks/bench_sweep.py [--epochs 10] [--subjects 6] [--cpus 2]
+    python benchmarks/bench_sweep.py [--epochs 5] [--subjects 6] [--cpus 2]
 
 Baseline: one Python process, torch with all ``--cpus`` threads, ``train_fold`` called for every
 (config, fold) in turn, nothing logged. Sweep: the real command (``python -m orchestrator.cli sweep``, a
 fresh process: imports, local ``ray.init``, actor pool, MLflow logging of every fold with LAM arrays and
 heatmaps, config/sweep tables) on the same spec, timed from launch to exit. Both in one command on the
-same machine; the ratio sweep / loop is the figure (target <= 1.1). A second, near-empty sweep (1 epoch,
-tiny folds) isolates the fixed start-up cost, and the per-unit overhead is the rest divided by the units.
+same machine, in ABBA order (loop, sweep, sweep, loop) with the load average printed beside each, because
+the machine may be shared; the ratio of the sums sweep / loop is the figure (target <= 1.1). A near-empty
+sweep (1 epoch, tiny folds) against its own loop shows the fixed start-up cost.
 """
 
 from __future__ import annotations
@@ -74,29 +75,40 @@ def sweep(doc: dict, cwd: Path, cpus: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--subjects", type=int, default=6)
     ap.add_argument("--clips", type=int, default=60)
     ap.add_argument("--cpus", type=int, default=2)
     a = ap.parse_args()
+    doc = spec(a.epochs, a.subjects, a.clips, "bench")
+    loops, sweeps = [], []
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        (d / "loop").mkdir()
-        (d / "sweep").mkdir()
-        (d / "empty").mkdir()
-        doc = spec(a.epochs, a.subjects, a.clips, "bench")
-        t_loop, n = plain_loop(doc, d / "loop" / "space.yaml", a.cpus)
-        t_sweep = sweep(doc, d / "sweep", a.cpus)
+        # ABBA order (loop, sweep, sweep, loop): a slow drift of the machine's load hits both sides alike
+        for i, kind in enumerate(("loop", "sweep", "sweep", "loop")):
+            run_dir = d / f"{kind}{i}"
+            run_dir.mkdir()
+            load0 = os.getloadavg()[0]
+            if kind == "loop":
+                t, n = plain_loop(doc, run_dir / "space.yaml", a.cpus)
+                loops.append(t)
+            else:
+                t = sweep(doc, run_dir, a.cpus)
+                sweeps.append(t)
+            print(f"{kind:5s} {t:8.1f} s   (1-min load average {load0:.1f} -> {os.getloadavg()[0]:.1f})",
+                  flush=True)
         empty = spec(1, 3, 15, "bench-empty")
+        (d / "empty").mkdir()
         t_empty = sweep(empty, d / "empty", a.cpus)
         t_empty_loop, n_empty = plain_loop(empty, d / "empty" / "loop.yaml", a.cpus)
-    fixed = t_empty - t_empty_loop
     print(f"units: {n} (2 configs x {a.subjects} LOSO folds, {a.epochs} epochs, synthme-tiny "
           f"{a.clips} clips), {a.cpus} CPUs")
-    print(f"plain in-process loop: {t_loop:8.1f} s")
-    print(f"mer-orch sweep:        {t_sweep:8.1f} s   ratio sweep/loop = {t_sweep / t_loop:.2f}")
-    print(f"near-empty sweep ({n_empty} units of 1 epoch): {t_empty:.1f} s vs its loop {t_empty_loop:.1f} s "
-          f"-> fixed + per-unit overhead {fixed:.1f} s ({fixed / n_empty:.2f} s per unit if all per-unit)")
+    print(f"plain in-process loop: {sum(loops) / 2:8.1f} s (mean of 2)")
+    print(f"mer-orch sweep:        {sum(sweeps) / 2:8.1f} s (mean of 2)   ratio sweep/loop = "
+          f"{sum(sweeps) / sum(loops):.2f}")
+    fixed = t_empty - t_empty_loop
+    print(f"near-empty sweep ({n_empty} units of 1 epoch, 3 subjects x 15 clips): {t_empty:.1f} s "
+          f"vs its loop {t_empty_loop:.1f} s -> start-up + per-unit overhead {fixed:.1f} s")
 
 
 if __name__ == "__main__":
