@@ -225,12 +225,13 @@ def test_services_up_serves_mlflow_on_loopback_and_stops_cleanly(tmp_path: Path)
             with pytest.raises(OSError):
                 socket.create_connection((other, port), timeout=2).close()
 
-        # a second `up` on the same port fails at once with one line, exit 2
-        clash = subprocess.run([*UP, "--port", str(port), "--runs-dir", str(tmp_path / "other")],
-                               capture_output=True, text=True, timeout=60)
-        assert clash.returncode == 2
+        # a second `up` on the same port fails at once with one line, exit 2, and starts nothing
+        clash = CliRunner().invoke(main, ["services", "up", "--port", str(port), "--runs-dir",
+                                          str(tmp_path / "other")])
+        assert clash.exit_code == 2
         assert clash.stderr.strip() == (f"--host/--port 127.0.0.1:{port}: cannot bind (Address already in "
                                         "use); allowed: a free port on an interface of this machine")
+        assert not (tmp_path / "other" / "mlflow-server.log").exists()
     finally:
         proc.terminate()  # SIGTERM to `mer-orch services up` only; it stops the server it started
         proc.wait(timeout=60)
