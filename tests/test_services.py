@@ -242,3 +242,39 @@ def test_services_up_serves_mlflow_on_loopback_and_stops_cleanly(tmp_path: Path)
     with socket.create_server(("127.0.0.1", port)):
         pass  # the port is free again
     assert os.path.exists(runs / "mlflow-server.log")
+
+
+# ------------------------------------------------------------------------------ start-up check of a sweep
+
+TINY_SPEC = """\
+dataset: {name: synthme-tiny, knobs: {n_subjects: 2, n_clips: 20}}
+train: {epochs: 1}
+grid:
+  - {name: "GCN+Type A", model: gcn, features: A, lam: false, au_loss: none}
+tracking: {uri: "%s"}
+"""
+
+
+def test_check_reads_the_spec_files_tracking_uri(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    spec = tmp_path / "space.yaml"
+    spec.write_text(TINY_SPEC % url)
+    res = CliRunner().invoke(main, ["services", "check", str(spec), "--storage", f"journal:{tmp_path}/o.log"])
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"MLflow tracking URI {url} ({svc.ENV_TRACKING}): no MLflow server answers")
+
+
+def test_sweep_with_a_dead_server_stops_before_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    monkeypatch.chdir(tmp_path)
+    url = f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "space.yaml").write_text(TINY_SPEC % url)
+    t0 = time.monotonic()
+    res = CliRunner().invoke(main, ["sweep", "space.yaml", "--num-cpus", "1",
+                                    "--storage", f"journal:{tmp_path}/o.log"])
+    assert res.exit_code == 2, res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and url in res.stderr
+    assert time.monotonic() - t0 < 30  # no hang, no retries against the dead server
+    assert not ray.is_initialized()
+    assert not (tmp_path / "mer-runs" / "mlflow.db").exists()
