@@ -274,7 +274,7 @@ def check_services(
     service that is unreachable, unwritable or of an unsupported kind. Returns None when all answer.
     Typical use, before ``ray.init``::
 
-        svc = resolve_services(spec.tracking_uri, spec.optuna_storage, spec.ray_storage)
+        svc = resolve_services(cli_uri or spec.tracking.uri, cli_storage or spec.storage.url)
         check_services(svc.tracking_uri, svc.optuna_storage, ray_storage=svc.ray_storage)
     """
     check_tracking(tracking_uri, timeout)
