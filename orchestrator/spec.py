@@ -245,9 +245,16 @@ def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
     """('grid', 3, 'arm', 'beta') -> 'grid[3] (arm "X").beta' using the raw YAML to name the arm."""
     out = ""
     node = raw
+    after_grid_index = False
     for part in loc:
-        if part in ("arm", "product") and isinstance(node, dict) and part not in node:
-            continue  # discriminator tag, not a key
+        if after_grid_index and part in ("arm", "product"):
+            after_grid_index = False
+            continue  # the grid entry's discriminator tag, not a key
+        after_grid_index = False
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue  # pydantic's name of a union member, e.g. "function-after[_range(), FloatParam]"
+        if isinstance(part, int) and out == "grid":
+            after_grid_index = True
         if isinstance(part, int):
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
@@ -272,7 +279,8 @@ def _describe(err: dict[str, Any]) -> str:
 
 def _allowed_keys(loc: tuple[Any, ...]) -> str:
     """For an unknown key: the keys the enclosing section accepts."""
-    parent = [p for p in loc[:-1] if not isinstance(p, int)]
+    parent = [p for p in loc[:-1]
+              if not isinstance(p, int) and "[" not in p and not p.startswith("function-")]
     model: type[BaseModel] = SweepSpec
     for p in parent:
         if p == "arm":
