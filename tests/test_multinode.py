@@ -11,6 +11,7 @@ cluster on the machine).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -104,10 +105,27 @@ def wait_for(cond, what: str, timeout: float, logs: list[Path], started: list) -
     while not cond():
         dead = [p.args[:3] for p, _ in started if p.poll() is not None]
         if dead or time.monotonic() > deadline:
-            tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
             why = f"exited: {dead}" if dead else f"after {timeout:g} s"
-            pytest.fail(f"{what} not ready ({why})\n{tails}")
+            fail_with_logs(f"{what} not ready ({why})", logs)
         time.sleep(0.5)
+
+
+def fail_with_logs(message: str, logs: list[Path]) -> None:
+    tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
+    pytest.fail(f"{message}\n{tails}")
+
+
+NODES_PROBE = """
+import json, sys, time
+import ray
+ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)
+deadline = time.monotonic() + 180
+while sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]) != 2:
+    if time.monotonic() > deadline:
+        sys.exit("fewer than 2 GPU nodes after 180 s")
+    time.sleep(0.5)
+print(json.dumps([n["NodeID"] for n in ray.nodes() if n["Alive"]]))
+"""
 
 
 @dataclass
@@ -147,17 +165,13 @@ def cluster() -> Iterator[Cluster]:
         launch([str(BIN / "ray"), "start", f"--address={address}",
                 f"--dashboard-agent-listen-port={free_port()}", *common], logs[1], ray_tmp)
 
-        import ray
-
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-        try:
-            def two_gpu_nodes() -> bool:
-                return sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]) == 2
-
-            wait_for(two_gpu_nodes, "second Ray node", 180, logs, started)
-            node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-        finally:
-            ray.shutdown()
+        # wait for both nodes from a separate driver process: ray.init here could clash with a Ray that
+        # another test of this session left initialised in the pytest process
+        probe = subprocess.run([sys.executable, "-c", NODES_PROBE, address], capture_output=True, text=True,
+                               env=env, timeout=240)
+        if probe.returncode != 0:
+            fail_with_logs(f"second Ray node not ready: {probe.stderr.strip()[-500:]}", logs)
+        node_ids = set(json.loads(probe.stdout.strip().splitlines()[-1]))
         tracking_uri = f"http://127.0.0.1:{mlflow_port}"
 
         def server_up() -> bool:
