@@ -275,6 +275,6 @@ def test_sweep_with_a_dead_server_stops_before_ray(tmp_path: Path, monkeypatch: 
                                     "--storage", f"journal:{tmp_path}/o.log"])
     assert res.exit_code == 2, res.output
     assert len(res.stderr.strip().splitlines()) == 1 and url in res.stderr
-    assert time.monotonic() - t0 < 30  # no hang, no retries against the dead server
+    assert time.monotonic() - t0 < 60  # no hang, no retries against the dead server (generous: shared CI)
     assert not ray.is_initialized()
     assert not (tmp_path / "mer-runs" / "mlflow.db").exists()
