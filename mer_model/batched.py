@@ -16,8 +16,9 @@ that ``train_fold(config_k, train_k, test_k, seed_k, device)`` gives alone, to f
   has fewer epochs) is frozen for that step (weights, moments, running stats);
 - **own AAU weights, LAM matrices, BatchNorm statistics**: they are stacked parameters / buffers like all
   others;
-- **same evaluation**: after training, each fold's slice is loaded back into its own plain model, which
-  predicts its left-out subject exactly as ``train_fold`` does.
+- **same evaluation**: after training, each fold's slice is loaded back into its own plain model, whose
+  BatchNorm statistics are recomputed on its training set (``update_bn``) and which predicts its
+  left-out subject, exactly as ``train_fold`` does.
 
 "Same architecture": folds can be packed together when their configs agree on every key of
 ``ARCH_KEYS`` (what ``build_model`` builds, plus the optimiser kind), so that their parameters have the
@@ -40,6 +41,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
+from torch.optim.swa_utils import update_bn
 
 from mer_model.config import validate_config
 from mer_model.errors import InputError
@@ -222,6 +224,9 @@ def train_folds_batched(
         for k, ((_, test), model) in enumerate(zip(folds, models, strict=True)):
             state = {n: params[n][k].detach() for n in names} | {n: b[k] for n, b in bn_buf.items()}
             model.load_state_dict(state, strict=False)  # the rest (graphs, point indices) is shared
+            # as train_fold: BatchNorm statistics of the final weights from this fold's training set
+            x_k, bs = data[k][0], cfgs[k]["batch_size"]
+            update_bn([x_k[i : i + bs] for i in range(0, len(x_k), bs)], model)
             model.eval()
             x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
             with torch.no_grad():  # exactly train_fold's evaluation
