@@ -84,14 +84,19 @@ def test_kill_9_then_rerun_finishes_without_rerunning_done_folds(tmp_path: Path)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stdout.read() if proc.stdout else ""
-    # re-read: a fold may have finished between the poll and the kill
+    # The killed driver's Ray processes are reaped, but a worker may still finish the fold it was logging:
+    # wait until the count of done folds has been stable for a few seconds, then take it.
+    n, stable_since = _n_complete_folds(db), time.monotonic()
+    while time.monotonic() - stable_since < 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (m := _n_complete_folds(db)) != n:
+            n, stable_since = m, time.monotonic()
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("t-resume")
     done_before = {(r.data.tags["mer.arm"], r.data.tags["mer.subject"]): r.info.run_id
                    for r in _fold_runs(client, exp.experiment_id)
                    if r.data.tags.get("mer.status") == "complete" and r.info.status == "FINISHED"}
     assert 1 <= len(done_before) < 9, "the kill must land mid-sweep for this test to mean anything"
-    time.sleep(2)  # the killed driver's local Ray is reaped (its workers die with it)
 
     proc2 = _sweep(tmp_path)
     out, _ = proc2.communicate(timeout=400)
