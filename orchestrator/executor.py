@@ -1,11 +1,12 @@
-"""Ray scheduling of (config, fold) units: a pool of reused actors, one fold per actor at a time.
+"""Ray scheduling of (config, fold) units: a pool of reused actors, one call per actor at a time.
 
 Why actors and not Ray Tune trials (stack-notes): a fresh worker per trial costs 1.5-2 s plus ``import
 torch``; a reused actor pays that once. Each actor is created with the file's ``cpu_per_fold`` /
 ``gpu_per_fold`` (fractional GPUs are Ray bookkeeping, not a memory cap), sets torch's thread count to its
 CPU share, receives the dataset once (an object-store reference ``ray.put`` by the driver), and then trains
 fold after fold. The driver keeps every actor busy (``submit`` / ``wait``); folds of a config run
-concurrently on different actors.
+concurrently on different actors. With ``resources.packing`` > 1 one call carries up to that many folds of
+one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run each.
 
 The fold is logged to MLflow from the actor (``mer.node`` = where it really ran) in one burst after
 training. A fold that raises, or whose loss is not finite, comes back ``ok=False`` with its error; the
@@ -64,26 +65,59 @@ class FoldWorker:
         return self.node
 
     def run(self, job: Job) -> dict[str, Any]:
-        from mer_model import classification_metrics, train_fold
-        from orchestrator.tracking import log_fold_run
+        from mer_model import train_fold
 
-        tags = {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt)}
         t0 = time.perf_counter()
         try:
             train, test = self.ds.subset(job.train_idx), self.ds.subset(job.test_idx)
-            res = train_fold(job.config, train, test, job.seed, self.device)
-            bad = [v for v in res.loss_curve if not math.isfinite(v)]
-            if bad:
-                raise FloatingPointError(f"training loss is not finite ({bad[0]}) at epoch "
-                                         f"{[math.isfinite(v) for v in res.loss_curve].index(False) + 1}")
+            res = _finite(train_fold(job.config, train, test, job.seed, self.device))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
-            err = f"{type(e).__name__}: {e}".replace("\n", " ")[:480]
-            run_id = None
-            if job.last_attempt:
-                run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
-                                      {**tags, "mer.error": err}, {}, [], None, None, "failed")
-            return {"ok": False, "error": err, "node": self.node, "run_id": run_id,
-                    "trace": traceback.format_exc(limit=3), "seconds": time.perf_counter() - t0}
+            return self._failed(job, e, t0)
+        return self._complete(job, res, t0)
+
+    def run_group(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        """Folds of one config trained together (``resources.packing``); one outcome per job, each logged
+        as its own fold run exactly as :meth:`run` logs it. A group that fails as a whole fails every fold."""
+        if len(jobs) == 1:
+            return [self.run(jobs[0])]
+        from mer_model.batched import train_folds_batched
+
+        t0 = time.perf_counter()
+        try:
+            folds = [(self.ds.subset(j.train_idx), self.ds.subset(j.test_idx)) for j in jobs]
+            configs, seeds = [j.config for j in jobs], [j.seed for j in jobs]
+            results = train_folds_batched(configs, folds, seeds, self.device)
+        except Exception as e:  # noqa: BLE001
+            return [self._failed(j, e, t0) for j in jobs]
+        out = []
+        for j, res in zip(jobs, results, strict=True):
+            try:
+                _finite(res)
+            except FloatingPointError as e:
+                out.append(self._failed(j, e, t0))
+                continue
+            out.append(self._complete(j, res, t0))
+        return out
+
+    def _tags(self, job: Job) -> dict[str, str]:
+        return {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt)}
+
+    def _failed(self, job: Job, e: Exception, t0: float) -> dict[str, Any]:
+        from orchestrator.tracking import log_fold_run
+
+        err = f"{type(e).__name__}: {e}".replace("\n", " ")[:480]
+        run_id = None
+        if job.last_attempt:
+            run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
+                                  {**self._tags(job), "mer.error": err}, {}, [], None, None, "failed")
+        return {"ok": False, "error": err, "node": self.node, "run_id": run_id,
+                "trace": traceback.format_exc(limit=3), "seconds": time.perf_counter() - t0}
+
+    def _complete(self, job: Job, res: Any, t0: float) -> dict[str, Any]:
+        from mer_model import classification_metrics
+        from orchestrator.tracking import log_fold_run
+
+        tags = self._tags(job)
         nc = int(job.config.get("num_classes") or self.ds.num_classes)
         m = classification_metrics(res.y_true, res.y_pred, nc)
         metrics = {k: float(m[k]) for k in ("accuracy", "uf1", "uar")}
@@ -99,13 +133,22 @@ class FoldWorker:
                 "train_seconds": res.train_seconds}
 
 
+def _finite(res: Any) -> Any:
+    """``res`` unchanged, or FloatingPointError naming the first epoch whose training loss is not finite."""
+    bad = [v for v in res.loss_curve if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"training loss is not finite ({bad[0]}) at epoch "
+                                 f"{[math.isfinite(v) for v in res.loss_curve].index(False) + 1}")
+    return res
+
+
 @dataclass
 class Pool:
     """Fixed pool of FoldWorker actors; ``submit`` to an idle one, ``wait`` for any to finish."""
 
     actors: list[Any]
     factory: Any  # () -> new actor handle (replaces a dead one)
-    busy: dict[Any, tuple[int, Job]]  # ObjectRef -> (actor index, job)
+    busy: dict[Any, tuple[int, list[Job]]]  # ObjectRef -> (actor index, the jobs of that call)
 
     @property
     def idle(self) -> list[int]:
@@ -113,27 +156,31 @@ class Pool:
         return [i for i in range(len(self.actors)) if i not in used]
 
     def submit(self, job: Job) -> None:
+        self.submit_group([job])
+
+    def submit_group(self, jobs: list[Job]) -> None:
+        """One actor call for ``jobs`` (folds of one config: fold-batched when more than one)."""
         i = self.idle[0]
-        self.busy[self.actors[i].run.remote(job)] = (i, job)
+        self.busy[self.actors[i].run_group.remote(jobs)] = (i, jobs)
 
     def wait(self, timeout: float | None = None) -> list[tuple[Job, dict[str, Any]]]:
-        """Block until at least one fold finishes (or ``timeout``); return (job, outcome) pairs."""
+        """Block until at least one call finishes (or ``timeout``); return (job, outcome) pairs."""
         if not self.busy:
             return []
         ready, _ = ray.wait(list(self.busy), num_returns=1, timeout=timeout)
         out = []
         for ref in ready:
-            i, job = self.busy.pop(ref)
+            i, jobs = self.busy.pop(ref)
             try:
-                out.append((job, ray.get(ref)))
+                out.extend(zip(jobs, ray.get(ref), strict=True))
             except ray.exceptions.RayError as e:
-                # The actor died under this fold (kill -9, Ray's OOM killer: OutOfMemoryError, node lost).
-                # FoldWorker.run catches every Python exception itself, so any RayError here is a dead
-                # worker: replace it and let the driver count a failed attempt.
+                # The actor died under this call (kill -9, Ray's OOM killer: OutOfMemoryError, node lost).
+                # FoldWorker catches every Python exception itself, so any RayError here is a dead
+                # worker: replace it and let the driver count a failed attempt for each of its folds.
                 ray.kill(self.actors[i], no_restart=True)
                 self.actors[i] = self.factory()
-                out.append((job, {"ok": False, "error": f"worker died: {type(e).__name__}", "node": "?",
-                                  "run_id": None, "actor_died": True}))
+                out.extend((job, {"ok": False, "error": f"worker died: {type(e).__name__}", "node": "?",
+                                  "run_id": None, "actor_died": True}) for job in jobs)
         return out
 
     def shutdown(self) -> None:

@@ -276,16 +276,27 @@ def run_sweep(
                     trial, params = nxt
                     open_config(search_config(spec, trial.number, params), trial)
                 while queue and pool.idle:
-                    st, u, attempt = queue.popleft()
-                    st.queued -= 1
-                    st.in_flight += 1
-                    tr, te = splits[u.subject]
-                    pool.submit(executor.Job(
-                        arm=st.plan.arm, subject=u.subject, config=st.plan.config, seed=spec.protocol.seed,
-                        train_idx=tr, test_idx=te, parent_run_id=st.run_id,
-                        tags={"mer.sweep_id": sid, "mer.config_hash": st.plan.config_hash,
-                              "mer.arm": st.plan.arm, "mer.subject": u.subject, "mer.dataset": ds.name},
-                        attempt=attempt, last_attempt=attempt > spec.protocol.retries))
+                    group = [queue.popleft()]
+                    # resources.packing: first attempts of further folds of the same config join the call
+                    # (fold-batched training); retries run alone
+                    for q in list(queue):
+                        if len(group) >= spec.resources.packing or group[0][2] != 1:
+                            break
+                        if q[0] is group[0][0] and q[2] == 1:
+                            queue.remove(q)
+                            group.append(q)
+                    jobs = []
+                    for st, u, attempt in group:
+                        st.queued -= 1
+                        st.in_flight += 1
+                        tr, te = splits[u.subject]
+                        jobs.append(executor.Job(
+                            arm=st.plan.arm, subject=u.subject, config=st.plan.config,
+                            seed=spec.protocol.seed, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
+                            tags={"mer.sweep_id": sid, "mer.config_hash": st.plan.config_hash,
+                                  "mer.arm": st.plan.arm, "mer.subject": u.subject, "mer.dataset": ds.name},
+                            attempt=attempt, last_attempt=attempt > spec.protocol.retries))
+                    pool.submit_group(jobs)
                 if not pool.busy:
                     break
                 for job, out in pool.wait():
