@@ -118,7 +118,10 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
     console = _console()
     console.print(summary_table(result.rows(), spec.protocol.objective))
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
-                  f"by this run; MLflow experiment {result.experiment!r}")
+                  f"by this run; MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
+    if spec.dataset.name.startswith("synthme"):
+        # Said where the numbers are first seen, not only in the README and the report.
+        console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
     if result.incomplete:
         click.echo(f"{len(result.incomplete)} configs incomplete (failed folds, no pooled value): "
                    f"{', '.join(result.incomplete)}; rerun the same command to retry their failed folds",
