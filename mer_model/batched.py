@@ -41,7 +41,6 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
-from torch.optim.swa_utils import update_bn
 
 from mer_model.config import validate_config
 from mer_model.errors import InputError
@@ -49,7 +48,15 @@ from mer_model.losses import aau_loss
 from mer_model.models import build_model
 from mer_model.stacked_layers import stacked_template
 from mer_model.stacked_optim import StackedOptimizer
-from mer_model.train import FoldData, FoldResult, _batches, _deterministic, _resolve_sizes, _training_tensors
+from mer_model.train import (
+    FoldData,
+    FoldResult,
+    _batches,
+    _deterministic,
+    _resolve_sizes,
+    _training_tensors,
+    finish_fold,
+)
 
 # What must agree for folds to share one stacked model (see the module docstring).
 ARCH_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss", "num_classes", "num_aus",
@@ -224,29 +231,9 @@ def train_folds_batched(
         for k, ((_, test), model) in enumerate(zip(folds, models, strict=True)):
             state = {n: params[n][k].detach() for n in names} | {n: b[k] for n, b in bn_buf.items()}
             model.load_state_dict(state, strict=False)  # the rest (graphs, point indices) is shared
-            # as train_fold: BatchNorm statistics of the final weights from this fold's training set
-            x_k, bs = data[k][0], cfgs[k]["batch_size"]
-            update_bn([x_k[i : i + bs] for i in range(0, len(x_k), bs)], model)
-            model.eval()
-            x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
-            with torch.no_grad():  # exactly train_fold's evaluation
-                probs = torch.softmax(model(x_test), dim=1).cpu().numpy().astype(np.float64)
-                weights = model.aau_weights().cpu().tolist()
-                lam = {n: v.detach().cpu().numpy().copy() for n, v in model.lam_matrices().items()}
             results.append(
-                FoldResult(
-                    y_true=np.asarray(test.labels, dtype=np.int64).copy(),
-                    y_pred=probs.argmax(axis=1).astype(np.int64),
-                    probs=probs,
-                    aau_layers=list(model.au_layers),
-                    aau_weights=[float(w) for w in weights],
-                    lam=lam,
-                    loss_curve=curves[k],
-                    epochs=cfgs[k]["epochs"],
-                    seed=seed_list[k],
-                    n_train=int(len(folds[k][0].labels)),
-                    n_test=int(len(test.labels)),
-                )
+                finish_fold(model, data[k][0], test, batch_size=cfgs[k]["batch_size"], curve=curves[k],
+                            epochs=cfgs[k]["epochs"], seed=seed_list[k], n_train=len(folds[k][0].labels))
             )
     seconds = (time.perf_counter() - t0) / k_folds
     for r in results:

@@ -193,7 +193,6 @@ def train_fold(
     x, y, a = _training_tensors(train, dev)
     if len(x) < 2:
         raise InputError(f"train: landmarks: got {len(x)} training samples; allowed: at least 2")
-    x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
 
     cuda_ids = (
         [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
@@ -218,18 +217,39 @@ def train_fold(
                 total = total + loss.detach() * len(idx)
             curve.append(float(total / len(x)))  # one sync per epoch, not per step
 
-        # BatchNorm statistics of the final weights, from the training set only (fixed order, no test data):
-        # the running averages lag far behind when training is short (their initial variance of 1 decays as
-        # 0.9^steps while the normalised landmark channels vary by ~1e-4), which made eval-mode predictions
-        # collapse to one class after tens of steps even at near-zero training loss.
-        bs = cfg["batch_size"]
-        update_bn([x[i : i + bs] for i in range(0, len(x), bs)], model)
-        model.eval()
-        with torch.no_grad():
-            probs = torch.softmax(model(x_test), dim=1).cpu().numpy().astype(np.float64)
-            weights = model.aau_weights().cpu().tolist()
-            lam = {k: v.detach().cpu().numpy().copy() for k, v in model.lam_matrices().items()}
+        result = finish_fold(model, x, test, batch_size=cfg["batch_size"], curve=curve, epochs=cfg["epochs"],
+                             seed=seed, n_train=len(train.labels))
+    result.train_seconds = time.perf_counter() - t0
+    return result
 
+
+def finish_fold(
+    model: torch.nn.Module,
+    x_train: torch.Tensor,
+    test: FoldData,
+    *,
+    batch_size: int,
+    curve: list[float],
+    epochs: int,
+    seed: int,
+    n_train: int,
+) -> FoldResult:
+    """The end of every fold, trained alone (``train_fold``) or in a packed group (``batched``).
+
+    BatchNorm statistics of the final weights are recomputed from the training set only (fixed order, no
+    test data): the running averages lag far behind when training is short (their initial variance of 1
+    decays as 0.9^steps while the normalised landmark channels vary by ~1e-4), which made eval-mode
+    predictions collapse to one class after tens of steps even at near-zero training loss. Then the final
+    model predicts the left-out subject; nothing is selected on it.
+    """
+    dev = x_train.device
+    update_bn([x_train[i : i + batch_size] for i in range(0, len(x_train), batch_size)], model)
+    model.eval()
+    x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
+    with torch.no_grad():
+        probs = torch.softmax(model(x_test), dim=1).cpu().numpy().astype(np.float64)
+        weights = model.aau_weights().cpu().tolist()
+        lam = {k: v.detach().cpu().numpy().copy() for k, v in model.lam_matrices().items()}
     return FoldResult(
         y_true=np.asarray(test.labels, dtype=np.int64).copy(),
         y_pred=probs.argmax(axis=1).astype(np.int64),
@@ -238,9 +258,8 @@ def train_fold(
         aau_weights=[float(w) for w in weights],
         lam=lam,
         loss_curve=curve,
-        epochs=cfg["epochs"],
+        epochs=epochs,
         seed=int(seed),
-        n_train=int(len(train.labels)),
+        n_train=int(n_train),
         n_test=int(len(test.labels)),
-        train_seconds=time.perf_counter() - t0,
     )
