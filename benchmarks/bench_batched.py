@@ -9,7 +9,8 @@ Sections:
 1. speed: the same 26 LOSO folds of ``synthme-casme2`` (same config, seeds, epochs) trained one after
    another by ``train_fold`` and together by ``train_folds_batched``, in this process; ratio of wall and
    of process CPU time (CPU time is less sensitive to other processes sharing the cores); the two paths'
-   predictions are compared too.
+   predictions are compared too. Then ``torch.profiler`` over one epoch of each path splits the time per
+   fold into matrix products and the rest, which bounds what fold-batching can gain on this device.
 2. FLOPs: training FLOPs per fold counted by ``torch.utils.flop_counter.FlopCounterMode`` over one
    forward + backward step (matmuls and convolutions; element-wise ops are not counted), per sample x
    training samples x epochs; achieved FLOP/s of both paths against a large ``torch.mm`` measured here.
@@ -125,6 +126,45 @@ def speed(cfg: dict[str, Any], folds: list, device: torch.device, repeats: int) 
         "max_probs_diff": probs_diff,
         "pred_agreement": agree,
     }
+
+
+GEMM_OPS = frozenset(
+    {"aten::mm", "aten::bmm", "aten::addmm", "aten::mkldnn_convolution", "aten::convolution_backward"}
+)
+
+
+def gemm_ceiling(cfg: dict[str, Any], folds: list, device: torch.device) -> dict[str, Any]:
+    """Where the time of one epoch goes, per fold: matrix products vs everything else, in both paths.
+
+    ``torch.profiler`` over one epoch of ``train_fold`` (fold 0) and of ``train_folds_batched`` (all
+    folds); an op's self time is its duration on the calling thread, so the sums are wall-clock shares.
+    ``ceiling`` = sequential time per fold / the batched path's matrix-product time per fold: the speed-up
+    fold-batching would reach if every element-wise op, BatchNorm, copy and Python line were free and the
+    batched GEMMs ran at the rate measured here for this model's shapes.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    one = {**cfg, "epochs": 1}
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    out: dict[str, Any] = {}
+    for name, run, k in (
+        ("seq", lambda: train_fold(one, *folds[0], 0, device), 1),
+        ("bat", lambda: train_folds_batched(one, folds, list(range(len(folds))), device), len(folds)),
+    ):
+        run()  # warm-up: first-call allocations and oneDNN primitive creation
+        with profile(activities=acts) as prof:
+            run()
+        ev = prof.key_averages()
+        if device.type == "cuda":
+            total = sum(e.self_device_time_total for e in ev)
+            gemm = sum(e.self_device_time_total for e in ev if e.key in GEMM_OPS or "gemm" in e.key.lower())
+        else:
+            total = sum(e.self_cpu_time_total for e in ev)
+            gemm = sum(e.self_cpu_time_total for e in ev if e.key in GEMM_OPS)
+        out[f"{name}_total_ms_per_fold"] = total / 1e3 / k
+        out[f"{name}_gemm_ms_per_fold"] = gemm / 1e3 / k
+    out["ceiling"] = out["seq_total_ms_per_fold"] / out["bat_gemm_ms_per_fold"]
+    return out
 
 
 def memory_child(args: argparse.Namespace) -> None:
@@ -290,6 +330,7 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load0 = _load()
     sp = speed(cfg, folds, device, args.repeats)
+    ceiling = gemm_ceiling(cfg, folds, device)
     rate_bat = work / sp["bat_wall_s"]  # everything included: build, stack, train, evaluate
     rate_seq = work / sp["seq_wall_s"]
     mem = memory(args)
@@ -319,6 +360,7 @@ def main() -> None:
         "work_flops": work,
         "matmul_flops": peak,
         "speed": sp,
+        "gemm_ceiling": ceiling,
         "rate_bat": rate_bat,
         "rate_seq": rate_seq,
         "memory": mem,
@@ -339,6 +381,7 @@ def _load() -> float:
 
 def report(f: dict[str, Any]) -> str:
     sp, mem, pr, peak = f["speed"], f["memory"], f["projection"], f["matmul_flops"]
+    ce = f["gemm_ceiling"]
     rs, rb = f["rate_seq"], f["rate_bat"]
     gib, mib = 1024**3, 1024
     lines = [
@@ -358,6 +401,18 @@ def report(f: dict[str, Any]) -> str:
         f"Measured matmul rate (2048 x 2048 `torch.mm`, same threads): {peak / 1e9:.1f} GFLOP/s. "
         f"Predictions of the two paths: max |probs diff| {sp['max_probs_diff']:.2e}, "
         f"y_pred agreement {sp['pred_agreement']:.1%}.",
+        "",
+        "#### Where one epoch's time goes (`torch.profiler`, per fold, after a warm-up epoch)",
+        "",
+        "| path | profiled ms per fold | of it matrix products (mm/bmm/conv) |",
+        "|---|---|---|",
+        f"| sequential `train_fold` | {ce['seq_total_ms_per_fold']:.0f} | {ce['seq_gemm_ms_per_fold']:.0f} "
+        f"({ce['seq_gemm_ms_per_fold'] / ce['seq_total_ms_per_fold']:.0%}) |",
+        f"| `train_folds_batched` | {ce['bat_total_ms_per_fold']:.0f} | {ce['bat_gemm_ms_per_fold']:.0f} "
+        f"({ce['bat_gemm_ms_per_fold'] / ce['bat_total_ms_per_fold']:.0%}) |",
+        "",
+        f"**Ceiling of fold-batching here: {ce['ceiling']:.2f}x** (sequential time per fold / the batched "
+        "path's matrix-product time per fold: the speed-up if everything but the GEMMs were free).",
         "",
         "### 2. FLOPs",
         "",
