@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mer_model.data import load_dataset, load_raw, objective_class
+from mer_model.data.dataset import magnify
 from mer_model.data.synthme import AU_NUMBERS, au_templates, generate
 from mer_model.errors import InputError
 
@@ -123,13 +124,32 @@ def test_loso_splits_never_share_a_subject(name):
         assert sub.class_names == ds.class_names and len(sub) == len(train)
 
 
-def test_setups_and_magnification():
+def test_magnification_scales_the_motion_not_the_detector_noise():
+    """SynthME magnifies like the paper's video magnification: motion x a before the detector, so the
+    onset-relative motion triples at a = 3 while the noise draw (same seed) stays as it was."""
+    def motion(a: float, noise: float) -> np.ndarray:
+        ds = load_dataset("synthme-casme2", setup="objective", magnification=a, noise=noise, pose=0.0)
+        assert ds.meta["magnification"] == a
+        return ds.landmarks[:, 1:] - ds.landmarks[:, :1]  # apex, offset minus onset: (N, 2, 68, 2) px
+
+    clean1, clean3 = motion(1.0, 0.0), motion(3.0, 0.0)
+    np.testing.assert_allclose(clean3, 3 * clean1, rtol=1e-4, atol=2e-3)  # the facial motion x 3
+    assert np.abs(clean1).max() > 0.5  # and there is motion to magnify (px)
+    noise1 = motion(1.0, 0.007) - clean1
+    noise3 = motion(3.0, 0.007) - clean3
+    np.testing.assert_allclose(noise3, noise1, atol=2e-3)  # detector noise is not magnified
+    assert noise1.std() > 0.5  # ~0.7 px per point and frame, doubled by the difference of frames
+    # landmark-space magnification (real data's only option) scales noise and motion alike
     base = load_dataset("synthme-casme2", setup="objective")
-    mag = load_dataset("synthme-casme2", setup="objective", magnification=3.0)
-    np.testing.assert_allclose(mag.landmarks[:, 0], base.landmarks[:, 0])
-    np.testing.assert_allclose(mag.landmarks[:, 1] - mag.landmarks[:, 0],
-                               3 * (base.landmarks[:, 1] - base.landmarks[:, 0]), rtol=1e-4, atol=1e-3)
-    assert mag.meta["magnification"] == 3.0
+    mag = magnify(base.landmarks, 3.0)
+    np.testing.assert_allclose(mag[:, 0], base.landmarks[:, 0])
+    np.testing.assert_allclose(mag[:, 1] - mag[:, 0], 3 * (base.landmarks[:, 1] - base.landmarks[:, 0]),
+                               rtol=1e-4, atol=1e-3)
+    with pytest.raises(InputError, match="magnification"):
+        load_dataset("synthme-tiny", setup="objective", magnification=0.0)
+
+
+def test_setups():
     assert load_dataset("synthme-casme2", setup="objective5").class_names == ("I", "II", "III", "IV", "V")
     s5 = load_dataset("synthme-samm", setup="self5")
     assert s5.class_names == ("happiness", "anger", "surprise", "contempt", "others")

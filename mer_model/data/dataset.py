@@ -100,8 +100,10 @@ class RawClips:
 def magnify(x: np.ndarray, a: float) -> np.ndarray:
     """Landmark-space motion magnification ``x_onset + a (x - x_onset)`` over the frame axis.
 
-    x: (..., 3, 68, 2) with frame 0 = onset. The paper magnifies the video by a = 3 before detection; on
-    landmarks the same amplification of onset-relative motion is this linear map.
+    x: (..., 3, 68, 2) with frame 0 = onset. The paper magnifies the *video* before detection ([47]; it
+    does not state the factor). On detected landmarks the closest map is this one, which scales detector
+    noise and head-pose jitter along with the motion; for the paper's pipeline on real data, magnify the
+    videos before ``mer-orch extract``. SynthME magnifies its motion before the noise (``synthme.generate``).
     """
     if a == 1.0:
         return x
@@ -110,11 +112,11 @@ def magnify(x: np.ndarray, a: float) -> np.ndarray:
 
 
 def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0) -> LandmarkDataset:
-    """Apply a class setup (Table I) and magnification to raw clips."""
+    """Apply a class setup (Table I) and landmark-space magnification (``magnify``) to raw clips."""
     if setup not in SETUPS:
         raise InputError(f"setup: {setup!r} is not a class setup; expected one of {', '.join(SETUPS)}")
     if not magnification > 0:
-        raise InputError(f"magnification: {magnification!r} must be > 0; expected e.g. 1 (off) or 3 (paper)")
+        raise InputError(f"magnification: {magnification!r} must be > 0; expected e.g. 1 (off) or 3")
     keep, labels, class_names = apply_setup(setup, raw.family, raw.objective, raw.emotion)
     idx = np.flatnonzero(keep)
     aug = None if raw.augment is None else magnify(raw.augment[idx], magnification)
@@ -177,9 +179,20 @@ def load_dataset(
     name: ``synthme-casme2`` | ``synthme-samm`` | ``synthme-tiny`` (generated, no files; knobs:
     ``n_subjects``, ``n_clips``, ``noise``, ``amplitude``, ``n_augment``, ``agree``) or ``casme2`` | ``samm``
     (``root`` = dataset folder; knobs: ``crop_scales``, ``upsample``, ``spreadsheet``). ``seed`` only
-    affects SynthME. ``magnification``: a in ``x_onset + a (x - x_onset)`` (paper: 3; default 1 = off).
+    affects SynthME. ``magnification`` a (default 1 = off): real data, ``x_onset + a (x - x_onset)`` on the
+    detected landmarks (``magnify``); SynthME, the facial motion times a before camera and detector noise,
+    as the paper's video magnification acts (``synthme.generate``). The paper does not state its factor.
     """
     if setup not in SETUPS:
         raise InputError(f"setup: {setup!r} is not a class setup; expected one of {', '.join(SETUPS)}")
+    from mer_model.data.synthme import PRESETS
+
+    if name in PRESETS:  # magnified in motion space by the generator; meta records it
+        if not magnification > 0:
+            raise InputError(f"magnification: {magnification!r} must be > 0; expected e.g. 1 (off) or 3")
+        ds = finalise(load_raw(name, seed=seed, magnification=magnification, **preset_knobs), name=name,
+                      setup=setup)
+        ds.meta["magnification"] = float(magnification)
+        return ds
     raw = load_raw(name, root=root, seed=seed, cache_dir=cache_dir, **preset_knobs)
     return finalise(raw, name=name, setup=setup, magnification=magnification)
