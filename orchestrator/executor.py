@@ -189,11 +189,15 @@ class Pool:
 
 
 def pool_size(cpu_per_fold: float, gpu_per_fold: float, max_concurrent: int | None, n_units: int) -> int:
-    """How many folds fit at once on the cluster's resources (at least 1)."""
+    """How many folds fit at once on the cluster's resources (at least 1).
+
+    A cluster without GPUs ignores ``gpu_per_fold``, as ``make_pool`` does (its actors then train on CPU):
+    one search-space file serves a laptop and a GPU cluster.
+    """
     res = ray.cluster_resources()
     n = int(res.get("CPU", 1) // cpu_per_fold)
-    if gpu_per_fold > 0:
-        n = min(n, int(res.get("GPU", 0) / gpu_per_fold + 1e-9))
+    if gpu_per_fold > 0 and res.get("GPU", 0) > 0:
+        n = min(n, int(res["GPU"] / gpu_per_fold + 1e-9))
     if max_concurrent:
         n = min(n, max_concurrent)
     return max(1, min(n, n_units))
