@@ -304,6 +304,8 @@ def run_sweep(
                     st = next(c for c in configs if c.plan.arm == job.arm)
                     st.in_flight -= 1
                     u = next(x for x in st.units if x.subject == job.subject)
+                    if out.get("actor_died"):  # it may have died mid-burst: no partial run may remain
+                        tracking.delete_partial_folds(client, exp_id, sid, job.arm, job.subject)
                     if not out["ok"] and not job.last_attempt:
                         if prog is not None:
                             prog.retry(job.arm, job.subject, out["error"])

@@ -395,6 +395,9 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
         if arm.name in names:
             raise InputError(f"{source}: {arm.where}: arm name {arm.name!r} is used twice; "
                              "allowed: unique names")
+        if "'" in arm.name and '"' in arm.name:  # MLflow's search filter cannot quote such a name
+            raise InputError(f"{source}: {arm.where}: arm name {arm.name!r} has both quote characters; "
+                             "allowed: at most one of ' and \"")
         names.add(arm.name)
         _check_config(spec, arm.where, arm.overrides)
     if spec.search is not None:

@@ -112,7 +112,7 @@ def open_config_run(
     sweep_id = tags["mer.sweep_id"]
     tags = {"mer.kind": "config", "mer.arm": arm, PARENT: sweep_run_id, **tags}
     flt = (f"tags.`mer.kind` = 'config' and tags.`mer.sweep_id` = '{sweep_id}' and "
-           f"tags.`mer.arm` = '{_q(arm)}'")
+           f"tags.`mer.arm` = {_lit(arm)}")
     run_id = _find_or_create(client, exp_id, flt, arm, tags)
     existing = client.get_run(run_id).data.params
     new = [Param(k, _param(v)) for k, v in params.items() if k not in existing]
@@ -120,8 +120,14 @@ def open_config_run(
     return run_id
 
 
-def _q(s: str) -> str:
-    return s.replace("'", "\\'")
+def _lit(s: str) -> str:
+    """``s`` as a string literal of MLflow's search filter, which has no escapes: an arm named ``Wei's``
+    is found only as ``"Wei's"`` (``'Wei\\'s'`` matches nothing, so resume would miss its runs)."""
+    if "'" not in s:
+        return f"'{s}'"
+    if '"' not in s:
+        return f'"{s}"'
+    raise ValueError(f"name {s!r}: has both quote characters; MLflow's search filter cannot express it")
 
 
 def _param(v: Any) -> str:
@@ -154,10 +160,27 @@ def scan_folds(
     return done, stale
 
 
+def delete_partial_folds(client: MlflowClient, exp_id: str, sweep_id: str, arm: str, subject: str) -> int:
+    """Delete the fold runs of (arm, subject) in this sweep that are not done; return how many.
+
+    For a worker that died under a fold: it may have died inside ``log_fold_run``'s burst, leaving a run
+    that is not FINISHED+complete. The driver calls this before the retry, so the sweep ends with one run
+    per fold even without a later resume (whose ``scan_folds`` would otherwise be what removes it).
+    """
+    flt = (f"tags.`mer.kind` = 'fold' and tags.`mer.sweep_id` = '{sweep_id}' and "
+           f"tags.`mer.arm` = {_lit(arm)} and tags.`mer.subject` = {_lit(subject)}")
+    n = 0
+    for run in _search(client, exp_id, flt):
+        if not (run.info.status == "FINISHED" and run.data.tags.get("mer.status") == "complete"):
+            client.delete_run(run.info.run_id)
+            n += 1
+    return n
+
+
 def config_run_status(client: MlflowClient, exp_id: str, sweep_id: str, arm: str) -> tuple[str, str | None]:
     """(``mer.status`` tag, run id) of the config run of ``arm``; ("", None) when there is none."""
     flt = (f"tags.`mer.kind` = 'config' and tags.`mer.sweep_id` = '{sweep_id}' and "
-           f"tags.`mer.arm` = '{_q(arm)}'")
+           f"tags.`mer.arm` = {_lit(arm)}")
     runs = _search(client, exp_id, flt)
     if not runs:
         return "", None

@@ -118,3 +118,28 @@ def _predictions(client: MlflowClient, run_id: str, dst: Path) -> list[int]:
     path = Path(client.download_artifacts(run_id, "predictions.csv", str(dst)))
     with path.open() as f:
         return [int(r["y_pred"]) for r in csv.DictReader(f)]
+
+
+def test_delete_partial_folds_keeps_done_runs_and_other_folds(tmp_path: Path) -> None:
+    """What the driver does when a worker dies under a fold, on a real SQLite tracking store."""
+    from orchestrator.tracking import delete_partial_folds, log_fold_run
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("t-partial", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(exp).info.run_id
+    tags = {"mer.sweep_id": "s1", "mer.arm": "A'rm", "mer.attempt": "1"}
+
+    def partial(subject: str, sweep: str = "s1") -> str:  # a burst cut short: created, never terminated
+        return client.create_run(exp, tags={**tags, "mer.sweep_id": sweep, "mer.subject": subject,
+                                            "mer.kind": "fold"}).info.run_id
+
+    done = log_fold_run(client, exp, parent, {**tags, "mer.subject": "s01"}, {"accuracy": 1.0}, [0.5], None,
+                        None, "complete")
+    cut_s01, cut_s02, other_sweep = partial("s01"), partial("s02"), partial("s02", sweep="s0")
+    assert delete_partial_folds(client, exp, "s1", "A'rm", "s02") == 1
+    assert client.get_run(cut_s02).info.lifecycle_stage == "deleted"
+    assert client.get_run(cut_s01).info.lifecycle_stage == "active"  # another fold: not this call's
+    assert client.get_run(other_sweep).info.lifecycle_stage == "active"  # another sweep
+    assert delete_partial_folds(client, exp, "s1", "A'rm", "s01") == 1
+    assert client.get_run(cut_s01).info.lifecycle_stage == "deleted"
+    assert client.get_run(done).info.lifecycle_stage == "active"  # a done fold is never touched
