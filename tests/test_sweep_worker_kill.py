@@ -74,14 +74,18 @@ def test_kill_9_of_a_busy_worker_retries_its_fold_and_loses_nothing(tmp_path: Pa
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     killed = None
-    deadline = time.monotonic() + 300
-    while killed is None and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        if (pid := _busy_worker(proc.pid)) is not None:
-            time.sleep(0.5)  # well inside the fold's training, not at its first instruction
-            os.kill(pid, signal.SIGKILL)
-            killed = pid
-    out, _ = proc.communicate(timeout=400)
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if (pid := _busy_worker(proc.pid)) is not None:
+                time.sleep(0.5)  # well inside the fold's training, not at its first instruction
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:  # never leave a driver behind a failed test
+            proc.kill()
     assert killed is not None, "no busy FoldWorker was found to kill:\n" + out
     assert proc.returncode == 0, out
 
