@@ -255,3 +255,30 @@ def test_sweep_logged_through_the_mlflow_server(cluster: Cluster, sweep: SweepRu
     for run in fold_runs(cluster, sweep.experiment):
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # uploaded through the server's proxy
         assert {"accuracy", "uf1", "uar"} <= set(run.data.metrics)
+
+
+def test_report_reads_the_sweep_through_the_mlflow_server(cluster: Cluster, sweep: SweepRun,
+                                                           tmp_path: Path) -> None:
+    """`mer-orch report` against the http server (runs over REST, artifacts through the server's proxy)
+    gives the config run's pooled metrics and the folds' confusion matrix."""
+    import csv
+
+    from mlflow.tracking import MlflowClient
+
+    assert sweep.returncode == 0, sweep.output[-4000:]
+    out = tmp_path / "report"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE")}
+    cmd = [sys.executable, "-m", "orchestrator.cli", "report", "--experiment", sweep.experiment,
+           "--tracking-uri", cluster.tracking_uri, "--out", str(out)]
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert not (tmp_path / "mer-runs").exists()  # nothing read or written locally
+    client = MlflowClient(cluster.tracking_uri)
+    exp = client.get_experiment_by_name(sweep.experiment)
+    (config,) = client.search_runs([exp.experiment_id], "tags.`mer.kind` = 'config'")
+    (row,) = list(csv.DictReader((out / "tables" / "table_IV_a.csv").open()))
+    assert row["status"] == "complete" and int(row["n_folds_complete"]) == N_SUBJECTS
+    for m in ("accuracy", "uf1", "uar"):
+        assert float(row[m]) == config.data.metrics[m]
+    assert any(p.name.startswith("confusion_") and p.suffix == ".png" for p in (out / "figures").iterdir())
+    assert "multinode" in (out / "report.md").read_text()
