@@ -37,44 +37,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_batched import flops_per_sample  # noqa: E402
-
-ARCH = ("model", "features", "points", "lam", "fusion_layer", "au_loss")  # what sets an arm's FLOPs
+from bench_batched import arm_flops  # noqa: E402
 
 
-def _arm_flops(spec_path: Path) -> tuple[dict[str, float], int, int, float]:
-    """Counted training FLOPs of every arm of the file (all folds); folds; the file's cpu_per_fold."""
-    from mer_model.config import validate_config
-    from orchestrator.plan import grid_configs
-    from orchestrator.runner import load_data
-    from orchestrator.spec import load_spec
-
-    spec = load_spec(spec_path)
-    ds = load_data(spec)
-    splits = ds.loso_splits()
-    n_train = sum(len(tr) for _, tr, _ in splits)
-    sizes = {"num_classes": ds.num_classes, "num_aus": ds.aus.shape[1]}
-    cache: dict[str, float] = {}
-    out = {}
-    for plan in grid_configs(spec):
-        cfg = validate_config({**plan.config, **sizes})
-        key = json.dumps({k: cfg[k] for k in ARCH})
-        if key not in cache:
-            cache[key] = flops_per_sample(cfg, batch=cfg["batch_size"])
-        out[plan.arm] = cache[key] * n_train * cfg["epochs"]
-    return out, len(splits), len(grid_configs(spec)), float(spec.resources.cpu_per_fold)
-
-
-def _one_fold_seconds(spec_path: Path, arm: str, threads: int) -> float:
-    """One fold of ``arm`` trained in this process, scaled to the mean training-set size of the folds."""
+def _one_fold_seconds(spec: Any, ds: Any, plan: Any, threads: int) -> float:
+    """One fold of ``plan`` trained in this process, scaled to the mean training-set size of the folds."""
     from mer_model import train_fold
-    from orchestrator.plan import grid_configs
-    from orchestrator.runner import load_data
-    from orchestrator.spec import load_spec
 
-    spec = load_spec(spec_path)
-    ds = load_data(spec)
-    plan = next(p for p in grid_configs(spec) if p.arm == arm)
     splits = ds.loso_splits()
     _, tr, te = splits[0]
     mean_train = sum(len(t) for _, t, _ in splits) / len(splits)
@@ -103,17 +72,22 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 
+    from orchestrator.runner import load_data
+    from orchestrator.spec import expand_grid, load_spec
+
     raw = yaml.safe_load(args.spec.read_text())
+    spec = load_spec(args.spec)
+    ds = load_data(spec)
+    splits = ds.loso_splits()
+    per_arm = arm_flops(spec, ds, [(ds.subset(tr), None) for _, tr, _ in splits])
+    flops = {plan.arm: f for plan, _, f in per_arm}
+    n_folds, n_arms, cpu_per_fold = len(splits), len(per_arm), float(spec.resources.cpu_per_fold)
     names = set(args.arms)
-    flops, n_folds, n_arms, cpu_per_fold = _arm_flops(args.spec)
     missing = names - set(flops)
     if missing:
         sys.exit(f"--arms: {sorted(missing)} not in {args.spec} (expected arm names such as "
                  f"{next(iter(flops))!r})")
     # the chosen arms exactly as the file has them (named rows; product rows are expanded by name)
-    from orchestrator.spec import expand_grid, load_spec
-
-    spec = load_spec(args.spec)
     rows = [a for a in expand_grid(spec) if a.name in names]
     raw["grid"] = [{"name": a.name, "table": a.table, **a.overrides} for a in rows]
     raw["tracking"] = {"experiment": f"bench-ablation-{int(time.time())}"}
@@ -144,7 +118,8 @@ def main() -> None:
     load1 = os.getloadavg()[0]
 
     workers = max(1, int(args.cpus // cpu_per_fold))
-    fold_s = _one_fold_seconds(args.spec, rows[0].name, int(cpu_per_fold))
+    first = next(plan for plan, _, _ in per_arm if plan.arm == rows[0].name)
+    fold_s = _one_fold_seconds(spec, ds, first, int(cpu_per_fold))
     n_units = n_folds * len(rows)
     part_flops = sum(flops[a.name] for a in rows)
     per_flop = (wall - startup) / part_flops

@@ -226,6 +226,28 @@ def memory(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+FLOP_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss")  # what sets a model's FLOPs
+
+
+def arm_flops(spec: Any, ds: Any, folds: list) -> list[tuple[Any, int, float]]:
+    """Every grid arm of ``spec``: (plan, epochs, counted training FLOPs over all ``folds``, augment views
+    included). Arms that build the same model share one count."""
+    from orchestrator.plan import grid_configs
+
+    n_train = sum(len(tr.labels) * (1 + (0 if tr.augment is None else tr.augment.shape[1]))
+                  for tr, _ in folds)
+    sizes = {"num_classes": len(ds.class_names), "num_aus": ds.aus.shape[1]}
+    cache: dict[str, float] = {}
+    out = []
+    for plan in grid_configs(spec):
+        cfg = validate_config({**plan.config, **sizes})
+        key = json.dumps({k: cfg[k] for k in FLOP_KEYS})
+        if key not in cache:
+            cache[key] = flops_per_sample(cfg)
+        out.append((plan, cfg["epochs"], cache[key] * n_train * cfg["epochs"]))
+    return out
+
+
 def project_ablation(
     spec_path: Path,
     ds: Any,
@@ -238,32 +260,13 @@ def project_ablation(
 ) -> dict[str, Any]:
     """Per-arm counted FLOPs -> projected time here (batched, sequential) and on ``gpus`` GPUs, for each
     sustained per-GPU FLOP rate of ``gpu_rates`` (label -> FLOP/s)."""
-    from orchestrator.plan import grid_configs
     from orchestrator.spec import load_spec
 
-    spec = load_spec(spec_path)
-    n_train = [len(tr.labels) * (1 + (0 if tr.augment is None else tr.augment.shape[1])) for tr, _ in folds]
-    sizes = {"num_classes": len(ds.class_names), "num_aus": ds.aus.shape[1]}
-    cache: dict[str, float] = {}
-    rows = []
-    for plan in grid_configs(spec):
-        cfg = validate_config({**plan.config, **sizes})
-        key = json.dumps(
-            {k: cfg[k] for k in ("model", "features", "points", "lam", "fusion_layer", "au_loss")}
-        )
-        if key not in cache:
-            cache[key] = flops_per_sample(cfg)
-        flops = cache[key] * sum(n_train) * cfg["epochs"]  # all folds of this arm
-        rows.append(
-            {
-                "arm": plan.arm,
-                "table": plan.table,
-                "epochs": cfg["epochs"],
-                "gflop": flops / 1e9,
-                "bat_s": flops / rate_bat,
-                "seq_s": flops / rate_seq,
-            }
-        )
+    rows = [
+        {"arm": plan.arm, "table": plan.table, "epochs": epochs, "gflop": flops / 1e9,
+         "bat_s": flops / rate_bat, "seq_s": flops / rate_seq}
+        for plan, epochs, flops in arm_flops(load_spec(spec_path), ds, folds)
+    ]
     n_units = len(rows) * len(folds)
     bat_total = sum(r["bat_s"] for r in rows)
     seq_total = sum(r["seq_s"] for r in rows)

@@ -134,6 +134,11 @@ def _param(v: Any) -> str:
     return "null" if v is None else str(v)
 
 
+def _is_done(run: Any) -> bool:
+    """A fold run counts as done when FINISHED with ``mer.status=complete`` (written last by the worker)."""
+    return run.info.status == "FINISHED" and run.data.tags.get("mer.status") == "complete"
+
+
 def scan_folds(
     client: MlflowClient, exp_id: str, sweep_id: str,
 ) -> tuple[dict[tuple[str, str], FoldRecord], dict[tuple[str, str], list[str]]]:
@@ -150,7 +155,7 @@ def scan_folds(
     for run in sorted(_search(client, exp_id, flt), key=lambda r: r.info.start_time or 0):
         tags = run.data.tags
         key = (tags.get("mer.arm", ""), tags.get("mer.subject", ""))
-        ok = run.info.status == "FINISHED" and tags.get("mer.status") == "complete"
+        ok = _is_done(run)
         if ok and key in done:
             client.delete_run(run.info.run_id)
         elif ok:
@@ -171,7 +176,7 @@ def delete_partial_folds(client: MlflowClient, exp_id: str, sweep_id: str, arm: 
            f"tags.`mer.arm` = {_lit(arm)} and tags.`mer.subject` = {_lit(subject)}")
     n = 0
     for run in _search(client, exp_id, flt):
-        if not (run.info.status == "FINISHED" and run.data.tags.get("mer.status") == "complete"):
+        if not _is_done(run):
             client.delete_run(run.info.run_id)
             n += 1
     return n

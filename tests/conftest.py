@@ -59,3 +59,30 @@ def finished_sweep(tmp_path_factory):
                                       "--storage", storage])
     return {"dir": d, "tracking_uri": uri, "storage": storage, "experiment": "finished-sweep",
             "exit_code": r.exit_code, "output": r.output}
+
+
+@pytest.fixture
+def start_sweep():
+    """``start_sweep(cwd)``: ``mer-orch sweep space.yaml --num-cpus 2`` in ``cwd`` as a separate driver
+    process (stdout and stderr merged, text), with the local-store defaults (no tracking / storage / Ray
+    address from the environment). Every driver it started that is still running at teardown is killed,
+    so a failing test never leaves one behind."""
+    import subprocess
+    import sys
+
+    procs = []
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE", "RAY_ADDRESS")}
+
+    def start(cwd):
+        cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", "space.yaml", "--num-cpus", "2"]
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)

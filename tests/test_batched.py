@@ -7,11 +7,10 @@ In float32 Adam amplifies rounding (a gradient near zero has sign noise, and Ada
 the size), so the float32 test only checks agreement to a loose tolerance on the real data path.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
+from fold_data import make_split
 
 import mer_model.batched as batched
 import mer_model.train as train_mod
@@ -19,26 +18,10 @@ from mer_model import train_fold
 from mer_model.batched import train_folds_batched
 from mer_model.errors import InputError
 from mer_model.features import GMGraphFeatures
-from mer_model.landmarks import REFERENCE_SHAPE
-
-
-@dataclass
-class Split:
-    landmarks: np.ndarray
-    labels: np.ndarray
-    aus: np.ndarray
-    augment: np.ndarray | None = None
 
 
 def _split(n, seed, classes=3, num_aus=4, views=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    labels[:classes] = np.arange(classes)  # every class present: num_classes is the same in every fold
-    lm = np.broadcast_to(REFERENCE_SHAPE, (n, 3, 68, 2)) + rng.normal(0, 0.5, (n, 3, 68, 2))
-    lm[:, 1, 17:27, 1] -= 2.0 * labels[:, None]  # apex: brows raised by class
-    aus = (rng.random((n, num_aus)) < 0.4).astype(np.float32)
-    aug = lm[:, None] + rng.normal(0, 0.3, (n, views, 3, 68, 2)) if views else None
-    return Split(lm.astype(np.float32), labels, aus, None if aug is None else aug.astype(np.float32))
+    return make_split(n, seed, classes, num_aus, views, every_class=True)
 
 
 # Unequal training sets, batch 8: 20 -> batches 8, 8, 4 (padded); 13 -> 8, 5 (2 steps, idle at the 3rd);

@@ -1,33 +1,14 @@
 """train_fold: determinism, overfitting a tiny batch, augment views, FoldResult round trip."""
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+from fold_data import Split, make_split
 
 from mer_model import FoldResult, classification_metrics, train_fold
 from mer_model.errors import InputError
-from mer_model.landmarks import REFERENCE_SHAPE
-
-
-@dataclass
-class Split:
-    landmarks: np.ndarray
-    labels: np.ndarray
-    aus: np.ndarray
-    augment: np.ndarray | None = None
-
-
-def _split(n, seed, classes=3, num_aus=4, views=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, n)
-    lm = np.broadcast_to(REFERENCE_SHAPE, (n, 3, 68, 2)) + rng.normal(0, 0.5, (n, 3, 68, 2))
-    lm[:, 1, 17:27, 1] -= 2.0 * labels[:, None]  # apex: brows raised by class
-    aus = (rng.random((n, num_aus)) < 0.4).astype(np.float32)
-    aug = lm[:, None] + rng.normal(0, 0.3, (n, views, 3, 68, 2)) if views else None
-    return Split(lm.astype(np.float32), labels, aus, None if aug is None else aug.astype(np.float32))
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +30,7 @@ def _comparable(r):
 
 
 def test_same_seed_same_result_and_other_seed_differs():
-    train, test = _split(20, 0), _split(5, 1)
+    train, test = make_split(20, 0), make_split(5, 1)
     a, b = train_fold(FAST, train, test, seed=7), train_fold(FAST, train, test, seed=7)
     assert _comparable(a) == _comparable(b)
     c = train_fold(FAST, train, test, seed=8)
@@ -58,12 +39,12 @@ def test_same_seed_same_result_and_other_seed_differs():
 
 def test_caller_rng_is_untouched():
     state = torch.get_rng_state()
-    train_fold(FAST, _split(10, 0), _split(3, 1), seed=1)
+    train_fold(FAST, make_split(10, 0), make_split(3, 1), seed=1)
     assert torch.equal(state, torch.get_rng_state())
 
 
 def test_fold_result_fields_and_json_round_trip():
-    train, test = _split(12, 0, classes=3, num_aus=4), _split(5, 1)
+    train, test = make_split(12, 0, classes=3, num_aus=4), make_split(5, 1)
     r = train_fold(FAST, train, test, seed=0)
     assert r.y_true.tolist() == test.labels.tolist()
     assert r.probs.shape == (5, 3) and np.allclose(r.probs.sum(1), 1.0)
@@ -79,7 +60,7 @@ def test_fold_result_fields_and_json_round_trip():
 
 
 def test_layer_and_none_au_loss_weights():
-    train, test = _split(10, 0), _split(3, 1)
+    train, test = make_split(10, 0), make_split(3, 1)
     one = train_fold({**FAST, "au_loss": "layer:3"}, train, test, seed=0)
     assert (one.aau_layers, one.aau_weights) == ([3], [1.0])
     none = train_fold({**FAST, "au_loss": "none", "lam": False}, train, test, seed=0)
@@ -87,7 +68,7 @@ def test_layer_and_none_au_loss_weights():
 
 
 def test_augment_views_are_extra_training_samples_and_test_augment_is_ignored():
-    train, test = _split(10, 0, views=2), _split(4, 1, views=1)
+    train, test = make_split(10, 0, views=2), make_split(4, 1, views=1)
     r = train_fold(FAST, train, test, seed=3)
     # the same samples given explicitly as plain training clips (clips, then views) train identically
     flat = Split(
@@ -104,7 +85,7 @@ def test_augment_views_are_extra_training_samples_and_test_augment_is_ignored():
 
 
 def test_overfits_a_tiny_batch():
-    tiny = _split(12, 5, classes=4)
+    tiny = make_split(12, 5, classes=4)
     tiny.labels = np.array([0, 1, 2, 3] * 3)  # labels unrelated to the landmarks: only memorisation fits them
     cfg = dict(
         model="ss_gn", features="A", au_loss="none", epochs=40, batch_size=12, lr=1e-2, weight_decay=0.0
@@ -115,7 +96,7 @@ def test_overfits_a_tiny_batch():
 
 
 def test_learns_a_separable_signal():
-    train, test = _split(48, 0), _split(12, 1)
+    train, test = make_split(48, 0), make_split(12, 1)
     # 10 epochs = 30 steps: too few for BatchNorm's running averages; train_fold recomputes them (update_bn)
     cfg = dict(model="ss_gn", features="A", au_loss="none", epochs=10, batch_size=16)
     r = train_fold(cfg, train, test, 0)
@@ -123,7 +104,7 @@ def test_learns_a_separable_signal():
 
 
 def test_sizes_are_checked_against_the_data():
-    train, test = _split(6, 0, classes=3), _split(3, 1)
+    train, test = make_split(6, 0, classes=3), make_split(3, 1)
     with pytest.raises(
         InputError, match="config: num_classes: got 2; allowed: more than the largest label 2"
     ):
@@ -131,13 +112,13 @@ def test_sizes_are_checked_against_the_data():
     with pytest.raises(InputError, match=r"config: num_aus: got 3; allowed: 4 \(the dataset's AU columns\)"):
         train_fold({**FAST, "num_aus": 3}, train, test, seed=0)
     with pytest.raises(InputError, match="train: landmarks: got 1 training samples; allowed: at least 2"):
-        train_fold(FAST, _split(1, 0), test, seed=0)
+        train_fold(FAST, make_split(1, 0), test, seed=0)
 
 
 def test_test_clips_never_influence_each_other():
     # BatchNorm statistics come from the training set only (update_bn on train, then eval mode): changing one
     # test clip must leave every other test clip's prediction bit-identical
-    train, test = _split(10, 0), _split(4, 1)
+    train, test = make_split(10, 0), make_split(4, 1)
     other = Split(test.landmarks.copy(), test.labels, test.aus)
     other.landmarks[0] += 5.0
     a, b = train_fold(FAST, train, test, seed=2), train_fold(FAST, train, other, seed=2)

@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,14 +38,6 @@ SPEC = {
 }
 
 
-def _sweep(cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE",
-                                                            "RAY_ADDRESS")}
-    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", "space.yaml", "--num-cpus", "2"]
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
 def _running_with_a_fold_done(db: Path) -> bool:
     """Read-only SQL (opening the storage with Optuna while the driver creates it would race on the
     schema): is a trial RUNNING that has reported at least one fold?"""
@@ -67,24 +57,20 @@ def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=storage).trials
 
 
-def test_kill_9_mid_search_then_rerun_finishes_the_study(tmp_path: Path) -> None:
+def test_kill_9_mid_search_then_rerun_finishes_the_study(tmp_path: Path, start_sweep) -> None:
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
     spec = load_spec(tmp_path / "space.yaml")
     name = f"{spec.experiment}-{sweep_id(spec)}"
     storage = f"sqlite:///{tmp_path / 'mer-runs' / 'optuna.db'}"
 
-    proc = _sweep(tmp_path)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.3)
-            if _running_with_a_fold_done(tmp_path / "mer-runs" / "optuna.db"):  # mid-trial
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:  # never leave a driver behind a failed test
-            proc.kill()
+    proc = start_sweep(tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if _running_with_a_fold_done(tmp_path / "mer-runs" / "optuna.db"):  # mid-trial
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stdout.read() if proc.stdout else ""
     time.sleep(3)  # a worker may still be logging the fold it had finished
     before = _trials(storage, name)
@@ -99,12 +85,8 @@ def test_kill_9_mid_search_then_rerun_finishes_the_study(tmp_path: Path) -> None
                    if r.data.tags.get("mer.status") == "complete" and r.info.status == "FINISHED"}
     assert any(arm == f"s-{orphan.number}" for arm, _ in done_before), "the orphan had a finished fold"
 
-    proc2 = _sweep(tmp_path)
-    try:
-        out, _ = proc2.communicate(timeout=400)
-    finally:
-        if proc2.poll() is None:
-            proc2.kill()
+    proc2 = start_sweep(tmp_path)
+    out, _ = proc2.communicate(timeout=400)
     assert proc2.returncode == 0, out
     trained = int(re.search(r"(\d+) folds trained by this run", " ".join(out.split())).group(1))
     assert trained == N_TRIALS * N_SUBJECTS - len(done_before)  # nothing that had finished ran again

@@ -10,8 +10,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,14 +40,6 @@ SPEC = {
 }
 
 
-def _sweep(cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE",
-                                                            "RAY_ADDRESS")}
-    cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", "space.yaml", "--num-cpus", "2"]
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
 def _n_complete_folds(db: Path) -> int:
     if not db.exists():
         return 0
@@ -68,12 +58,12 @@ def _fold_runs(client: MlflowClient, exp_id: str) -> list:
     return client.search_runs([exp_id], "tags.`mer.kind` = 'fold'", max_results=1000)
 
 
-def test_kill_9_then_rerun_finishes_without_rerunning_done_folds(tmp_path: Path) -> None:
+def test_kill_9_then_rerun_finishes_without_rerunning_done_folds(tmp_path: Path, start_sweep) -> None:
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
     db = tmp_path / "mer-runs" / "mlflow.db"
     uri = f"sqlite:///{db}"
 
-    proc = _sweep(tmp_path)
+    proc = start_sweep(tmp_path)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.3)
@@ -98,7 +88,7 @@ def test_kill_9_then_rerun_finishes_without_rerunning_done_folds(tmp_path: Path)
                    if r.data.tags.get("mer.status") == "complete" and r.info.status == "FINISHED"}
     assert 1 <= len(done_before) < 9, "the kill must land mid-sweep for this test to mean anything"
 
-    proc2 = _sweep(tmp_path)
+    proc2 = start_sweep(tmp_path)
     out, _ = proc2.communicate(timeout=400)
     assert proc2.returncode == 0, out
     trained = int(re.search(r"(\d+) folds trained by this run", " ".join(out.split())).group(1))

@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -65,27 +63,18 @@ def _busy_worker(root: int) -> int | None:
     return None
 
 
-def test_kill_9_of_a_busy_worker_retries_its_fold_and_loses_nothing(tmp_path: Path) -> None:
+def test_kill_9_of_a_busy_worker_retries_its_fold_and_loses_nothing(tmp_path: Path, start_sweep) -> None:
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE",
-                                                            "RAY_ADDRESS")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "sweep", "space.yaml", "--num-cpus", "2"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    proc = start_sweep(tmp_path)
     killed = None
-    try:
-        deadline = time.monotonic() + 300
-        while killed is None and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-            if (pid := _busy_worker(proc.pid)) is not None:
-                time.sleep(0.5)  # well inside the fold's training, not at its first instruction
-                os.kill(pid, signal.SIGKILL)
-                killed = pid
-        out, _ = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:  # never leave a driver behind a failed test
-            proc.kill()
+    deadline = time.monotonic() + 300
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if (pid := _busy_worker(proc.pid)) is not None:
+            time.sleep(0.5)  # well inside the fold's training, not at its first instruction
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
+    out, _ = proc.communicate(timeout=400)
     assert killed is not None, "no busy FoldWorker was found to kill:\n" + out
     assert proc.returncode == 0, out
 

@@ -131,7 +131,9 @@ def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0
         aus=multi_hot([raw.aus[i] for i in idx], raw.au_numbers),
         au_names=tuple(au_name(a) for a in raw.au_numbers),
         augment=aug,
-        meta={**raw.meta, "dataset": name, "setup": setup, "magnification": float(magnification),
+        # the total factor: the generator's (SynthME, on the motion) times this landmark-space one
+        meta={**raw.meta, "dataset": name, "setup": setup,
+              "magnification": float(raw.meta.get("magnification", 1.0)) * float(magnification),
               "n_dropped_by_setup": int((~keep).sum())},
     )
 
@@ -187,12 +189,8 @@ def load_dataset(
         raise InputError(f"setup: {setup!r} is not a class setup; expected one of {', '.join(SETUPS)}")
     from mer_model.data.synthme import PRESETS
 
-    if name in PRESETS:  # magnified in motion space by the generator; meta records it
-        if not magnification > 0:
-            raise InputError(f"magnification: {magnification!r} must be > 0; expected e.g. 1 (off) or 3")
-        ds = finalise(load_raw(name, seed=seed, magnification=magnification, **preset_knobs), name=name,
-                      setup=setup)
-        ds.meta["magnification"] = float(magnification)
-        return ds
+    if name in PRESETS:  # the generator magnifies the motion itself (and checks a)
+        raw = load_raw(name, seed=seed, magnification=magnification, **preset_knobs)
+        return finalise(raw, name=name, setup=setup)
     raw = load_raw(name, root=root, seed=seed, cache_dir=cache_dir, **preset_knobs)
     return finalise(raw, name=name, setup=setup, magnification=magnification)
