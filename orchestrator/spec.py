@@ -58,6 +58,16 @@ class DatasetSpec(_Strict):
             raise ValueError(f"folder {str(v)!r} does not exist; allowed: an existing dataset folder")
         return v
 
+    @field_validator("knobs")
+    @classmethod
+    def _knobs_are_not_dataset_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # load_dataset takes these by name: as knobs they would reach it twice
+        clash = sorted(set(v) & {"name", "setup", "root", "seed", "magnification", "cache_dir"})
+        if clash:
+            raise ValueError(f"{', '.join(clash)} is a dataset key, not a knob; allowed: set it as "
+                             f"dataset.{clash[0]}")
+        return v
+
 
 class ProtocolSpec(_Strict):
     scheme: Literal["loso"] = "loso"

@@ -101,6 +101,8 @@ BAD = [
     ("duplicate arm", _with(grid=[{"name": "x"}, {"name": "x", "lam": False}]), "grid[1] ('x'): arm name",
      "unique names"),
     ("nothing to run", _with(grid=[]), "(top level): nothing to run", "allowed:"),
+    ("dataset key as a knob", _with(dataset={"name": "synthme-tiny", "knobs": {"magnification": 2}}),
+     "dataset.knobs:", "set it as dataset.magnification"),
     ("arm name with both quotes", _with(grid=[{"name": "Wei's \"full\" model"}]),
      "grid[0] ('Wei\\'s \"full\" model'): arm name", "at most one of"),
 ]
