@@ -19,6 +19,7 @@ MODELS = ("gcn", "ss_gn", "gts_gn")
 FEATURES = ("A", "B")
 POINTS = (14, 31, 68)
 OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast of the training forward (our option, not the paper's)
 
 MODEL_DEFAULTS: dict[str, Any] = {
     "model": "gts_gn",
@@ -40,6 +41,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 1e-4,
     "optimizer": "adam",
+    "precision": "fp32",
 }
 
 DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **TRAINING_DEFAULTS}
@@ -125,6 +127,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail("weight_decay", cfg["weight_decay"], "a finite number >= 0")
     if cfg["optimizer"] not in OPTIMIZERS:
         raise _fail("optimizer", cfg["optimizer"], ", ".join(OPTIMIZERS))
+    if cfg["precision"] not in PRECISIONS:
+        raise _fail("precision", cfg["precision"], ", ".join(PRECISIONS))
 
     # Combinations.
     if cfg["model"] == "gts_gn" and cfg["features"] != "B":

@@ -95,6 +95,8 @@ class TrainSpec(_Strict):
     lr: float = Field(TRAINING_DEFAULTS["lr"], gt=0)
     weight_decay: float = Field(TRAINING_DEFAULTS["weight_decay"], ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = TRAINING_DEFAULTS["optimizer"]
+    # "bf16": the training forward under autocast (CPUs with AVX-512 BF16, GPUs with bf16); our option
+    precision: Literal["fp32", "bf16"] = TRAINING_DEFAULTS["precision"]
 
 
 class _Overrides(_Strict):
