@@ -169,6 +169,18 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     return parts
 
 
+def autocast(cfg: Mapping[str, Any], device: torch.device) -> contextlib.AbstractContextManager:
+    """The training forward + loss under ``train.precision``: bf16 autocast, or nothing for fp32.
+
+    Autocast runs matrix products (linear, bmm, conv) in bfloat16 and keeps BatchNorm, softmax and the
+    losses in float32; weights, gradients and the optimiser stay float32 (they are never cast in place).
+    Evaluation (``finish_fold``) always runs in float32. bf16 is our option, not the paper's.
+    """
+    if cfg["precision"] != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def _optimizer(cfg: dict[str, Any], params: Any) -> torch.optim.Optimizer:
     """The configured optimiser with ``fused=True``: one kernel over every parameter per step.
 
@@ -221,8 +233,9 @@ def train_fold(
             total = torch.zeros((), device=dev)
             for idx in _batches(len(x), cfg["batch_size"], gen):
                 idx = idx.to(dev)
-                logits, au = model(x[idx], return_aux=True)
-                loss = total_loss(logits, y[idx], au, a[idx], aau_w, cfg["beta"])  # Eq. (12)
+                with autocast(cfg, dev):
+                    logits, au = model(x[idx], return_aux=True)
+                    loss = total_loss(logits, y[idx], au, a[idx], aau_w, cfg["beta"])  # Eq. (12)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
