@@ -10,16 +10,18 @@ subprocess keeps the best of 3 timed runs:
 
 - ``before``: the model and trainer at ``--baseline-ref`` (default: the commit before issue 17), extracted
   with ``git archive`` into a temporary directory and put first on that subprocess's ``PYTHONPATH``;
-- ``+nofill``, ``+fused``, ``after``: this tree with the issue's changes switched on one after another
-  (no NaN-fill of new tensors under deterministic mode; fused optimiser; SS modules on rows of channels),
-  by putting the previous behaviour back with a patch in the subprocess. What each change bought is the
-  ratio of neighbouring rungs.
+- ``+nofill``, ``after``: this tree with the issue's changes switched on one after another (no NaN-fill
+  of new tensors under deterministic mode; then the fused optimiser), by putting torch's per-parameter
+  optimiser back with a patch in the ``+nofill`` subprocess; ``after, bf16``: this tree with
+  ``precision: bf16``. What each change bought is the ratio of neighbouring rungs. (A third change,
+  the SS modules computed on rows of channels with every convolution as one GEMM, was exact but 0.9-1.0x
+  in CPU time here and was dropped: BENCHMARKS.md.)
 
 In each subprocess: ``train_fold`` of fold 0 of synthme-casme2 (the paper's full model: GTS-GN, fusion 1,
 LAM, AAU) with ``--threads`` intra-op threads, timed in process CPU seconds (with one thread, what the run
 takes on an idle core; wall seconds are printed beside), then the **GEMM rate on the model's own GEMM
-shapes in the same process**: every ``mm`` / ``addmm`` / ``bmm`` shape that one training step of the
-rows path issues (recorded once by a dispatch mode), run bare with random operands, FLOPs / CPU seconds.
+shapes in the same process**: every GEMM shape that one training step computes, each convolution as
+its im2col GEMM (recorded once by a dispatch mode), run bare with random operands, FLOPs / CPU seconds.
 Achieved rate = counted training FLOPs (``FlopCounterMode``, 45 MFLOP per sample-step) / CPU seconds.
 One epoch under ``torch.profiler`` gives the per-op profile, grouped into categories.
 
@@ -46,7 +48,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE_REF = "4164888"  # main before issue 17
-VARIANTS = ("before", "+nofill", "+fused", "after", "after, bf16")
+VARIANTS = ("before", "+nofill", "after", "after, bf16")
 ARM = dict(model="gts_gn", features="B", fusion_layer=1, lam=True, au_loss="aau")  # the paper's full model
 CATEGORIES = {  # profiler op -> category (first match of a prefix)
     "gemm": ("aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_convolution",
@@ -110,24 +112,18 @@ def driver(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _apply_variant(variant: str) -> None:
-    """Put the behaviour before issue 17 back for the changes a rung does not have yet.
-
-    ``+nofill``: rows path off, torch's default (per-parameter) optimiser; ``+fused``: rows path off.
-    """
-    if variant in ("before", "after", "after, bf16"):
+    """``+nofill``: put torch's default (per-parameter loop) optimiser back, as before issue 17."""
+    if variant != "+nofill":
         return
     import torch
 
     import mer_model.train as train_mod
-    from mer_model.layers import SSModule
 
-    SSModule.forward = SSModule.forward_reference
-    if variant == "+nofill":
-        def unfused(cfg: dict, params: Any) -> torch.optim.Optimizer:
-            kw = dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-            return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg["optimizer"]](params, **kw)
+    def unfused(cfg: dict, params: Any) -> torch.optim.Optimizer:
+        kw = dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg["optimizer"]](params, **kw)
 
-        train_mod._optimizer = unfused
+    train_mod._optimizer = unfused
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -1,5 +1,6 @@
-"""The model's own GEMMs: which matrix products one training step issues, and how fast this device runs
-them bare. The ceiling that ``bench_throughput.py`` compares a fold's achieved FLOP rate with."""
+"""The model's own GEMMs: which matrix products one training step computes (a convolution counted as
+its im2col GEMM), and how fast this device runs them bare as ``torch.matmul``. The ceiling that
+``bench_throughput.py`` compares a fold's achieved FLOP rate with."""
 
 from __future__ import annotations
 
@@ -13,18 +14,42 @@ from torch.utils._python_dispatch import TorchDispatchMode
 _GEMMS = {"aten::mm": "mm", "aten::addmm": "addmm", "aten::bmm": "bmm"}
 
 
+def _conv_gemm(x: torch.Tensor, w: torch.Tensor, stride: list[int], padding: list[int],
+               dilation: list[int]) -> tuple[int, int, int]:
+    """A 2-d convolution as the GEMM it is (im2col): (M positions, K = C_in * kh * kw, N = C_out)."""
+    n, cin, h, wd = x.shape
+    cout, _, kh, kw = w.shape
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    return n * ho * wo, cin * kh * kw, cout
+
+
 class _Recorder(TorchDispatchMode):
-    """Counts (op, operand shapes) of every mm / addmm / bmm dispatched while active."""
+    """Counts (op, operand shapes) of every GEMM dispatched while active: mm / addmm / bmm as they are,
+    each convolution (forward, and its input- and weight-gradient in backward) as its im2col GEMM."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: Counter[tuple[str, tuple[tuple[int, ...], ...]]] = Counter()
 
+    def _add(self, op: str, a: tuple[int, ...], b: tuple[int, ...]) -> None:
+        self.seen[(op, (tuple(a), tuple(b)))] += 1
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        name = _GEMMS.get(func._schema.name)
-        if name:
-            mats = args[1:3] if name == "addmm" else args[:2]  # addmm(bias, a, b)
-            self.seen[(name, tuple(tuple(m.shape) for m in mats))] += 1
+        name = func._schema.name
+        if name in _GEMMS:
+            mats = args[1:3] if name == "aten::addmm" else args[:2]  # addmm(bias, a, b)
+            self._add(_GEMMS[name], tuple(mats[0].shape), tuple(mats[1].shape))
+        elif name == "aten::convolution":
+            m, k, n = _conv_gemm(args[0], args[1], args[3], args[4], args[5])
+            self._add("conv", (m, k), (k, n))
+        elif name == "aten::convolution_backward":
+            m, k, n = _conv_gemm(args[1], args[2], args[4], args[5], args[6])
+            mask = args[10]
+            if mask[0]:
+                self._add("conv grad input", (m, n), (n, k))
+            if mask[1]:
+                self._add("conv grad weight", (n, m), (m, k))
         return func(*args, **(kwargs or {}))
 
 
@@ -43,7 +68,7 @@ def record_gemm_shapes(cfg: dict[str, Any], batch: int = 32) -> list[dict[str, A
     with rec:
         logits, au = model(x, return_aux=True)
         total_loss(logits, y, au, a, getattr(model, "aau_w", None), cfg["beta"]).backward()
-    return [{"op": op, "a": list(s[0]), "b": list(s[1]), "count": n} for (op, s), n in rec.seen.items()]
+    return [{"op": op, "a": list(sh[0]), "b": list(sh[1]), "count": n} for (op, sh), n in rec.seen.items()]
 
 
 def _flops(shape_a: list[int], shape_b: list[int]) -> float:

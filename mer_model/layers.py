@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 
 def normalized_adjacency(adjacency: np.ndarray | Tensor) -> Tensor:
@@ -84,91 +83,8 @@ class SSModule(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        if not _plain_leaves(self):
-            return self.forward_reference(x)  # swapped leaves (fold-batched template): their own ops
-        return self.forward_rows(x)
-
-    def forward_reference(self, x: Tensor) -> Tensor:
-        """Eq. (8) through the leaf modules (Conv2d, BatchNorm2d) in the ``(N, C, T, V)`` layout."""
         y = self.relu(self.bn(self.gcn(x)))
         return self.relu(self.tcn(y) + self.residual(x))  # Eq. (8) + residual
-
-    def forward_rows(self, x: Tensor) -> Tensor:
-        """Eq. (8) with the same parameters as :meth:`forward_reference`, computed on rows of channels.
-
-        Why: on a CPU the ``(N, C, T, V)`` layout runs every 1x1 and (3, 1) convolution through oneDNN and
-        every BatchNorm over 42-element planes, at a fraction of the BLAS rate (profile in
-        benchmarks/results/throughput.md). Here activations are ``(N, T, V, C)`` rows: each convolution is
-        one GEMM over all N*T*V positions (the TCN by im2col along T, K = 3C), the graph product is a
-        batched ``(V, V) @ (V, C)``, each BatchNorm normalises ``(N*T*V, C)`` rows. Same function; only the
-        order of float additions differs. Input ``(N, C_in, T, V)`` of any strides; output
-        ``(N, C_out, T, V)`` as a channels-last view (the next module's permute back is free).
-        """
-        rows = x.permute(0, 2, 3, 1)  # (N, T, V, C_in)
-        g = self.gcn
-        h = F.linear(rows, g.theta.weight.flatten(1), g.theta.bias)  # X theta, (N, T, V, C_out)
-        h = _per_frame_graph(g.graph(), h)  # (L + A_L) X theta per frame, Eq. (6)
-        h = torch.relu(_batch_norm_rows(self.bn, h))
-        conv = self.tcn.conv
-        w = conv.weight.permute(0, 2, 1, 3).flatten(1)  # (C, k * C): k-major, as the im2col columns below
-        y = _batch_norm_rows(self.tcn.bn, F.linear(_frame_windows(h, conv.kernel_size[0]), w, conv.bias))
-        if isinstance(self.residual, nn.Identity):
-            res = rows
-        else:
-            rconv, rbn = self.residual[0], self.residual[1]
-            res = _batch_norm_rows(rbn, F.linear(rows, rconv.weight.flatten(1), rconv.bias))
-        return torch.relu(y + res).permute(0, 3, 1, 2)  # Eq. (8) + residual, (N, C_out, T, V) view
-
-
-def _plain_leaves(m: SSModule) -> bool:
-    """Whether every conv / BatchNorm of ``m`` is the stock module (not a fold-batching stand-in)."""
-    leaves = [m.gcn.theta, m.bn, m.tcn.conv, m.tcn.bn, *getattr(m.residual, "children", lambda: [])()]
-    return all(type(leaf) in (nn.Conv2d, nn.BatchNorm2d) for leaf in leaves)
-
-
-def _per_frame_graph(graph: Tensor, h: Tensor) -> Tensor:
-    """``graph (V, V) @ h[n, t] (V, C)`` for every sample and frame: ``(N, T, V, C)`` -> same.
-
-    One ``bmm`` over N*T with the graph expanded (no copy); ``torch.matmul`` would fold this into an
-    ``mm`` over transposed copies, twice as slow forward + backward at these sizes.
-    """
-    n, t, v, c = h.shape
-    out = torch.bmm(graph.expand(n * t, v, v), h.reshape(n * t, v, c))
-    return out.view(n, t, v, c)
-
-
-def _frame_windows(h: Tensor, k: int) -> Tensor:
-    """im2col along frames: ``(N, T, V, C)`` -> ``(N, T, V, k * C)``, zero-padded by k // 2 at both ends.
-
-    Window j of output frame t is input frame ``t + j - k // 2``, so a ``(k, 1)`` convolution with
-    ``padding=(k // 2, 0)`` is one product with its weight rearranged to ``(C_out, k * C_in)``.
-    """
-    t = h.shape[1]
-    padded = F.pad(h, (0, 0, 0, 0, k // 2, k // 2))  # (N, T + 2 (k // 2), V, C)
-    return torch.cat([padded[:, j : j + t] for j in range(k)], dim=-1)
-
-
-def _batch_norm_rows(bn: nn.BatchNorm2d, h: Tensor) -> Tensor:
-    """``bn`` applied to ``(..., C)`` rows: what ``bn`` does to the ``(N, C, T, V)`` layout, statistic for
-    statistic (the same running-average rule as ``nn.BatchNorm2d.forward``, cumulative when momentum is
-    None as under ``update_bn``), but over a ``(M, C)`` matrix, whose CPU kernel is vectorised over C."""
-    factor = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats:
-        bn.num_batches_tracked.add_(1)
-        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    use_batch = bn.training or bn.running_mean is None
-    track = not bn.training or bn.track_running_stats
-    out = F.batch_norm(
-        h.reshape(-1, h.shape[-1]),
-        bn.running_mean if track else None,
-        bn.running_var if track else None,
-        bn.weight,
-        bn.bias,
-        use_batch,
-        factor,
-        bn.eps,
-    )
-    return out.view(h.shape)
 
 
 class InputNorm(nn.Module):
