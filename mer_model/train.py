@@ -112,8 +112,8 @@ def _deterministic(device: torch.device) -> Iterator[None]:
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
     # Deterministic mode also fills every new tensor with NaN before a kernel overwrites it (a guard for
-    # kernels that read uninitialised memory, which none of ours do): ~6,000 fills per step, 5-30% of a
-    # CPU step in the profile (benchmarks/results/throughput.md). Results are the same without them.
+    # kernels that read uninitialised memory): ~700 fills per training step. Results are the same without
+    # them (tests/test_model_train_fast.py); the CPU time they cost is in benchmarks/results/throughput.md.
     torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
@@ -184,8 +184,9 @@ def autocast(cfg: Mapping[str, Any], device: torch.device) -> contextlib.Abstrac
 def _optimizer(cfg: dict[str, Any], params: Any) -> torch.optim.Optimizer:
     """The configured optimiser with ``fused=True``: one kernel over every parameter per step.
 
-    Why: on a CPU torch's default is the per-parameter loop (~20 small ops per tensor, ~70 tensors); the
-    fused kernel computes the same update (same equations, float rounding aside) in one pass.
+    Why: on a CPU torch's default is the per-parameter loop (~15 small ops per tensor, ~70 tensors); the
+    fused kernel computes the same update (same equations, float rounding aside) in one pass: 1.1x per
+    training step in CPU time on the 2-core box (benchmarks/results/throughput.md).
     """
     kw = dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=True)
     if cfg["optimizer"] == "adam":
