@@ -16,6 +16,7 @@ import numpy as np
 
 from mer_model.data.au import au_name, multi_hot
 from mer_model.data.classes import SETUPS, apply_setup
+from mer_model.data.raw import RawClips, magnify
 from mer_model.errors import InputError
 
 
@@ -77,40 +78,6 @@ class LandmarkDataset:
         return {c: int(n) for c, n in zip(self.class_names, counts, strict=True)}
 
 
-@dataclass(frozen=True, eq=False)
-class RawClips:
-    """Every clip of a source before a class setup is applied (what the cache stores).
-
-    landmarks (N, 3, 68, 2) raw pixels; augment (N, K, 3, 68, 2) or None; aus: per-clip AU number sets;
-    objective (N,) str "I".."VII"; emotion (N,) str lower-case self-report; au_numbers: AU vocabulary.
-    """
-
-    family: str  # "casme2" | "samm": which class-setup lists apply
-    landmarks: np.ndarray
-    augment: np.ndarray | None
-    subjects: np.ndarray
-    clips: np.ndarray
-    aus: list[frozenset[int]]
-    objective: np.ndarray
-    emotion: np.ndarray
-    au_numbers: tuple[int, ...]
-    meta: dict
-
-
-def magnify(x: np.ndarray, a: float) -> np.ndarray:
-    """Landmark-space motion magnification ``x_onset + a (x - x_onset)`` over the frame axis.
-
-    x: (..., 3, 68, 2) with frame 0 = onset. The paper magnifies the *video* before detection ([47]; it
-    does not state the factor). On detected landmarks the closest map is this one, which scales detector
-    noise and head-pose jitter along with the motion; for the paper's pipeline on real data, magnify the
-    videos before ``mer-orch extract``. SynthME magnifies its motion before the noise (``synthme.generate``).
-    """
-    if a == 1.0:
-        return x
-    onset = x[..., :1, :, :]
-    return (onset + a * (x - onset)).astype(np.float32)
-
-
 def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0) -> LandmarkDataset:
     """Apply a class setup (Table I) and landmark-space magnification (``magnify``) to raw clips."""
     if setup not in SETUPS:
@@ -141,6 +108,12 @@ def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0
 REAL_DATASETS = ("casme2", "samm")
 
 
+def is_synthetic(name: str) -> bool:
+    """Is dataset ``name`` (as loaded, or as recorded in ``mer.dataset``) SynthME? The one place that
+    answers it: every SynthME preset is named ``synthme-*``; its numbers are never CASME II / SAMM numbers."""
+    return name.strip().lower().startswith("synthme")
+
+
 def dataset_names() -> tuple[str, ...]:
     from mer_model.data.synthme import PRESETS
 
@@ -158,7 +131,7 @@ def load_raw(
         return synthme.generate(name, seed=seed, **knobs)
     if name in REAL_DATASETS:
         if root is None:
-            raise InputError(f"{name}: --root is required; expected the folder holding the coding "
+            raise InputError(f"{name}: root is required; expected the folder holding the coding "
                              "spreadsheet and the subject frame folders")
         from mer_model.data.cache import load_or_extract
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mer_model.data.classes import OBJECTIVE_CLASSES, combos_of, objective_class, setup_classes
-from mer_model.data.dataset import RawClips
+from mer_model.data.raw import RawClips
 from mer_model.errors import InputError
 
 GENERATOR_VERSION = 1
