@@ -12,12 +12,12 @@ predictions, where every class occurs, both are the usual macro averages over al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-METRICS = ("accuracy", "uf1", "uar")
+MetricName = Literal["accuracy", "uf1", "uar"]  # the names every table, tag and objective uses
+METRICS: tuple[str, ...] = get_args(MetricName)
 
 
 def classification_metrics(
@@ -25,6 +25,10 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """``{"accuracy", "uf1", "uar"}`` as floats and ``"confusion"`` (num_classes x num_classes int array,
     rows = true class, columns = predicted)."""
+    # imported here: METRICS / MetricName are read by light modules (CLI, MLflow contract) that must not
+    # pay scikit-learn's ~1 s import
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
     yt = np.asarray(y_true, dtype=np.int64)
     yp = np.asarray(y_pred, dtype=np.int64)
     if yt.shape != yp.shape or yt.ndim != 1 or yt.size == 0:
