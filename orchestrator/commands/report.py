@@ -43,7 +43,6 @@ def command(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from mer_model.errors import InputError
     from orchestrator.report.build import build_report
 
     # the command line as the user would type it again, recorded in the report's header
@@ -53,9 +52,5 @@ def command(
             argv += [flag, shlex.quote(str(value))]
     if seed:
         argv += ["--seed", str(seed)]
-    try:
-        path = build_report(experiment, tracking_uri, out, storage, seed=seed, command=" ".join(argv))
-    except InputError as err:
-        click.echo(f"error: {err}", err=True)
-        raise SystemExit(2) from None
+    path = build_report(experiment, tracking_uri, out, storage, seed=seed, command=" ".join(argv))
     click.echo(str(path))

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer_model.data.dataset import is_synthetic
+from orchestrator import contract as C
 from orchestrator.report import figures, search, tables
 from orchestrator.report.markdown import FigureItem, ReportContent, TableSection, render
 from orchestrator.report.runs import (
@@ -47,7 +49,7 @@ def dataset_statement(dataset: str, setup: str | None) -> str:
     """The sentence under the report title saying where the numbers come from."""
     d = dataset.lower()
     setup_txt = f" (class setup `{setup}`)" if setup else ""
-    if d.startswith("synthme"):
+    if is_synthetic(d):
         return (
             f"These numbers come from **SynthME**{setup_txt}, the synthetic dataset embedded in "
             "mer-orch (landmarks moved by FACS-following AU templates). **They are not CASME II or SAMM "
@@ -168,7 +170,8 @@ def _beta_figure(runs: SweepRuns, out: Path) -> list[FigureItem]:
 
 
 def _confusion_matrix(runs: SweepRuns, run_id: str) -> tuple[np.ndarray, list[str]] | None:
-    df = read_csv_artifact(runs.client, run_id, "confusion.csv")
+    """The pooled confusion matrix the sweep computed and stored (``confusion.csv``); never recomputed."""
+    df = read_csv_artifact(runs.client, run_id, C.CONFUSION_CSV)
     if df is not None and len(df):
         first = df.columns[0]
         if (
@@ -178,13 +181,7 @@ def _confusion_matrix(runs: SweepRuns, run_id: str) -> tuple[np.ndarray, list[st
         ):
             df = df.set_index(first)
         return df.to_numpy(dtype=int), [str(c) for c in df.columns]
-    pred = read_csv_artifact(runs.client, run_id, "predictions.csv")
-    if pred is None or pred.empty:
-        return None
-    from sklearn.metrics import confusion_matrix
-
-    labels = sorted(set(pred["y_true"]) | set(pred["y_pred"]))
-    return confusion_matrix(pred["y_true"], pred["y_pred"], labels=labels), [str(x) for x in labels]
+    return None
 
 
 def _confusion_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[FigureItem]:
@@ -302,17 +299,21 @@ def _objective(runs: SweepRuns) -> tuple[str, str | None]:
     """The pooled metric the sweep's search optimised (``protocol.objective`` of its spec.yaml)."""
     import yaml
 
-    text = read_text_artifact(runs.client, runs.sweep_run_id, "spec.yaml") if runs.sweep_run_id else None
+    from orchestrator.spec import ProtocolSpec
+
+    # the spec's own default, whether spec.yaml, its protocol section or only the key is missing
+    default = ProtocolSpec.model_fields["objective"].default
+    text = read_text_artifact(runs.client, runs.sweep_run_id, C.SPEC_YAML) if runs.sweep_run_id else None
     if text is None:
-        return "accuracy", "The sweep run has no spec.yaml: the search objective is assumed to be accuracy."
+        return default, f"The sweep run has no spec.yaml: the search objective is assumed to be {default}."
     try:
         proto = (yaml.safe_load(text) or {}).get("protocol") or {}
     except yaml.YAMLError:
         return (
-            "accuracy",
-            "The sweep's spec.yaml does not parse: the search objective is assumed to be accuracy.",
+            default,
+            f"The sweep's spec.yaml does not parse: the search objective is assumed to be {default}.",
         )
-    return str(proto.get("objective", "uf1")), None
+    return str(proto.get("objective", default)), None
 
 
 def _failures(runs: SweepRuns) -> pd.DataFrame:
@@ -341,7 +342,7 @@ def build_report(
 
     tracking_uri = resolve_services(tracking_uri).tracking_uri
     runs = load_sweep(experiment, tracking_uri)
-    out = Path(out) if out is not None else Path("mer-runs") / "reports" / slug(experiment)
+    out = Path(out) if out is not None else C.DEFAULT_REPORTS_DIR / slug(experiment)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)

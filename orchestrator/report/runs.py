@@ -26,12 +26,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from mer_model.errors import InputError
+from orchestrator import contract as C
+from orchestrator.contract import ARM, KIND, STATUS, SUBJECT, TABLE, run_filter, search_runs, sqlite_path
 
-# Tag keys of the MLflow layout contract.
-KIND, ARM, TABLE, STATUS, SUBJECT = "mer.kind", "mer.arm", "mer.table", "mer.status", "mer.subject"
-BASELINE_TAG = "mer.baseline"  # optional: "true" on the config run that is its table's baseline
-
-_PAGE = 1000
+BASELINE_TAG = C.BASELINE  # optional: "true" on the config run that is its table's baseline
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,8 @@ class SweepRuns:
     @property
     def dataset(self) -> str:
         """The dataset recorded with the sweep run (else with its config runs)."""
-        if self.sweep_tags.get("mer.dataset"):
-            return self.sweep_tags["mer.dataset"]
+        if self.sweep_tags.get(C.DATASET):
+            return self.sweep_tags[C.DATASET]
         names = sorted(set(self.configs.get("dataset", pd.Series(dtype=str)).dropna()))
         return ", ".join(names) if names else "unknown"
 
@@ -63,14 +61,13 @@ def check_tracking_uri(uri: str) -> None:
 
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "sqlite":
-        # sqlite:///relative.db and sqlite:////absolute.db: the path follows the third slash
-        path = uri[len("sqlite:///") :]
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise InputError(f"--tracking-uri {uri}: no SQLite tracking store at {path}; run a sweep first")
+        path = sqlite_path(uri)
+        if path is not None and str(path) not in ("", ".", ":memory:") and not path.is_file():
+            raise InputError(f"tracking URI {uri}: no SQLite tracking store at {path}; run a sweep first")
     elif parsed.scheme in ("", "file"):
         path = parsed.path if parsed.scheme == "file" else uri
         if not Path(path).is_dir():
-            raise InputError(f"--tracking-uri {uri}: no MLflow file store at {path}")
+            raise InputError(f"tracking URI {uri}: no MLflow file store at {path}")
     else:
         # http(s): GET /health with a deadline (MLflow's own client retries a dead server for minutes);
         # postgresql / mysql: one connection; anything else: unsupported scheme
@@ -78,16 +75,7 @@ def check_tracking_uri(uri: str) -> None:
 
 
 def _search_all(client: MlflowClient, experiment_id: str, kind: str) -> list[Run]:
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], f"tags.`{KIND}` = '{kind}'", max_results=_PAGE, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return search_runs(client, experiment_id, run_filter(kind))
 
 
 def _truthy(value: str | None) -> bool:
@@ -100,7 +88,7 @@ def _arm_order(client: MlflowClient, sweep_run_id: str | None) -> dict[str, int]
         return {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(sweep_run_id, "tables/arms.csv", tmp)
+            path = client.download_artifacts(sweep_run_id, C.ARMS_CSV, tmp)
             arms = pd.read_csv(path)
     except Exception:  # noqa: BLE001 - a missing artifact only loses the order, the fallback is start time
         return {}
@@ -110,7 +98,7 @@ def _arm_order(client: MlflowClient, sweep_run_id: str | None) -> dict[str, int]
 
 def _config_row(run: Run) -> dict:
     tags, data = run.data.tags, run.data
-    trial = tags.get("mer.optuna_trial")
+    trial = tags.get(C.OPTUNA_TRIAL)
     row = {
         "run_id": run.info.run_id,
         "arm": tags.get(ARM) or run.info.run_name,
@@ -118,9 +106,9 @@ def _config_row(run: Run) -> dict:
         "status": tags.get(STATUS, "unknown"),
         "baseline": _truthy(tags.get(BASELINE_TAG)),
         "optuna_trial": float(trial) if trial not in (None, "") else np.nan,
-        "config_hash": tags.get("mer.config_hash"),
-        "sweep_id": tags.get("mer.sweep_id"),
-        "dataset": tags.get("mer.dataset") or data.params.get("dataset"),
+        "config_hash": tags.get(C.CONFIG_HASH),
+        "sweep_id": tags.get(C.SWEEP_ID),
+        "dataset": tags.get(C.DATASET) or data.params.get("dataset"),
         "setup": data.params.get("setup"),
         "start_time": run.info.start_time or 0,
         "run_status": run.info.status,  # MLflow's own RUNNING / FINISHED / FAILED / KILLED
@@ -134,13 +122,13 @@ def _fold_row(run: Run) -> dict:
     tags = run.data.tags
     row = {
         "run_id": run.info.run_id,
-        "config_run_id": tags.get("mlflow.parentRunId"),
+        "config_run_id": tags.get(C.PARENT),
         "arm": tags.get(ARM),
         "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
         "status": tags.get(STATUS, "unknown"),
-        "attempt": int(tags.get("mer.attempt", 0) or 0),
-        "error": tags.get("mer.error"),
-        "node": tags.get("mer.node"),
+        "attempt": int(tags.get(C.ATTEMPT, 0) or 0),
+        "error": tags.get(C.ERROR),
+        "node": tags.get(C.NODE),
         "start_time": run.info.start_time or 0,
     }
     row.update(run.data.metrics)
@@ -159,12 +147,12 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
     if exp is None:
         names = sorted(e.name for e in client.search_experiments())
         raise InputError(
-            f"--experiment {experiment}: no such experiment at {tracking_uri}; "
+            f"experiment {experiment}: no such experiment at {tracking_uri}; "
             f"expected one of {names[:10]}{' ...' if len(names) > 10 else ''}"
         )
     notes: list[str] = []
 
-    sweeps = sorted(_search_all(client, exp.experiment_id, "sweep"), key=lambda r: r.info.start_time or 0)
+    sweeps = sorted(_search_all(client, exp.experiment_id, C.SWEEP), key=lambda r: r.info.start_time or 0)
     sweep = sweeps[-1] if sweeps else None
     if len(sweeps) > 1:
         notes.append(
@@ -172,14 +160,14 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         )
     sweep_tags = dict(sweep.data.tags) if sweep else {}
 
-    configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, "config")])
-    folds = pd.DataFrame([_fold_row(r) for r in _search_all(client, exp.experiment_id, "fold")])
+    configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, C.CONFIG)])
+    folds = pd.DataFrame([_fold_row(r) for r in _search_all(client, exp.experiment_id, C.FOLD)])
     if configs.empty:
         raise InputError(
-            f"--experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"
+            f"experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"
         )
-    if sweep is not None and sweep_tags.get("mer.sweep_id") and configs["sweep_id"].notna().any():
-        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags["mer.sweep_id"])
+    if sweep is not None and sweep_tags.get(C.SWEEP_ID) and configs["sweep_id"].notna().any():
+        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags[C.SWEEP_ID])
         if (~keep).any():
             notes.append(f"{int((~keep).sum())} config runs of other sweep ids ignored.")
         configs = configs[keep]
