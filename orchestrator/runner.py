@@ -248,7 +248,7 @@ class _Sweep:
             else:
                 self.queue.push(u)
         if self.finished(st):
-            self.finalize(st)
+            self.finalise(st)
         return st
 
     def finished(self, st: ConfigState) -> bool:
@@ -272,7 +272,7 @@ class _Sweep:
             return "complete"
         return "failed" if n_ok == 0 else "incomplete"
 
-    def finalize(self, st: ConfigState) -> None:
+    def finalise(self, st: ConfigState) -> None:
         """Pooled metrics, artifacts and ``mer.status`` of a config whose folds are all in; Optuna tell."""
         from orchestrator import tracking
 
@@ -384,7 +384,7 @@ class _Sweep:
                 tags={**job.tags, C.NODE: rec.node, C.ATTEMPT: str(u.attempt), C.ERROR: rec.error})
         self.fold_finished(st, u, rec)
         if self.finished(st):
-            self.finalize(st)
+            self.finalise(st)
 
     # ------------------------------------------------------------------------------------------- end
     def finish(self) -> SweepResult:
