@@ -166,41 +166,9 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         raise InputError(
             f"experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"
         )
-    if sweep is not None and sweep_tags.get(C.SWEEP_ID) and configs["sweep_id"].notna().any():
-        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags[C.SWEEP_ID])
-        if (~keep).any():
-            notes.append(f"{int((~keep).sum())} config runs of other sweep ids ignored.")
-        configs = configs[keep]
-
-    configs = configs.sort_values("start_time")
-    dup = configs.duplicated(["table", "arm"], keep="last")
-    if dup.any():
-        notes.append(
-            f"{int(dup.sum())} older duplicate config runs ignored: {sorted(configs.loc[dup, 'arm'])}."
-        )
-        configs = configs[~dup]
-
-    order = _arm_order(client, sweep.info.run_id if sweep else None)
-    # Spec order when the sweep recorded it, then Optuna trial number, then start time.
-    configs = configs.assign(
-        order=[order.get(a, len(order)) for a in configs["arm"]],
-        _trial=configs["optuna_trial"].fillna(-1),
-    ).sort_values(["order", "_trial", "start_time"], kind="stable")
-    configs = configs.drop(columns="_trial").reset_index(drop=True)
-
-    if not folds.empty:
-        folds = folds[folds["config_run_id"].isin(configs["run_id"])]
-        arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
-        folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
-        # latest complete attempt wins, else the latest attempt (a retried fold is one fold, not two)
-        folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
-        n_before = len(folds)
-        folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
-        if len(folds) < n_before:
-            notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
-        folds = folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
-    else:
-        folds = pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+    configs = _select_configs(configs, sweep_tags, notes)
+    configs = _spec_order(configs, _arm_order(client, sweep.info.run_id if sweep else None))
+    folds = _select_folds(folds, configs, notes)
 
     return SweepRuns(
         tracking_uri=tracking_uri,
@@ -213,6 +181,48 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         folds=folds,
         notes=notes,
     )
+
+
+def _select_configs(configs: pd.DataFrame, sweep_tags: dict[str, str], notes: list[str]) -> pd.DataFrame:
+    """The config runs of the reported sweep id, the latest of each (table, arm); drops go to notes."""
+    if sweep_tags.get(C.SWEEP_ID) and configs["sweep_id"].notna().any():
+        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags[C.SWEEP_ID])
+        if (~keep).any():
+            notes.append(f"{int((~keep).sum())} config runs of other sweep ids ignored.")
+        configs = configs[keep]
+    configs = configs.sort_values("start_time")
+    dup = configs.duplicated(["table", "arm"], keep="last")
+    if dup.any():
+        notes.append(
+            f"{int(dup.sum())} older duplicate config runs ignored: {sorted(configs.loc[dup, 'arm'])}."
+        )
+        configs = configs[~dup]
+    return configs
+
+
+def _spec_order(configs: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
+    """Spec order when the sweep recorded it, then Optuna trial number, then start time."""
+    configs = configs.assign(
+        order=[order.get(a, len(order)) for a in configs["arm"]],
+        _trial=configs["optuna_trial"].fillna(-1),
+    ).sort_values(["order", "_trial", "start_time"], kind="stable")
+    return configs.drop(columns="_trial").reset_index(drop=True)
+
+
+def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Fold runs of the selected configs; a retried fold is one fold: its latest complete attempt, else its
+    latest attempt."""
+    if folds.empty:
+        return pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+    folds = folds[folds["config_run_id"].isin(configs["run_id"])]
+    arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
+    folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
+    folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
+    n_before = len(folds)
+    folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
+    if len(folds) < n_before:
+        notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
+    return folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
 
 
 def read_csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
