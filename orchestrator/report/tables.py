@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from orchestrator.contract import METRICS  # the one definition (mer_model.metrics via the contract)
 from orchestrator.report.stats import compare_paired
 
 # Paper table tags (``mer.table``) in the paper's order, with what each compares.
@@ -26,7 +27,6 @@ TABLE_TITLES: dict[str, str] = {
     "IX": "Table IX: landmark point sets",
     "search": "Optuna search over beta and the fusion layer",
 }
-METRICS = ("accuracy", "uf1", "uar")
 COMPLETE = "complete"
 
 
