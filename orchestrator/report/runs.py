@@ -6,8 +6,8 @@ the sweep run) and one fold run per LOSO subject (child of its config run). This
 - ``configs``: one row per config run: ``run_id, arm, table, status, baseline, order, optuna_trial,
   config_hash, dataset, setup`` + pooled / per-fold metrics (``accuracy, uf1, uar, fold_mean_*, fold_std_*,
   n_folds, n_failed``) + every param as ``param.<key>``.
-- ``folds``: one row per (config run, subject): ``run_id, config_run_id, arm, subject, status, attempt,
-  error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
+- ``folds``: one row per (config run, seed, subject): ``run_id, config_run_id, arm, subject, seed, status,
+  attempt, error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
 
 Nothing here averages anything: statuses are carried through so the tables can show failures as such.
 """
@@ -29,6 +29,7 @@ from mer_model.errors import InputError
 
 # Tag keys of the MLflow layout contract.
 KIND, ARM, TABLE, STATUS, SUBJECT = "mer.kind", "mer.arm", "mer.table", "mer.status", "mer.subject"
+SEED = "mer.seed"  # str of the int training seed; absent on one-seed runs of before the seeds axis
 BASELINE_TAG = "mer.baseline"  # optional: "true" on the config run that is its table's baseline
 
 _PAGE = 1000
@@ -137,6 +138,8 @@ def _fold_row(run: Run) -> dict:
         "config_run_id": tags.get("mlflow.parentRunId"),
         "arm": tags.get(ARM),
         "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
+        # training seed (seeds contract); a run of before the seeds axis has one seed, read as 0
+        "seed": int(tags.get(SEED) or 0),
         "status": tags.get(STATUS, "unknown"),
         "attempt": int(tags.get("mer.attempt", 0) or 0),
         "error": tags.get("mer.error"),
@@ -207,12 +210,14 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         # latest complete attempt wins, else the latest attempt (a retried fold is one fold, not two)
         folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
         n_before = len(folds)
-        folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
+        folds = folds.drop_duplicates(["config_run_id", "seed", "subject"], keep="last").drop(columns="_ok")
         if len(folds) < n_before:
             notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
-        folds = folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
+        folds = folds.sort_values(["config_run_id", "seed", "subject"]).reset_index(drop=True)
     else:
-        folds = pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+        folds = pd.DataFrame(
+            columns=["run_id", "config_run_id", "arm", "subject", "seed", "status", "accuracy"]
+        )
 
     return SweepRuns(
         tracking_uri=tracking_uri,
@@ -244,6 +249,18 @@ def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str | No
             return Path(client.download_artifacts(run_id, path, tmp)).read_text()
     except Exception:  # noqa: BLE001 - missing artifact
         return None
+
+
+def read_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """A config run's clip-level ``predictions.csv`` with a ``seed`` column (0 when the run predates the
+    seeds axis); subject / clip ids stay strings ("006" is SAMM's subject, not 6). None when absent."""
+    text = read_text_artifact(client, run_id, "predictions.csv")
+    if text is None:
+        return None
+    df = pd.read_csv(io.StringIO(text), dtype={"subject": str, "clip": str})
+    if "seed" not in df:
+        df.insert(0, "seed", 0)
+    return df
 
 
 def read_lam(client: MlflowClient, run_id: str) -> dict[str, np.ndarray]:
