@@ -51,6 +51,7 @@ class FoldWorker:
         from mlflow.tracking import MlflowClient
 
         torch.set_num_threads(max(1, threads))
+        self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
         self.client = MlflowClient(tracking_uri)
         self.exp_id = experiment_id
@@ -100,7 +101,8 @@ class FoldWorker:
         return out
 
     def _tags(self, job: Job) -> dict[str, str]:
-        return {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt)}
+        return {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt), "mer.device": self.device,
+                "mer.threads": str(self.threads)}
 
     def _failed(self, job: Job, e: Exception, t0: float) -> dict[str, Any]:
         from orchestrator.tracking import log_fold_run

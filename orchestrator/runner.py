@@ -146,7 +146,7 @@ def run_sweep(
     import ray
     from mlflow.tracking import MlflowClient
 
-    from orchestrator import executor, tracking
+    from orchestrator import environment, executor, tracking
 
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc)
@@ -163,6 +163,9 @@ def run_sweep(
     if spec.search is not None:
         sweep_tags |= {"mer.optuna_study": study_name, "mer.optuna_storage": svc.storage_url}
     sweep_run = tracking.open_sweep_run(client, exp_id, sid, sweep_tags)
+    # reproducibility record (issue 12): environment.json; a resume in another environment warns
+    environment.record_sweep(client, sweep_run, environment.collect_environment(
+        ds, threads_per_fold=max(1, int(spec.resources.cpu_per_fold))))
     done, stale = tracking.scan_folds(client, exp_id, sid)
 
     search = None
