@@ -35,7 +35,16 @@ PACKAGES = (
     "pandas",
     ("dlib", "dlib-bin"),
 )
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+# environment variables that change kernels, threads or float results (docs/reproducibility.md)
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_CBWR",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 VOLATILE = ("recorded_at",)  # keys that differ between any two records and mean nothing
 ARTIFACT = "environment.json"
 CHANGED_TAG = "mer.environment_changed"
