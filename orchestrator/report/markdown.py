@@ -70,7 +70,7 @@ def format_arm_table(t: pd.DataFrame) -> pd.DataFrame:
     out["arm"] = [f"{a} (baseline)" if b else a for a, b in zip(t["arm"], t["baseline"], strict=True)]
     if "optuna_trial" in t:
         out.insert(0, "trial", [DASH if pd.isna(v) else str(int(v)) for v in t["optuna_trial"]])
-    skip = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed"}
+    skip = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed", "n_seeds"}
     for c in t.columns:
         if c not in skip and not c.startswith(("accuracy", "uf1", "uar", "fold_")):
             out[c] = t[c].astype(str).to_numpy()
