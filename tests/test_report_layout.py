@@ -238,6 +238,7 @@ def test_significance_marks_the_constructed_difference_only(layout_sweep, layout
     assert s.loc["gts_gn+lam+aau", "p_permutation"] == pytest.approx(2 / 2**6)
     assert s.loc["gts_gn+lam+aau", "p_adj"] > 0.05 and not s.loc["gts_gn+lam+aau", "significant"]
     assert (full["correction"] == "holm").all() and "9 tests" in full.loc[0, "family"]
+    assert "no row can reach p_adj < 0.05 (floor 0.281)" in full.loc[0, "family"]  # 9 x 2/2^6
     # uncorrected, the same p is significant
     out = tmp_path / "none"
     args = [

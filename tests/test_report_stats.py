@@ -166,6 +166,7 @@ def test_significance_table_corrects_the_family_and_words_the_seed_noise():
     assert sig["p_adj"].to_numpy() == pytest.approx(stats.holm(sig["p_permutation"].to_numpy()))
     assert (sig["significant"] == (sig["p_adj"] < 0.05)).all() and (sig["correction"] == "holm").all()
     assert "6 tests" in sig.loc[0, "family"] and "Holm" in sig.loc[0, "family"]
+    assert "no row can reach" not in sig.loc[0, "family"]  # 6 x 2/2^8 < 0.05: significance is reachable
     big = sig[sig.arm == "big"]
     assert big["significant"].all() and (big["ci_low"] > 0).all() and (big["n_seeds"] == 2).all()
     assert not big["inside_seed_noise"].any()

@@ -148,7 +148,12 @@ def significance_table(
         return df
     df["p_adj"] = stats.adjust_pvalues(df["p_permutation"].to_numpy(float), correction)
     df["correction"] = correction
-    df["family"] = family_statement(table, len(others), int(df["p_adj"].notna().sum()), correction, base)
+    m = int(df["p_adj"].notna().sum())
+    df["family"] = family_statement(table, len(others), m, correction, base)
+    floor = df["min_p"].min() * m  # Holm's smallest p_adj: the smallest attainable p times the family size
+    if correction == "holm" and m and floor >= alpha:
+        n = int(df["n_subjects"].max())
+        df["family"] += f"; with {n} subjects no row can reach p_adj < {alpha} (floor {floor:.3g})"
     df["significant"] = (df["p_adj"] < alpha).to_numpy()
     df["verdict"] = [verdict(row, correction, alpha) for row in df.to_dict("records")]
     return df
