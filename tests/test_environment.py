@@ -103,3 +103,15 @@ def test_a_sweep_stores_its_record_and_folds_their_device_and_threads(finished_s
     assert "Reproducibility record" in header and env["dataset"]["content_hash"] in header
     assert str(finished_sweep["dir"]) not in header  # no machine path in the header
     assert np.all([k in header for k in ("torch", "CPU", "threads per fold")])
+
+
+def test_the_report_header_command_names_no_machine_path():
+    from orchestrator.report.build import no_paths
+
+    cmd = "mer-orch report --experiment e --tracking-uri sqlite:////tmp/u/mlflow.db --out /home/me/reports/e"
+    assert no_paths(cmd) == "mer-orch report --experiment e --tracking-uri sqlite:///…/mlflow.db --out …/e"
+    # URLs and relative paths are not machine paths
+    assert (
+        no_paths("--tracking-uri http://head:5000/x/y --out docs/r")
+        == "--tracking-uri http://head:5000/x/y --out docs/r"
+    )

@@ -326,6 +326,13 @@ def _failures(runs: SweepRuns) -> pd.DataFrame:
     return f[cols].fillna("").reset_index(drop=True)
 
 
+def no_paths(text: str) -> str:
+    """``text`` with the folders of absolute paths replaced by ``…/`` (``--out /home/me/r`` -> ``--out …/r``;
+    ``sqlite:////tmp/x/mlflow.db`` -> ``sqlite:///…/mlflow.db``): a report header names no machine path."""
+    # an absolute path starts the text, a word, an option value (=) or a file URI's path (sqlite:////x)
+    return re.sub(r"(?:^|(?<=\s)|(?<==)|(?<=///))/(?:[^\s/'\"]+/)+", "…/", text)
+
+
 def _public_uri(uri: str) -> str:
     """The tracking URI without a local machine path: a SQLite / file store by its file name only."""
     if uri.startswith("sqlite:") or "://" not in uri or uri.startswith("file:"):
@@ -404,7 +411,7 @@ def build_report(
             "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         if command:
-            header["made by"] = f"`{command}`"
+            header["made by"] = f"`{no_paths(command)}`"
         content = ReportContent(
             header=header, dataset_statement=dataset_statement(runs.dataset, setup), notes=list(runs.notes)
         )
