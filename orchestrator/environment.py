@@ -163,9 +163,10 @@ def collect_environment(dataset: Any = None, *, threads_per_fold: int | None = N
         "gpu": gpu_state(),
         "torch": {**torch_state(), "threads_per_fold": threads_per_fold},
     }
-    if dataset is not None:
+    if dataset is not None:  # a duck-typed dataset without content_hash records None, not a crash
+        hasher = getattr(dataset, "content_hash", None)
         env["dataset"] = {"name": dataset.name, "setup": dataset.setup, "clips": len(dataset),
-                          "content_hash": dataset.content_hash()}  # fmt: skip
+                          "content_hash": hasher() if hasher else None}  # fmt: skip
     return env
 
 
