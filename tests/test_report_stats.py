@@ -241,3 +241,18 @@ def test_table_vii_grid_puts_each_arm_in_its_fusion_layer_and_loss_cell():
     ]
     assert g.loc["1", "AAU loss accuracy"] == 0.75 and g.loc["4", "AU loss uf1"] == 0.59
     assert np.isnan(g.loc["4", "AAU loss accuracy"])  # GTS-GN (layer 4) has no AAU arm, as in the paper
+
+
+def test_table_viii_with_two_seeds_keeps_one_row_per_seed_and_averages_every_complete_fold():
+    folds = pd.DataFrame(
+        [
+            {"config_run_id": "r", "subject": s, "seed": k, "status": "complete",
+             "aau_weight_layer1": w, "aau_weight_layer2": 1 - w}
+            for (s, k, w) in [("s1", 0, 0.2), ("s1", 1, 0.4), ("s2", 0, 0.6), ("s2", 1, 0.8)]
+        ]
+    )  # fmt: skip
+    t = tables.aau_weight_table(folds, "r")
+    assert list(t.loc["s1", "seed"]) == [0, 1]
+    assert (
+        t.loc["Average", "layer1"] == pytest.approx(0.5) and "4 complete folds" in t.loc["Average", "status"]
+    )
