@@ -32,7 +32,8 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "num_aus": None,  # None: train_fold takes it from the dataset
 }
 
-# Fixed in advance for every fold: the final epoch's model is evaluated; nothing is picked on the
+# Ours (the paper gives no optimiser, learning rate, weight decay, batch size or epoch count). Fixed in
+# advance for every fold: the final epoch's model is evaluated; nothing is picked on the
 # left-out subject.
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 60,
