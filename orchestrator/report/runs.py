@@ -6,8 +6,8 @@ the sweep run) and one fold run per LOSO subject (child of its config run). This
 - ``configs``: one row per config run: ``run_id, arm, table, status, baseline, order, optuna_trial,
   config_hash, dataset, setup`` + pooled / per-fold metrics (``accuracy, uf1, uar, fold_mean_*, fold_std_*,
   n_folds, n_failed``) + every param as ``param.<key>``.
-- ``folds``: one row per (config run, subject): ``run_id, config_run_id, arm, subject, status, attempt,
-  error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
+- ``folds``: one row per (config run, seed, subject): ``run_id, config_run_id, arm, subject, seed, status,
+  attempt, error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
 
 Nothing here averages anything: statuses are carried through so the tables can show failures as such.
 """
@@ -125,6 +125,8 @@ def _fold_row(run: Run) -> dict:
         "config_run_id": tags.get(C.PARENT),
         "arm": tags.get(ARM),
         "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
+        # training seed (seeds contract); a run of before the seeds axis has one seed, read as 0
+        "seed": int(tags.get(C.SEED) or 0),
         "status": tags.get(STATUS, "unknown"),
         "attempt": int(tags.get(C.ATTEMPT, 0) or 0),
         "error": tags.get(C.ERROR),
@@ -213,16 +215,17 @@ def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) 
     """Fold runs of the selected configs; a retried fold is one fold: its latest complete attempt, else its
     latest attempt."""
     if folds.empty:
-        return pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+        cols = ["run_id", "config_run_id", "arm", "subject", "seed", "status", "accuracy"]
+        return pd.DataFrame(columns=cols)
     folds = folds[folds["config_run_id"].isin(configs["run_id"])]
     arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
     folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
     folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
     n_before = len(folds)
-    folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
+    folds = folds.drop_duplicates(["config_run_id", "seed", "subject"], keep="last").drop(columns="_ok")
     if len(folds) < n_before:
         notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
-    return folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
+    return folds.sort_values(["config_run_id", "seed", "subject"]).reset_index(drop=True)
 
 
 def read_csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
@@ -242,6 +245,18 @@ def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str | No
             return Path(client.download_artifacts(run_id, path, tmp)).read_text()
     except Exception:  # noqa: BLE001 - missing artifact
         return None
+
+
+def read_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """A config run's clip-level ``predictions.csv`` with a ``seed`` column (0 when the run predates the
+    seeds axis); subject / clip ids stay strings ("006" is SAMM's subject, not 6). None when absent."""
+    text = read_text_artifact(client, run_id, C.PREDICTIONS_CSV)
+    if text is None:
+        return None
+    df = pd.read_csv(io.StringIO(text), dtype={"subject": str, "clip": str})
+    if "seed" not in df:
+        df.insert(0, "seed", 0)
+    return df
 
 
 def read_lam(client: MlflowClient, run_id: str) -> dict[str, np.ndarray]:
