@@ -163,17 +163,21 @@ def accuracy_vs_beta(points: pd.DataFrame, holes: pd.DataFrame, title: str, path
     keys = sorted(points[layer].dropna().unique()) if layer else ["all"]
     colours = {k: f"C{i}" for i, k in enumerate(keys)}
     for key in keys:
-        g = (done if layer is None else done[done[layer] == key]).sort_values("beta")
+        g = done if layer is None else done[done[layer] == key]
+        h = holes if layer is None else holes[holes[layer] == key]
+        # a hole inside a line breaks it (NaN), so no segment is drawn through a missing point
+        line = pd.concat([g[["beta", "accuracy"]], h[["beta"]].assign(accuracy=np.nan)]).sort_values("beta")
         label = f"fusion layer {key}" if layer else "pooled accuracy"
-        ax.plot(g["beta"], 100 * g["accuracy"], marker="o", ms=3, color=colours[key], label=label)
+        ax.plot(line["beta"], 100 * line["accuracy"], marker="o", ms=3, color=colours[key], label=label)
     if len(holes):
-        ax.autoscale_view()
-        y0 = ax.get_ylim()[0]
+        y0, y1 = ax.get_ylim()
         for i, key in enumerate(keys):
             h = holes if layer is None else holes[holes[layer] == key]
-            ax.plot(h["beta"], np.full(len(h), y0), linestyle="none", marker="v", mfc="none", ms=5,
+            y = y0 + 0.03 * i * (y1 - y0)  # one row per layer, so holes at the same beta stay visible
+            ax.plot(h["beta"], np.full(len(h), y), linestyle="none", marker="v", mfc="none", ms=5,
                     color=colours[key], clip_on=False, label="no result (not run / not complete)" if i == 0
                     else None)
+        ax.set_ylim(y0, y1)  # the markers sit on the bottom edge instead of stretching the axis
     ax.set_xlabel("beta (weight of the AAU loss, Eq. 12)")
     ax.set_ylabel("pooled ACC (%)")
     ax.grid(alpha=0.3)
