@@ -459,7 +459,7 @@ def test_paper_values_only_where_given_and_never_in_a_test(layout_sweep, layout_
 def test_methods_paragraph_and_no_machine_paths(layout_sweep, layout_report):
     md = (layout_report / "report.md").read_text()
     methods = md.split("## Methods")[1].split("##")[0]
-    for phrase in ("Leave-one-subject-out", "6 folds", "seed 0", "20 epochs", "Adamw", "learning rate 0.002",
+    for phrase in ("Leave-one-subject-out", "6 folds", "seed 0", "20 epochs", "AdamW", "learning rate 0.002",
                    "weight decay 0.0001", "batch size 16", "our choices", "magnified by 3",
                    "selected on the test subjects, optimistic", "torch: 2.13.0+cpu"):
         assert phrase in methods, phrase

@@ -25,10 +25,14 @@ def _seeds(protocol: dict[str, Any]) -> str:
     return f"one training seed per fold (seed {protocol.get('seed', 0)})"
 
 
+_OPTIMISERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+
+
 def _training(train: dict[str, Any]) -> str:
     t = {**TRAINING_DEFAULTS, **train}
+    opt = str(t["optimizer"])
     return (
-        f"Every fold trains for a fixed {t['epochs']} epochs with {str(t['optimizer']).capitalize()} "
+        f"Every fold trains for a fixed {t['epochs']} epochs with {_OPTIMISERS.get(opt, opt)} "
         f"(learning rate {t['lr']:g}, weight decay {t['weight_decay']:g}, batch size {t['batch_size']}); "
         "these are our choices: the paper gives no optimiser, learning rate, weight decay, batch size or "
         "epoch count."
