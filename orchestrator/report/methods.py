@@ -82,13 +82,19 @@ def environment_text(env: dict[str, Any] | None) -> str:
     items = []
     for k, v in env.items():
         if isinstance(v, dict):
-            v = ", ".join(f"{a} {b}" for a, b in v.items() if not _is_path(b))
+            v = _first([f"{a} {b}" for a, b in v.items() if not _is_path(b)])
         if isinstance(v, list):
-            v = ", ".join(str(x) for x in v if not _is_path(x))
+            v = _first([str(x) for x in v if not _is_path(x)])
         if v in (None, "") or _is_path(v):
             continue
         items.append(f"{k}: {v}")
     return "Environment (the sweep's `environment.json`): " + "; ".join(items) + "."
+
+
+def _first(entries: list[str], n: int = 12) -> str:
+    """At most ``n`` entries (a full package list would drown the paragraph; the artifact has them all)."""
+    more = f", … ({len(entries) - n} more in environment.json)" if len(entries) > n else ""
+    return ", ".join(entries[:n]) + more
 
 
 def _is_path(v: Any) -> bool:
