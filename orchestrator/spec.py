@@ -312,6 +312,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
     """For an unknown key: the keys the enclosing section accepts."""
     parent = [p for p in loc[:-1]
               if not isinstance(p, int) and "[" not in p and not p.startswith("function-")]
+    if parent and parent[0] == "reference":  # reference.<arm name>[.<dataset>]: the arm name is data
+        ref_model = {2: PaperReference, 3: PaperValues}.get(len(parent))
+        return "; allowed keys: " + ", ".join(ref_model.model_fields) if ref_model else ""
     model: type[BaseModel] = SweepSpec
     for p in parent:
         if p == "arm":

@@ -115,6 +115,9 @@ BAD = [
     ("reference ACC as a fraction of 100", _with(reference={"base": {"table": "V", "samm": {"acc": 101,
                                                                                           "f1": 0.7}}}),
      "reference.base.samm.acc:", "less than or equal to 100"),
+    ("reference with a misspelt dataset",
+     _with(reference={"base": {"table": "V", "casme": {"acc": 1, "f1": 0.1}}}),
+     "reference.base.casme: unknown key", "allowed keys: table, casme2, samm"),
     ("reference without its table", _with(reference={"base": {"casme2": {"acc": 77.29, "f1": 0.765}}}),
      "reference.base.table: required key missing", ""),
 ]
