@@ -119,7 +119,8 @@ def _intro(r: ReportContent) -> list[str]:
         "Wilcoxon signed-rank) on the per-subject accuracy differences, and a 95% bootstrap interval of "
         "the pooled accuracy difference resampling subjects. A significant arm is marked "
         f"{SIG_MARK} after its name (the significance table's `significant`, after correction where it "
-        "names one); the verdict of any other arm is *n.s.* (not significant). With n subjects p cannot go below 2/2^n.",
+        "names one); the verdict of any other arm is *n.s.* (not significant). With n subjects p cannot go "
+        "below 2/2^n.",
         "",
     ]
     if r.methods:
