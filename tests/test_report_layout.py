@@ -418,6 +418,7 @@ def test_latex_tables_parse_compile_and_equal_the_csv(layout_report, tmp_path):
                          cwd=work, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:]
     assert (work / "tables.pdf").stat().st_size > 5000
+    assert "Overfull \\hbox" not in (work / "tables.log").read_text()  # every table fits the text width
 
 
 def test_paper_values_only_where_given_and_never_in_a_test(layout_sweep, layout_report, tmp_path):

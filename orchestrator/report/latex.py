@@ -1,11 +1,13 @@
 """Booktabs LaTeX of the report's tables (``tables/*.tex``), from the same :class:`Display` as Markdown.
 
 Each file is a floating ``table*`` (two columns wide: the paper tables have many columns) to ``\\input``
-into a paper; it needs ``\\usepackage{booktabs}`` only. ``tables/tables.tex`` is a standalone document that
-inputs them all, so a reader can check the set compiles. Rendering goes through pandas' ``Styler.to_latex``
-(``hrules`` gives ``\\toprule`` / ``\\midrule`` / ``\\bottomrule``); bold cells are ``\\textbf``. Cell text is
-escaped here (arm names may hold ``&``, ``_``, ``<``, ``|``) and the Unicode of the display text (±, —, †,
-Δ) is written as LaTeX commands, so the files compile with any engine and input encoding.
+into a paper; it needs ``\\usepackage{booktabs}`` and ``graphicx`` (a table of more than
+:data:`WIDE_CHARS` characters is scaled to the text width with ``\\resizebox``). ``tables/tables.tex`` is
+a standalone document that inputs them all, so a reader can check the set compiles. Rendering goes
+through pandas' ``Styler.to_latex`` (``hrules`` gives ``\\toprule`` / ``\\midrule`` / ``\\bottomrule``);
+bold cells are ``\\textbf``. Cell text is escaped here (arm names may hold ``&``, ``_``, ``<``, ``|``) and
+the Unicode of the display text (±, —, †, Δ) is written as LaTeX commands, so the files compile with any
+engine and input encoding.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ _ESCAPES = {
     "≥": r"$\geq$",
     "≤": r"$\leq$",
 }
+# Wider than this many characters (cells + gaps, estimated from the plain text): scaled down to the text
+# width with \\resizebox (graphicx). A two-column paper's \\textwidth holds about 110 characters at 9 pt.
+WIDE_CHARS = 110
 _ESCAPE_RE = re.compile("|".join(re.escape(k) for k in _ESCAPES))
 
 
@@ -60,7 +65,7 @@ def table_tex(d: Display, caption: str, label: str) -> str:
         axis=None,
     )
     align = "".join("r" if _numeric(d.cells[c]) else "l" for c in d.cells.columns)
-    return styler.to_latex(
+    tex = styler.to_latex(
         hrules=True,
         column_format=align,
         environment="table*",
@@ -68,6 +73,17 @@ def table_tex(d: Display, caption: str, label: str) -> str:
         position_float="centering",
         caption=latex_escape(caption),
         label=label,
+    )
+    if _width_chars(d) > WIDE_CHARS:  # e.g. a paper table with the paper's columns: fit the text width
+        tex = tex.replace("\\begin{tabular}", "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}", 1)
+        tex = tex.replace("\\end{tabular}\n", "\\end{tabular}}\n", 1)
+    return tex
+
+
+def _width_chars(d: Display) -> int:
+    """Rough printed width: per column its longest cell or header, plus a gap."""
+    return sum(
+        max([len(str(c))] + [len(str(v)) for v in d.cells[c]]) + 2 for c in d.cells.columns
     )
 
 
@@ -96,6 +112,7 @@ def document(paths: list[str], title: str) -> str:
         "\\usepackage[T1]{fontenc}\n"
         "\\usepackage[margin=1.5cm,landscape]{geometry}\n"
         "\\usepackage{booktabs}\n"
+        "\\usepackage{graphicx}\n"
         "\\begin{document}\n"
         f"\\section*{{{latex_escape(title)}}}\n"
         f"{inputs}\n"
