@@ -1,15 +1,18 @@
-"""Thin driver: read the sweep, build every table / figure / test, write them and ``report.md`` into a folder.
+"""Thin driver: read the sweep, build every table / figure / test, write them, ``report.md`` and
+``report.html`` into a folder.
 
 Output folder layout (all paths in ``report.md`` are relative to it)::
 
-    report.md
-    tables/table_<tag>.csv            arms x metrics of each paper table (mer.table tag)
-    tables/significance_<tag>.csv     each arm vs its table's baseline
-    tables/table_VII_grid.csv         Table VII in the paper's shape (when the arms allow it)
-    tables/table_VIII_<arm>.csv       per-subject AAU weights + average
+    report.md, report.html            the report; the HTML is the same text with the figures embedded
+    tables/table_<tag>.csv / .tex     arms x metrics of each paper table (mer.table tag); LaTeX booktabs
+    tables/paper_reference_<tag>.csv  the paper's values for that table's arms (spec `reference:` only)
+    tables/significance_<tag>.csv/.tex  each arm vs its table's baseline
+    tables/table_VII_grid.csv / .tex  Table VII in the paper's shape (when the arms allow it)
+    tables/table_VIII_<arm>.csv/.tex  per-subject AAU weights + average
+    tables/tables.tex                 a standalone document inputting every .tex table
     tables/search_trials.csv          Optuna trials; tables/param_importances.csv
     tables/folds.csv                  every fold run: subject, status, per-fold metrics
-    figures/*.png                     each with its numbers beside it (.csv / .npz)
+    figures/*.png / .pdf / .svg       each with its numbers beside it (.csv / .npz)
 
 The folder is built under a temporary name and swapped in at the end, so an interrupted report leaves the
 previous one (or nothing), never a half-written one.
