@@ -191,14 +191,15 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def summary_lines(env: dict[str, Any]) -> list[str]:
     """The record as short Markdown lines for the report header (no paths: the record holds none)."""
-    p, cpu, t = env.get("project", {}), env.get("cpu", {}), env.get("torch", {})
+    p, cpu, t = (v if isinstance(v := env.get(k), dict) else {} for k in ("project", "cpu", "torch"))
     commit = p.get("git_commit")
     code = f"mer-orch {p.get('version')}" + (
         f", commit `{commit[:12]}`" + (" **with local changes (dirty)**" if p.get("git_dirty") else "")
         if commit else ", not run from a git checkout"
     )  # fmt: skip
-    pk = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
-    gpu = env.get("gpu")
+    packages = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+    pk = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
+    gpu = env.get("gpu") if isinstance(env.get("gpu"), dict) else None
     gpu_txt = (f"{', '.join(gpu['models'])} (driver {gpu.get('driver')}, CUDA {gpu.get('cuda')})"
                if gpu else "none")  # fmt: skip
     lines = [
@@ -209,7 +210,7 @@ def summary_lines(env: dict[str, Any]) -> list[str]:
         f"torch threads per fold: {t.get('threads_per_fold')} (driver {t.get('threads')}); deterministic "
         "algorithms on during training (train_fold)",
     ]
-    if env.get("dataset"):
+    if isinstance(env.get("dataset"), dict):
         d = env["dataset"]
         lines.append(
             f"dataset {d['name']} ({d['setup']}, {d['clips']} clips): content hash `{d['content_hash']}`"

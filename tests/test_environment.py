@@ -106,7 +106,7 @@ def test_a_sweep_stores_its_record_and_folds_their_device_and_threads(finished_s
 
 
 def test_the_report_header_command_names_no_machine_path():
-    from orchestrator.report.build import no_paths
+    from orchestrator.report.redact import redact_paths as no_paths
 
     cmd = "mer-orch report --experiment e --tracking-uri sqlite:////tmp/u/mlflow.db --out /home/me/reports/e"
     assert no_paths(cmd) == "mer-orch report --experiment e --tracking-uri sqlite:///…/mlflow.db --out …/e"

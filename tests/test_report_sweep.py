@@ -144,7 +144,13 @@ def test_figures_hold_the_runs_values(sweep, report, tmp_path):
     assert (figs / "fig5_lam_GTS-GN_LAM_AAU.png").exists()
     assert not (figs / "fig5_lam_GCN_Type_A.png").exists()  # fixed adjacency: nothing learned
     # Fig. 9: each search trial at its beta with its pooled accuracy
-    pts = pd.read_csv(figs / "fig9_accuracy_vs_beta.csv").set_index("arm")
+    all_pts = pd.read_csv(figs / "fig9_accuracy_vs_beta.csv")
+    # points of the beta x fusion-layer grid that no trial ran are listed (no arm) and marked on the plot
+    holes = all_pts[all_pts["arm"].isna()]
+    assert set(holes["status"]) <= {"not run"} and holes["accuracy"].isna().all()
+    ran = {(b, f) for b, f in zip(all_pts["beta"], all_pts["fusion_layer"], strict=True)}
+    assert len(ran) == len(all_pts) == all_pts["beta"].nunique() * all_pts["fusion_layer"].nunique()
+    pts = all_pts.dropna(subset=["arm"]).set_index("arm")
     assert len(pts) == 3
     for arm, row in pts.iterrows():
         run = sweep["configs"][arm]
