@@ -20,26 +20,26 @@ import math
 import os
 import socket
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from orchestrator import contract as C
+from orchestrator.contract import METRICS, FoldRecord
+from orchestrator.plan import Unit
+
 
 @dataclass
 class Job:
-    """Everything an actor needs for one fold (small: indices, not data)."""
+    """Everything an actor needs for one unit (small: indices, not data)."""
 
-    arm: str
-    subject: str
+    unit: Unit  # (arm, subject, seed, attempt)
     config: dict[str, Any]
-    seed: int
     train_idx: Any  # np.ndarray (n_train,)
     test_idx: Any  # np.ndarray (n_test,)
     parent_run_id: str
     tags: dict[str, str]  # mer.sweep_id, mer.config_hash, mer.arm, mer.subject, mer.dataset
-    attempt: int
     last_attempt: bool
 
 
@@ -51,6 +51,7 @@ class FoldWorker:
         from mlflow.tracking import MlflowClient
 
         torch.set_num_threads(max(1, threads))
+        self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
         self.client = MlflowClient(tracking_uri)
         self.exp_id = experiment_id
@@ -64,19 +65,19 @@ class FoldWorker:
     def ping(self) -> str:
         return self.node
 
-    def run(self, job: Job) -> dict[str, Any]:
+    def run(self, job: Job) -> FoldRecord:
         from mer_model import train_fold
 
         t0 = time.perf_counter()
         try:
             train, test = self.ds.subset(job.train_idx), self.ds.subset(job.test_idx)
-            res = _finite(train_fold(job.config, train, test, job.seed, self.device))
+            res = _finite(train_fold(job.config, train, test, job.unit.seed, self.device))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
         return self._complete(job, res, t0)
 
-    def run_group(self, jobs: list[Job]) -> list[dict[str, Any]]:
-        """Folds of one config trained together (``resources.packing``); one outcome per job, each logged
+    def run_group(self, jobs: list[Job]) -> list[FoldRecord]:
+        """Folds of one config trained together (``resources.packing``); one record per job, each logged
         as its own fold run exactly as :meth:`run` logs it. A group that fails as a whole fails every fold."""
         if len(jobs) == 1:
             return [self.run(jobs[0])]
@@ -85,7 +86,7 @@ class FoldWorker:
         t0 = time.perf_counter()
         try:
             folds = [(self.ds.subset(j.train_idx), self.ds.subset(j.test_idx)) for j in jobs]
-            configs, seeds = [j.config for j in jobs], [j.seed for j in jobs]
+            configs, seeds = [j.config for j in jobs], [j.unit.seed for j in jobs]
             results = train_folds_batched(configs, folds, seeds, self.device)
         except Exception as e:  # noqa: BLE001
             return [self._failed(j, e, t0) for j in jobs]
@@ -100,37 +101,45 @@ class FoldWorker:
         return out
 
     def _tags(self, job: Job) -> dict[str, str]:
-        return {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt)}
+        return {**job.tags, C.NODE: self.node, C.ATTEMPT: str(job.unit.attempt), C.DEVICE: self.device,
+                C.THREADS: str(self.threads)}
 
-    def _failed(self, job: Job, e: Exception, t0: float) -> dict[str, Any]:
+    def _record(self, job: Job, status: str, run_id: str | None, t0: float) -> FoldRecord:
+        u = job.unit
+        return FoldRecord(arm=u.arm, subject=u.subject, seed=u.seed, status=status, run_id=run_id,
+                          node=self.node, attempt=u.attempt, seconds=time.perf_counter() - t0)
+
+    def _failed(self, job: Job, e: Exception, t0: float) -> FoldRecord:
         from orchestrator.tracking import log_fold_run
 
         err = f"{type(e).__name__}: {e}".replace("\n", " ")[:480]
         run_id = None
         if job.last_attempt:
             run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
-                                  {**self._tags(job), "mer.error": err}, {}, [], None, None, "failed")
-        return {"ok": False, "error": err, "node": self.node, "run_id": run_id,
-                "trace": traceback.format_exc(limit=3), "seconds": time.perf_counter() - t0}
+                                  tags={**self._tags(job), C.ERROR: err}, metrics={}, status="failed")
+        rec = self._record(job, "failed", run_id, t0)
+        rec.error = err
+        return rec
 
-    def _complete(self, job: Job, res: Any, t0: float) -> dict[str, Any]:
+    def _complete(self, job: Job, res: Any, t0: float) -> FoldRecord:
         from mer_model import classification_metrics
         from orchestrator.tracking import log_fold_run
 
-        tags = self._tags(job)
         nc = int(job.config.get("num_classes") or self.ds.num_classes)
         m = classification_metrics(res.y_true, res.y_pred, nc)
-        metrics = {k: float(m[k]) for k in ("accuracy", "uf1", "uar")}
+        metrics = {k: float(m[k]) for k in METRICS}
         metrics["n_test"] = float(res.n_test)
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
-        metrics.update({f"aau_weight_layer{r}": w for r, w in aau.items()})
+        metrics.update({f"{C.AAU_METRIC_PREFIX}{r}": w for r, w in aau.items()})
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
-        run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags, metrics, res.loss_curve,
-                              res.lam, (clips, y_true, y_pred), "complete")
-        return {"ok": True, "run_id": run_id, "node": self.node, "metrics": metrics, "aau": aau,
-                "clips": clips, "y_true": y_true, "y_pred": y_pred, "seconds": time.perf_counter() - t0,
-                "train_seconds": res.train_seconds}
+        run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),
+                              metrics=metrics, status="complete", loss_curve=res.loss_curve, lam=res.lam,
+                              predictions=(clips, y_true, y_pred))
+        rec = self._record(job, "complete", run_id, t0)
+        rec.clips, rec.y_true, rec.y_pred, rec.aau = clips, y_true, y_pred, aau
+        rec.metrics = {k: metrics[k] for k in METRICS}
+        return rec
 
 
 def _finite(res: Any) -> Any:
@@ -144,7 +153,7 @@ def _finite(res: Any) -> Any:
 
 @dataclass
 class Pool:
-    """Fixed pool of FoldWorker actors; ``submit`` to an idle one, ``wait`` for any to finish."""
+    """Fixed pool of FoldWorker actors; ``submit_group`` to an idle one, ``wait`` for any to finish."""
 
     actors: list[Any]
     factory: Any  # () -> new actor handle (replaces a dead one)
@@ -155,16 +164,13 @@ class Pool:
         used = {i for i, _ in self.busy.values()}
         return [i for i in range(len(self.actors)) if i not in used]
 
-    def submit(self, job: Job) -> None:
-        self.submit_group([job])
-
     def submit_group(self, jobs: list[Job]) -> None:
         """One actor call for ``jobs`` (folds of one config: fold-batched when more than one)."""
         i = self.idle[0]
         self.busy[self.actors[i].run_group.remote(jobs)] = (i, jobs)
 
-    def wait(self, timeout: float | None = None) -> list[tuple[Job, dict[str, Any]]]:
-        """Block until at least one call finishes (or ``timeout``); return (job, outcome) pairs."""
+    def wait(self, timeout: float | None = None) -> list[tuple[Job, FoldRecord]]:
+        """Block until at least one call finishes (or ``timeout``); return (job, record) pairs."""
         if not self.busy:
             return []
         ready, _ = ray.wait(list(self.busy), num_returns=1, timeout=timeout)
@@ -179,13 +185,14 @@ class Pool:
                 # worker: replace it and let the driver count a failed attempt for each of its folds.
                 ray.kill(self.actors[i], no_restart=True)
                 self.actors[i] = self.factory()
-                out.extend((job, {"ok": False, "error": f"worker died: {type(e).__name__}", "node": "?",
-                                  "run_id": None, "actor_died": True}) for job in jobs)
+                out.extend((job, _died(job, e)) for job in jobs)
         return out
 
-    def shutdown(self) -> None:
-        for a in self.actors:
-            ray.kill(a)
+
+def _died(job: Job, e: Exception) -> FoldRecord:
+    u = job.unit
+    return FoldRecord(arm=u.arm, subject=u.subject, seed=u.seed, status="failed", run_id=None, node="?",
+                      attempt=u.attempt, error=f"worker died: {type(e).__name__}", actor_died=True)
 
 
 def pool_size(cpu_per_fold: float, gpu_per_fold: float, max_concurrent: int | None, n_units: int) -> int:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port, procs_mentioning
 
 from orchestrator import services as svc
 
@@ -34,24 +34,6 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 N_SUBJECTS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def procs_mentioning(text: str) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit() and int(d.name) != os.getpid():
-            try:
-                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
 
 
 def procs_in_groups(pgids: set[int]) -> list[int]:
