@@ -6,8 +6,8 @@ the sweep run) and one fold run per LOSO subject (child of its config run). This
 - ``configs``: one row per config run: ``run_id, arm, table, status, baseline, order, optuna_trial,
   config_hash, dataset, setup`` + pooled / per-fold metrics (``accuracy, uf1, uar, fold_mean_*, fold_std_*,
   n_folds, n_failed``) + every param as ``param.<key>``.
-- ``folds``: one row per (config run, subject): ``run_id, config_run_id, arm, subject, status, attempt,
-  error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
+- ``folds``: one row per (config run, seed, subject): ``run_id, config_run_id, arm, subject, seed, status,
+  attempt, error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
 
 Nothing here averages anything: statuses are carried through so the tables can show failures as such.
 """
@@ -125,6 +125,7 @@ def _fold_row(run: Run) -> dict:
         "config_run_id": tags.get(C.PARENT),
         "arm": tags.get(ARM),
         "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
+        "seed": tags.get(C.SEED),  # training seed (str); None for runs written before seeds existed
         "status": tags.get(STATUS, "unknown"),
         "attempt": int(tags.get(C.ATTEMPT, 0) or 0),
         "error": tags.get(C.ERROR),
@@ -219,7 +220,7 @@ def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) 
     folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
     folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
     n_before = len(folds)
-    folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
+    folds = folds.drop_duplicates(["config_run_id", "seed", "subject"], keep="last").drop(columns="_ok")
     if len(folds) < n_before:
         notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
     return folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
