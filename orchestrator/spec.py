@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
@@ -229,13 +230,20 @@ class SearchSpec(_Strict):
         for k, p in v.items():
             if k not in MODEL_KEYS + TRAIN_KEYS:
                 raise ValueError(f"unknown key {k!r}; allowed: {', '.join(MODEL_KEYS + TRAIN_KEYS)}")
-            if k == "beta" and isinstance(p, FloatParam) and p.low < 0:
-                raise ValueError(f"beta.low {p.low} is out of range; allowed: >= 0 (Eq. 12)")
-            if k == "fusion_layer" and isinstance(p, CategoricalParam):
-                bad = [c for c in p.choices if c not in (1, 2, 3, 4) or isinstance(c, bool)]
-                if bad:
-                    raise ValueError(f"fusion_layer choice {bad[0]!r}; allowed: 1, 2, 3, 4")
+            values = p.choices if isinstance(p, CategoricalParam) else [p.low, p.high]
+            for value in values:  # each value against mer_model's own field: its type and range, once
+                _check_value(k, value)
         return v
+
+
+def _check_value(key: str, value: Any) -> None:
+    """``value`` is allowed for config key ``key`` (by its field in mer_model.config), else ValueError."""
+    field = _OVERRIDE_FIELDS[key]
+    ann = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    try:
+        TypeAdapter(ann).validate_python(value, strict=True)
+    except ValidationError:
+        raise ValueError(f"{key} value {value!r} is out of range; allowed: {field.description}") from None
 
 
 class ResourcesSpec(_Strict):
