@@ -110,6 +110,24 @@ REFERENCE_SHAPE = np.array(
 EYE_CORNERS = (36, 45)
 
 
+# Human names of dlib's 68 points, for figure axes (Fig. 5). "R" / "L" are the subject's right / left, as in
+# the module docstring; "in" / "out" mean towards / away from the face's midline.
+LANDMARK_NAMES: tuple[str, ...] = (
+    ("R jaw top", *(f"R jaw {k}" for k in range(2, 9)), "chin", *(f"L jaw {k}" for k in range(8, 1, -1)),
+     "L jaw top")
+    + ("R brow out", "R brow out-mid", "R brow peak", "R brow in-mid", "R brow in")
+    + ("L brow in", "L brow in-mid", "L brow peak", "L brow out-mid", "L brow out")
+    + ("nasion", "nose bridge", "nose ridge", "nose tip")
+    + ("R ala", "R nostril", "nose base", "L nostril", "L ala")
+    + ("R eye out", "R eye top-out", "R eye top-in", "R eye in", "R eye low-in", "R eye low-out")
+    + ("L eye in", "L eye top-in", "L eye top-out", "L eye out", "L eye low-out", "L eye low-in")
+    + ("R mouth corner", "R upper lip out", "R lip peak", "upper lip top", "L lip peak", "L upper lip out",
+       "L mouth corner", "L lower lip out", "L lower lip in", "lower lip bottom", "R lower lip in",
+       "R lower lip out")
+    + ("R inner corner", "R inner upper", "inner upper mid", "L inner upper", "L inner corner",
+       "L inner lower", "inner lower mid", "R inner lower")
+)
+
 def _chain(*idx: int) -> list[tuple[int, int]]:
     return list(zip(idx[:-1], idx[1:], strict=True))
 
@@ -202,6 +220,11 @@ def point_set(points: int) -> PointSet:
         neighbour.append(int(min(nbrs, key=cut_distance)))
     adj.setflags(write=False)
     return PointSet(tuple(indices), tuple(_EDGES[points]), adj, tuple(neighbour))
+
+
+def node_names(points: int) -> tuple[str, ...]:
+    """(V,) human names of the nodes of the 14-, 31- or 68-point set, in node order (figure labels)."""
+    return tuple(LANDMARK_NAMES[d] for d in point_set(points).indices)
 
 
 def gm_graph_adjacency(points: int, frames: int = 3) -> np.ndarray:

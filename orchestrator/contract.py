@@ -36,6 +36,9 @@ DATASET = "mer.dataset"
 SETUP = "mer.setup"
 SPEC = "mer.spec"
 NODE = "mer.node"
+DEVICE = "mer.device"  # where a fold trained: cpu | cuda (results depend on it)
+THREADS = "mer.threads"  # torch threads of the worker (results depend on it)
+ENVIRONMENT_CHANGED = "mer.environment_changed"  # on a sweep run resumed in another environment
 ATTEMPT = "mer.attempt"
 ERROR = "mer.error"
 BASELINE = "mer.baseline"  # "true" on the config run its table is tested against
@@ -49,6 +52,7 @@ SWEEP, CONFIG, FOLD = "sweep", "config", "fold"
 
 # ------------------------------------------------------------------------------------------- artifacts
 SPEC_YAML = "spec.yaml"
+ENVIRONMENT_JSON = "environment.json"
 ARMS_CSV = "tables/arms.csv"
 AAU_CSV = "tables/aau_weights.csv"
 PREDICTIONS_CSV = "predictions.csv"

@@ -51,6 +51,7 @@ class FoldWorker:
         from mlflow.tracking import MlflowClient
 
         torch.set_num_threads(max(1, threads))
+        self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
         self.client = MlflowClient(tracking_uri)
         self.exp_id = experiment_id
@@ -100,7 +101,8 @@ class FoldWorker:
         return out
 
     def _tags(self, job: Job) -> dict[str, str]:
-        return {**job.tags, C.NODE: self.node, C.ATTEMPT: str(job.unit.attempt)}
+        return {**job.tags, C.NODE: self.node, C.ATTEMPT: str(job.unit.attempt), C.DEVICE: self.device,
+                C.THREADS: str(self.threads)}
 
     def _record(self, job: Job, status: str, run_id: str | None, t0: float) -> FoldRecord:
         u = job.unit

@@ -211,7 +211,7 @@ class _Sweep:
     def open_tracking(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        from orchestrator import tracking
+        from orchestrator import environment, tracking
 
         self.exp_id = tracking.prepare_experiment(self.svc.tracking_uri, self.spec.experiment,
                                                   self.svc.artifact_root)
@@ -221,6 +221,9 @@ class _Sweep:
         if self.spec.search is not None:
             tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
         self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
+        # reproducibility record (environment.json); a resume in another environment warns
+        environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
+            self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold))))
         self.done, self.stale = tracking.scan_folds(self.client, self.exp_id, self.sid, self.seeds[0])
 
     def open_search(self) -> None:

@@ -261,6 +261,26 @@ class StorageSpec(_Strict):
     url: str | None = None  # default: $MER_OPTUNA_STORAGE, else sqlite:///<abs>/mer-runs/optuna.db
 
 
+class PaperValues(_Strict):
+    """One dataset's published numbers for an arm: ACC in percent (as the paper prints it), F1 in [0, 1]."""
+
+    acc: float = Field(ge=0, le=100)  # percent, e.g. 77.29
+    f1: float = Field(ge=0, le=1)  # the paper's F1 (macro-F1 over classes, i.e. UF1)
+
+
+class PaperReference(_Strict):
+    """``reference: {<arm name>: ...}``: the paper's published values beside an arm, for display only.
+
+    They are shown in their own, labelled report columns and never enter any statistic; ``table`` names the
+    paper table they are copied from (e.g. ``V``), ``casme2`` / ``samm`` its two dataset columns (either may
+    be absent, e.g. Table VII has no AAU row for layer 4).
+    """
+
+    table: str = Field(min_length=1)
+    casme2: PaperValues | None = None
+    samm: PaperValues | None = None
+
+
 class SweepSpec(_Strict):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
@@ -271,6 +291,7 @@ class SweepSpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
+    reference: dict[str, PaperReference] = Field(default_factory=dict)  # arm name -> the paper's values
     # Set by load_spec, not by the file.
     source: str = Field("<memory>", exclude=True)
     text: str = Field("", exclude=True, repr=False)
@@ -326,6 +347,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
     """For an unknown key: the keys the enclosing section accepts."""
     parent = [p for p in loc[:-1]
               if not isinstance(p, int) and "[" not in p and not p.startswith("function-")]
+    if parent and parent[0] == "reference":  # reference.<arm name>[.<dataset>]: the arm name is data
+        ref_model = {2: PaperReference, 3: PaperValues}.get(len(parent))
+        return "; allowed keys: " + ", ".join(ref_model.model_fields) if ref_model else ""
     model: type[BaseModel] = SweepSpec
     for p in parent:
         if p == "arm":
@@ -449,7 +473,16 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
         _check_config(spec, arm.where, arm.overrides)
     if spec.search is not None:
         _check_search_points(spec)
+    _check_reference(spec, names)
     return spec
+
+
+def _check_reference(spec: SweepSpec, arms: set[str]) -> None:
+    """Every ``reference`` entry must name a grid arm (a typo would silently show no paper values)."""
+    for name in spec.reference:
+        if name not in arms:
+            raise InputError(f"{spec.source}: reference.{name}: no grid arm has this name; allowed: one of "
+                             + ", ".join(sorted(arms)))
 
 
 def _dataset_names() -> tuple[str, ...]:

@@ -8,17 +8,34 @@ report files with are read back through MlflowClient, never taken from the const
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from click.testing import CliRunner
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from orchestrator.cli import main
 
+ODD_ARM = '14 <b>pts</b> | "q" & 5%_*x*'
+# the sweep's spec.yaml as the sweep logs it: the paper's values for two arms of table V only
+SPEC = {
+    "dataset": {"name": "synthme-casme2", "setup": "objective", "magnification": 3.0},
+    "protocol": {"seed": 0, "objective": "accuracy"},
+    "train": {"epochs": 20, "batch_size": 16, "lr": 0.002, "weight_decay": 0.0001, "optimizer": "adamw"},
+    "grid": [{"name": "gts_gn", "table": "V"}],
+    "search": {"sampler": "tpe", "n_trials": 4, "params": {"beta": {"low": 0.1, "high": 1.0},
+                                                            "fusion_layer": {"choices": [1, 2]}}},
+    "reference": {
+        "gts_gn": {"table": "V", "casme2": {"acc": 73.31, "f1": 0.717}, "samm": {"acc": 75.89, "f1": 0.741}},
+        "gts_gn+lam+aau": {"table": "V", "casme2": {"acc": 77.29, "f1": 0.765}},
+    },
+}
+ENVIRONMENT = {"python": "3.11.2", "torch": "2.13.0+cpu", "device": "cpu", "cwd": "/home/someone/secret"}
 SUBJECTS = [f"s{i:02d}" for i in range(1, 7)]  # 6 subjects: the sign-flip test can reach p = 2/2^6
 CLASSES = ["negative", "positive", "surprise"]
 V = 14
@@ -98,6 +115,11 @@ def _log_config(
     if status is None:
         status = "complete" if len(ok) == len(SUBJECTS) else "incomplete"
     metrics = {"n_folds": len(SUBJECTS), "n_failed": len(SUBJECTS) - len(ok)}
+    if ok:  # clip-level predictions of the complete folds, as the sweep logs them (one seed: no seed column)
+        pred = pd.concat(ok)
+        pred.insert(1, "clip", [f"{s}_c{i}" for s, i in zip(pred["subject"], range(len(pred)), strict=True)])
+        pred.to_csv(tmp_path / "predictions.csv", index=False)
+        client.log_artifact(rid, str(tmp_path / "predictions.csv"))
     if status == "complete":
         allp = pd.concat(ok)
         accs = [np.mean(p.y_true == p.y_pred) for p in ok]
@@ -187,9 +209,17 @@ def layout_sweep(tmp_path_factory):
             status=status,
             tags={"mer.optuna_trial": str(i)},
         )
+    for arm, pts in ((ODD_ARM, 14), ("31 points", 31)):  # a name that HTML, Markdown and LaTeX must escape
+        ids[arm] = _log_config(client, exp_id, "sw1", sid, tmp, arm, "IX", {"model": "ss_gn", "points": pts},
+                               base)
     order = ["gts_gn", "gts_gn+lam", "gts_gn+aau", "gts_gn+lam+aau"] + [f"trial-{i}" for i in range(4)]
+    order += [ODD_ARM, "31 points"]
     pd.DataFrame({"arm": order}).to_csv(tmp / "arms.csv", index=False)
     client.log_artifact(sid, str(tmp / "arms.csv"), "tables")
+    (tmp / "spec.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
+    client.log_artifact(sid, str(tmp / "spec.yaml"))
+    (tmp / "environment.json").write_text(json.dumps(ENVIRONMENT))
+    client.log_artifact(sid, str(tmp / "environment.json"))
     client.set_terminated(sid, "FINISHED")
     return {"uri": uri, "client": client, "ids": ids, "tmp": tmp}
 
@@ -223,12 +253,33 @@ def test_table_rows_are_the_runs_values_in_spec_order(layout_sweep, layout_repor
     assert {"lam", "au_loss"} <= set(t.columns) and "beta" not in t.columns
 
 
-def test_significance_marks_the_constructed_difference_only(layout_report):
-    s = pd.read_csv(layout_report / "tables/significance_V.csv").set_index("arm")
+def test_significance_marks_the_constructed_difference_only(layout_sweep, layout_report, tmp_path):
+    full = pd.read_csv(layout_report / "tables/significance_V.csv")
+    assert set(full["metric"]) == {"accuracy", "uf1", "uar"} and len(full) == 3 * 3
+    s = full[full["metric"] == "accuracy"].set_index("arm")
     assert set(s["baseline"]) == {"gts_gn"}
-    assert s.loc["gts_gn+lam+aau", "significant"] and s.loc[
-        "gts_gn+lam+aau", "p_permutation"
-    ] == pytest.approx(2 / 2**6)
+    # better on all 6 subjects: the smallest sign-flip p, 2/2^6; Holm over the table's 9 tests (3 arms x
+    # 3 metrics) multiplies the smallest p by up to 9: not significant after correction with 6 subjects
+    assert s.loc["gts_gn+lam+aau", "p_permutation"] == pytest.approx(2 / 2**6)
+    assert s.loc["gts_gn+lam+aau", "p_adj"] > 0.05 and not s.loc["gts_gn+lam+aau", "significant"]
+    assert (full["correction"] == "holm").all() and "9 tests" in full.loc[0, "family"]
+    assert "no row can reach p_adj < 0.05 (floor 0.281)" in full.loc[0, "family"]  # 9 x 2/2^6
+    # uncorrected, the same p is significant
+    out = tmp_path / "none"
+    args = [
+        "report",
+        "--experiment",
+        "layout-sweep",
+        "--tracking-uri",
+        layout_sweep["uri"],
+        "--out",
+        str(out),
+    ]
+    assert CliRunner().invoke(main, [*args, "--correction", "none"]).exit_code == 0
+    raw = pd.read_csv(out / "tables/significance_V.csv")
+    raw = raw[raw["metric"] == "accuracy"].set_index("arm")
+    assert raw.loc["gts_gn+lam+aau", "significant"] and (raw["p_adj"] == raw["p_permutation"]).all()
+    assert "Multiple comparisons: family" in (layout_report / "report.md").read_text()
     # identical per-subject accuracies: no difference at all
     assert s.loc["gts_gn+lam", "p_permutation"] == 1.0 and not s.loc["gts_gn+lam", "significant"]
     assert s.loc["gts_gn+lam", "pooled_diff"] == 0.0
@@ -335,3 +386,131 @@ def test_bad_input_is_one_line_and_exit_2(layout_sweep, tmp_path, args):
     assert len(err.splitlines()) == 1 and ("experiment" in err or "tracking" in err or "storage" in err), err
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
     assert not (tmp_path.parent / "nonexistent").exists()
+
+
+def _tex_rows(tex: str) -> tuple[list[str], list[list[str]]]:
+    """(header cells, body rows) of a booktabs tabular, cells as raw LaTeX (split on unescaped &)."""
+    import re
+
+    head, body = tex.split(r"\midrule")[0], tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    header_line = head.split(r"\toprule")[1]
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in re.split(r"(?<!\\)&", line.strip().removesuffix(r"\\").strip())]
+
+    rows = [cells(r) for r in body.strip().split("\n") if r.strip()]
+    return cells(header_line), rows
+
+
+def test_latex_tables_parse_compile_and_equal_the_csv(layout_report, tmp_path):
+    import shutil
+    import subprocess
+
+    from pylatexenc.latex2text import LatexNodes2Text
+    from pylatexenc.latexwalker import LatexEnvironmentNode, LatexWalker
+
+    from orchestrator.report.latex import latex_escape
+
+    to_text = LatexNodes2Text().latex_to_text
+    for tag in ("V", "search", "IX"):
+        tex = (layout_report / f"tables/table_{tag}.tex").read_text()
+        nodes, _, _ = LatexWalker(tex).get_latex_nodes()
+        envs = [n.environmentname for n in nodes if isinstance(n, LatexEnvironmentNode)]
+        assert envs == ["table*"], envs
+        assert all(r in tex for r in (r"\toprule", r"\midrule", r"\bottomrule", r"\caption{", r"\label{"))
+        csv = pd.read_csv(layout_report / f"tables/table_{tag}.csv")
+        header, rows = _tex_rows(tex)
+        header = [to_text(h) for h in header]
+        assert len(rows) == len(csv)
+        for raw, (_, r) in zip(rows, csv.iterrows(), strict=True):
+            assert raw[header.index("arm")].startswith(latex_escape(r["arm"]))  # escaped, in spec order
+            cell = dict(zip(header, (to_text(c) for c in raw), strict=True))
+            expect_acc = "—" if np.isnan(r["accuracy"]) else f"{100 * r['accuracy']:.2f}"
+            assert cell["ACC % (pooled)"] == expect_acc
+            assert cell["F1 = UF1 (pooled)"] == ("—" if np.isnan(r["uf1"]) else f"{r['uf1']:.3f}")
+            if not np.isnan(r["fold_mean_accuracy"]):
+                m, s = 100 * r["fold_mean_accuracy"], 100 * r["fold_std_accuracy"]
+                assert cell["ACC % per-fold mean ± std"] == f"{m:.2f} ± {s:.2f}"
+        # the best pooled accuracy of the table is the bold one (none when every arm has the same value)
+        acc = csv["accuracy"]
+        best = list(acc == acc.max()) if acc.nunique() > 1 else [False] * len(acc)
+        acc_col = header.index("ACC % (pooled)")
+        assert [r"\textbf" in row[acc_col] for row in rows] == best, tag
+    if shutil.which("pdflatex") is None:
+        return  # parsed above; CI without TeX stops here
+    work = tmp_path / "tex"
+    shutil.copytree(layout_report / "tables", work)
+    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+                         cwd=work, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert (work / "tables.pdf").stat().st_size > 5000
+    assert "Overfull \\hbox" not in (work / "tables.log").read_text()  # every table fits the text width
+
+
+def test_paper_values_only_where_given_and_never_in_a_test(layout_sweep, layout_report, tmp_path):
+    ref = pd.read_csv(layout_report / "tables/paper_reference_V.csv").set_index("arm")
+    assert sorted(ref.index) == ["gts_gn", "gts_gn+lam+aau"]
+    given = SPEC["reference"]["gts_gn+lam+aau"]["casme2"]
+    assert ref.loc["gts_gn+lam+aau", "paper_casme2_acc"] == given["acc"]
+    assert np.isnan(ref.loc["gts_gn+lam+aau", "paper_samm_acc"])  # not given: blank, not 0
+    assert not list(layout_report.glob("tables/paper_reference_search.csv"))
+    # our CSVs never carry them; the displayed table does, in its own labelled columns
+    for f in layout_report.glob("tables/*.csv"):
+        if not f.name.startswith("paper_reference"):
+            assert not any(c.startswith("paper") for c in pd.read_csv(f).columns), f
+    tex_v = (layout_report / "tables/table_V.tex").read_text()
+    assert r"paper: CASME II ACC \%" in tex_v and "77.29" in tex_v and "73.31" in tex_v
+    assert "paper:" not in (layout_report / "tables/table_search.tex").read_text()
+    md = (layout_report / "report.md").read_text()
+    assert "Not comparable: this sweep ran on SynthME" in md
+    section_v = md.split("### Table V")[1].split("### ")[0]
+    section_s = md.split("### Optuna search")[1].split("### ")[0]
+    assert "paper: CASME II ACC %" in section_v and "paper:" not in section_s
+    # the statistics are the same whether the paper's values are there or not
+    from orchestrator.report import build
+    from orchestrator.report.reference import paper_reference
+    from orchestrator.report.runs import load_sweep
+
+    runs = load_sweep("layout-sweep", layout_sweep["uri"])
+    with_ref = build._Context("synthme-casme2", "objective", 6, paper_reference(SPEC)[0])
+    without = build._Context("synthme-casme2", "objective", 6, paper_reference({})[0])
+    (tmp_path / "a/tables").mkdir(parents=True)
+    (tmp_path / "b/tables").mkdir(parents=True)
+    a = build._table_section(runs, tmp_path / "a", 0, "V", with_ref)
+    b = build._table_section(runs, tmp_path / "b", 0, "V", without)
+    pd.testing.assert_frame_equal(a.significance, b.significance)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    assert a.reference is not None and b.reference is None
+
+
+def test_methods_paragraph_and_no_machine_paths(layout_sweep, layout_report):
+    md = (layout_report / "report.md").read_text()
+    methods = md.split("## Methods")[1].split("##")[0]
+    for phrase in ("Leave-one-subject-out", "6 folds", "seed 0", "20 epochs", "AdamW", "learning rate 0.002",
+                   "weight decay 0.0001", "batch size 16", "our choices", "magnified by 3",
+                   "selected on the test subjects, optimistic", "torch: 2.13.0+cpu"):
+        assert phrase in methods, phrase
+    assert "secret" not in methods  # the environment's machine path is left out
+    tmp = str(layout_sweep["tmp"])
+    for f in ("report.md", "report.html", *(p.relative_to(layout_report) for p in
+                                            layout_report.glob("tables/*.tex"))):
+        assert tmp not in (layout_report / f).read_text(), f
+
+
+def test_html_renders_in_a_real_browser(layout_report, tmp_path):
+    from orchestrator.report import browser
+
+    if not browser.available():
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    md = (layout_report / "report.md").read_text()
+    page = (layout_report / "report.html").read_text()
+    assert 'src="figures/' not in page and page.count('src="data:image/png;base64,') == md.count("![")
+    assert "<script" not in page  # the report itself runs nothing
+    v = browser.check_page(layout_report / "report.html")
+    assert v["errors"] == [] and v["broken_images"] == []
+    assert v["images"] == md.count("![") and v["images"] >= 6
+    n_md_tables = sum(1 for line in md.splitlines() if line.startswith("|:"))
+    assert v["tables"] == n_md_tables and v["empty_tables"] == 0
+    assert v["html_in_cells"] == 0 and ODD_ARM in v["text"]  # the odd arm name is text, not markup
+    shot = browser.screenshot(layout_report / "report.html", tmp_path / "report-html.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

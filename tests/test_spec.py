@@ -48,6 +48,11 @@ def test_shipped_search_spaces_validate(name: str) -> None:
         vii = [p for p in plans if p.table == "VII"]
         assert len(vii) == 11  # 4 fusion layers x (none, AU loss, AAU) minus AAU at layer 4
         assert not any(p.config["fusion_layer"] == 4 and p.config["au_loss"] == "aau" for p in vii)
+        # the paper's published values for every arm, from the table the arm reproduces
+        assert set(spec.reference) == {p.arm for p in plans}
+        assert all(spec.reference[p.arm].table == p.table for p in plans)
+        full = spec.reference["GTS-GN+LAM+AAU"]  # Table V, last row
+        assert (full.casme2.acc, full.casme2.f1, full.samm.acc, full.samm.f1) == (77.29, 0.765, 79.43, 0.782)
     if name == "beta_fusion":
         assert spec.search is not None and spec.search.params["beta"].step == pytest.approx(0.1)
 
@@ -105,6 +110,16 @@ BAD = [
      "dataset.knobs:", "set it as dataset.magnification"),
     ("arm name with both quotes", _with(grid=[{"name": "Wei's \"full\" model"}]),
      "grid[0] ('Wei\\'s \"full\" model'): arm name", "at most one of"),
+    ("reference to no arm", _with(reference={"bsae": {"table": "V", "casme2": {"acc": 77.29, "f1": 0.765}}}),
+     "reference.bsae: no grid arm", "allowed: one of base"),
+    ("reference ACC as a fraction of 100", _with(reference={"base": {"table": "V", "samm": {"acc": 101,
+                                                                                          "f1": 0.7}}}),
+     "reference.base.samm.acc:", "less than or equal to 100"),
+    ("reference with a misspelt dataset",
+     _with(reference={"base": {"table": "V", "casme": {"acc": 1, "f1": 0.1}}}),
+     "reference.base.casme: unknown key", "allowed keys: table, casme2, samm"),
+    ("reference without its table", _with(reference={"base": {"casme2": {"acc": 77.29, "f1": 0.765}}}),
+     "reference.base.table: required key missing", ""),
 ]
 
 

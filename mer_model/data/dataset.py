@@ -73,6 +73,40 @@ class LandmarkDataset:
             out.append((s, train, test))
         return out
 
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of what a model sees of this dataset: landmarks, labels, subjects, clip ids, class
+        names, AU targets (and vocabulary) and the training views, each with its shape and dtype.
+
+        Two loads of the same data give the same hash on any machine (fixed dtypes, C order, UTF-8 ids);
+        changing one label, one landmark coordinate or a subject id changes it. ``name`` and ``meta`` (paths,
+        cache keys) are left out on purpose: the hash keys results by data, not by where it came from.
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+
+        def add(key: str, a: np.ndarray | None) -> None:
+            if a is None:
+                h.update(f"{key}:none;".encode())
+                return
+            a = np.asarray(a)
+            if a.dtype.kind in "OUS":  # ids: text, joined unambiguously
+                data = "\x00".join(str(x) for x in a.ravel()).encode("utf-8")
+            else:
+                data = np.ascontiguousarray(a).tobytes()
+            h.update(f"{key}:{a.dtype.str if a.dtype.kind not in 'OUS' else 'str'}:{a.shape};".encode())
+            h.update(data)
+
+        add("landmarks", self.landmarks.astype(np.float32, copy=False))
+        add("labels", self.labels.astype(np.int64, copy=False))
+        add("subjects", self.subjects.astype(str))
+        add("clips", self.clips.astype(str))
+        add("class_names", np.asarray(self.class_names, dtype=str))
+        add("aus", self.aus.astype(np.float32, copy=False))
+        add("au_names", np.asarray(self.au_names, dtype=str))
+        add("augment", None if self.augment is None else self.augment.astype(np.float32, copy=False))
+        return h.hexdigest()
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)
         return {c: int(n) for c, n in zip(self.class_names, counts, strict=True)}
@@ -156,7 +190,7 @@ def load_dataset(
     (``root`` = dataset folder; knobs: ``crop_scales``, ``upsample``, ``spreadsheet``). ``seed`` only
     affects SynthME. ``magnification`` a (default 1 = off): real data, ``x_onset + a (x - x_onset)`` on the
     detected landmarks (``magnify``); SynthME, the facial motion times a before camera and detector noise,
-    as the paper's video magnification acts (``synthme.generate``). The paper does not state its factor.
+    as the paper's video magnification acts (``synthme.generate``). The paper's factor is 3.
     """
     if setup not in SETUPS:
         raise InputError(f"setup: {setup!r} is not a class setup; expected one of {', '.join(SETUPS)}")

@@ -34,8 +34,8 @@ class RawClips:
 def magnify(x: np.ndarray, a: float) -> np.ndarray:
     """Landmark-space motion magnification ``x_onset + a (x - x_onset)`` over the frame axis.
 
-    x: (..., 3, 68, 2) with frame 0 = onset. The paper magnifies the *video* before detection ([47]; it
-    does not state the factor). On detected landmarks the closest map is this one, which scales detector
+    x: (..., 3, 68, 2) with frame 0 = onset. The paper magnifies the *video* before detection ([47], factor
+    3 "following the setup in [9]"). On detected landmarks the closest map is this one, which scales detector
     noise and head-pose jitter along with the motion; for the paper's pipeline on real data, magnify the
     videos before ``mer-orch extract``. SynthME magnifies its motion before the noise (``synthme.generate``).
     """

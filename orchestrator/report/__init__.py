@@ -1,8 +1,12 @@
 """``mer-orch report``: the paper's tables and figures, with significance tests, from one sweep's MLflow runs.
 
 Modules: ``runs`` (MLflow -> pandas), ``tables`` (paper tables, Table VIII, significance per table),
-``stats`` (paired permutation / Wilcoxon tests, subject bootstrap), ``figures`` (matplotlib), ``search``
-(Optuna study history and importances), ``markdown`` (the writer), ``build`` (the driver).
+``stats`` (paired permutation / Wilcoxon tests, subject bootstrap), ``figures`` (matplotlib: PDF, SVG,
+300-dpi PNG), ``search`` (Optuna study history and importances), ``display`` (cell text, bold best, mean
+± sd, significance mark, captions: shared by the writers), ``markdown`` / ``latex`` / ``html`` (the
+writers), ``reference`` (the paper's values from spec.yaml, display only), ``methods`` (the generated
+methods paragraph), ``redact`` (no machine paths), ``browser`` (headless Chromium check of report.html),
+``build`` (the driver).
 """
 
 from typing import Any

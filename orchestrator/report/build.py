@@ -1,15 +1,18 @@
-"""Thin driver: read the sweep, build every table / figure / test, write them and ``report.md`` into a folder.
+"""Thin driver: read the sweep, build every table / figure / test, write them, ``report.md`` and
+``report.html`` into a folder.
 
 Output folder layout (all paths in ``report.md`` are relative to it)::
 
-    report.md
-    tables/table_<tag>.csv            arms x metrics of each paper table (mer.table tag)
-    tables/significance_<tag>.csv     each arm vs its table's baseline
-    tables/table_VII_grid.csv         Table VII in the paper's shape (when the arms allow it)
-    tables/table_VIII_<arm>.csv       per-subject AAU weights + average
+    report.md, report.html            the report; the HTML is the same text with the figures embedded
+    tables/table_<tag>.csv / .tex     arms x metrics of each paper table (mer.table tag); LaTeX booktabs
+    tables/paper_reference_<tag>.csv  the paper's values for that table's arms (spec `reference:` only)
+    tables/significance_<tag>.csv/.tex  each arm vs its table's baseline
+    tables/table_VII_grid.csv / .tex  Table VII in the paper's shape (when the arms allow it)
+    tables/table_VIII_<arm>.csv/.tex  per-subject AAU weights + average
+    tables/tables.tex                 a standalone document inputting every .tex table
     tables/search_trials.csv          Optuna trials; tables/param_importances.csv
     tables/folds.csv                  every fold run: subject, status, per-fold metrics
-    figures/*.png                     each with its numbers beside it (.csv / .npz)
+    figures/*.png / .pdf / .svg       each with its numbers beside it (.csv / .npz)
 
 The folder is built under a temporary name and swapped in at the end, so an interrupted report leaves the
 previous one (or nothing), never a half-written one.
@@ -22,20 +25,34 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mer_model.data.dataset import is_synthetic
 from orchestrator import contract as C
-from orchestrator.report import figures, search, tables
-from orchestrator.report.markdown import FigureItem, ReportContent, TableSection, render
+from orchestrator.report import figures, latex, search, significance, tables
+from orchestrator.report.display import (
+    aau_display,
+    arm_display,
+    grid_display,
+    significance_display,
+    table_caption,
+)
+from orchestrator.report.html import render_html
+from orchestrator.report.markdown import FigureItem, ReportContent, TableSection, render, with_reference
+from orchestrator.report.methods import methods_paragraph, parse_environment
+from orchestrator.report.redact import redact_paths
+from orchestrator.report.reference import banner, paper_reference
 from orchestrator.report.runs import (
     SweepRuns,
     load_sweep,
     read_csv_artifact,
     read_lam,
+    read_predictions,
     read_text_artifact,
 )
 
@@ -69,23 +86,65 @@ def _write_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
     df.to_csv(path, index=index)
 
 
-def _table_sections(runs: SweepRuns, out: Path, seed: int) -> list[TableSection]:
-    sections = []
-    for tag in tables.ordered_tables(runs.configs["table"]):
-        t = tables.arm_table(runs.configs, runs.folds, tag)
-        sig = tables.significance_table(runs.configs, runs.folds, tag, seed=seed)
-        s = tables.table_slug(tag)
-        csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
-        _write_csv(t, out / csv)
-        _write_csv(sig, out / sig_csv)
-        section = TableSection(tag, tables.table_title(tag), t, sig, csv, sig_csv)
-        if tag == "VII":
-            grid = tables.vii_grid(t)
-            if grid is not None:
-                section.grid, section.grid_csv = grid, f"tables/table_{s}_grid.csv"
-                _write_csv(grid, out / section.grid_csv)
-        sections.append(section)
-    return sections
+@dataclass
+class _Context:
+    """What every table caption and the reference columns need."""
+
+    dataset: str
+    setup: str | None
+    n_subjects: int
+    reference: pd.DataFrame  # reference.COLUMNS; empty when the spec gives no paper values
+    correction: str = "holm"  # multiple-comparison correction of each table's family
+
+
+def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
+    ref = ctx.reference[ctx.reference["arm"].isin(rows["arm"])]
+    return ref.reset_index(drop=True) if len(ref) else None
+
+
+def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Context) -> TableSection:
+    t = tables.arm_table(runs.configs, runs.folds, tag)
+    ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
+    preds = {rid: read_predictions(runs.client, rid) for rid in ids} if len(ids) > 1 else {}
+    sig = significance.significance_table(
+        runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction
+    )
+    s = tables.table_slug(tag)
+    csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
+    _write_csv(t, out / csv)
+    _write_csv(sig, out / sig_csv)
+    section = TableSection(tag, tables.table_title(tag), t, sig, csv, sig_csv)
+    section.reference = _reference_for(t, ctx)
+    if section.reference is not None:
+        section.reference_csv = f"tables/paper_reference_{s}.csv"
+        _write_csv(section.reference, out / section.reference_csv)
+    section.caption = table_caption(
+        section.title, ctx.dataset, ctx.setup, ctx.n_subjects, t, sig, section.reference
+    )
+    section.tex["table"] = latex.write_table(
+        out, f"tables/table_{s}.tex", arm_display(with_reference(t, section.reference), sig), section.caption
+    )
+    if len(sig):
+        section.tex["significance"] = latex.write_table(
+            out, f"tables/significance_{s}.tex", significance_display(sig),
+            f"{section.title}: each arm and metric against the baseline {sig['baseline'].iloc[0]}, paired "
+            f"over the subjects both completed; p corrected ({ctx.correction}) over the table's family.",
+        )
+    if tag == "VII":
+        grid = tables.vii_grid(t)
+        if grid is not None:
+            section.grid, section.grid_csv = grid, f"tables/table_{s}_grid.csv"
+            _write_csv(grid, out / section.grid_csv)
+            section.tex["grid"] = latex.write_table(
+                out, f"tables/table_{s}_grid.tex", grid_display(grid),
+                f"{section.title}, in the paper's shape (rows: fusion layer). {ctx.dataset}; pooled over "
+                "the LOSO folds; bold: best of each column.",
+            )
+    return section
+
+
+def _table_sections(runs: SweepRuns, out: Path, seed: int, ctx: _Context) -> list[TableSection]:
+    return [_table_section(runs, out, seed, tag, ctx) for tag in tables.ordered_tables(runs.configs["table"])]
 
 
 def _shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
@@ -150,21 +209,25 @@ def _beta_figure(runs: SweepRuns, out: Path) -> list[FigureItem]:
     if "param.fusion_layer" in rows and rows["param.fusion_layer"].nunique() > 1:
         pts["fusion_layer"] = rows["param.fusion_layer"].to_numpy()
     pts.loc[pts["status"] != "complete", "accuracy"] = np.nan
-    _write_csv(pts, out / "figures/fig9_accuracy_vs_beta.csv")
-    done = pts[pts["status"] == "complete"]
-    excluded = len(pts) - len(done)
-    figures.accuracy_vs_beta(done, "Pooled accuracy against beta", out / "figures/fig9_accuracy_vs_beta.png")
+    holes = figures.beta_grid_holes(pts)
+    # the CSV beside the figure lists the holes too (arm blank where nothing ran), as the plot marks them
+    not_run = holes[holes["status"] == "not run"].assign(arm="", table="", accuracy=np.nan)
+    _write_csv(pd.concat([pts, not_run], ignore_index=True), out / "figures/fig9_accuracy_vs_beta.csv")
+    excluded = int((pts["status"] != "complete").sum())
+    figures.accuracy_vs_beta(pts, holes,
+                             "Pooled accuracy against beta", out / "figures/fig9_accuracy_vs_beta.png")
+    caption = f"Pooled ACC of the complete arms of table(s) {', '.join(tags)} against beta (Eq. 12)"
+    if excluded:
+        caption += f"; {excluded} arm(s) not complete are left off the lines (listed in the data file)"
+    if len(holes):
+        caption += (f"; open triangles on the bottom edge mark the {len(holes)} point(s) of the beta x "
+                    "fusion layer grid without a complete result (not run, or run but not complete)")
     return [
         FigureItem(
             "Fig. 9: accuracy against beta",
             "figures/fig9_accuracy_vs_beta.png",
             "figures/fig9_accuracy_vs_beta.csv",
-            f"Pooled ACC of the complete arms of table(s) {', '.join(tags)} against beta (Eq. 12)"
-            + (
-                f"; {excluded} arm(s) not complete are left out (listed in the data file)."
-                if excluded
-                else "."
-            ),
+            caption + ".",
         )
     ]
 
@@ -213,12 +276,12 @@ def _search_part(
     runs: SweepRuns, out: Path, storage: str | None, objective: str
 ) -> tuple[list[str], list[FigureItem]]:
     rows = runs.configs[runs.configs["table"] == "search"]
-    names = [runs.sweep_tags.get("mer.optuna_study", ""), runs.experiment_name]
+    names = [runs.sweep_tags.get(C.OPTUNA_STUDY, ""), runs.experiment_name]
     study, source = None, ""
     # --storage, else the storage the sweep recorded, else $MER_OPTUNA_STORAGE / mer-runs/optuna.db
     candidates = [(storage, True)] if storage else []
-    if not storage and runs.sweep_tags.get("mer.optuna_storage"):
-        candidates.append((runs.sweep_tags["mer.optuna_storage"], False))
+    if not storage and runs.sweep_tags.get(C.OPTUNA_STORAGE):
+        candidates.append((runs.sweep_tags[C.OPTUNA_STORAGE], False))
     if not storage:
         from orchestrator.services import resolve_services
 
@@ -295,31 +358,150 @@ def _search_part(
     return lines, items
 
 
-def _objective(runs: SweepRuns) -> tuple[str, str | None]:
-    """The pooled metric the sweep's search optimised (``protocol.objective`` of its spec.yaml)."""
-    import yaml
-
+def _default_objective() -> str:
     from orchestrator.spec import ProtocolSpec
 
-    # the spec's own default, whether spec.yaml, its protocol section or only the key is missing
-    default = ProtocolSpec.model_fields["objective"].default
+    return str(ProtocolSpec.model_fields["objective"].default)
+
+
+def _read_spec(runs: SweepRuns) -> tuple[dict[str, Any] | None, str | None]:
+    """The sweep's ``spec.yaml`` artifact as a dict (None and a note when it is missing or broken)."""
+    import yaml
+
     text = read_text_artifact(runs.client, runs.sweep_run_id, C.SPEC_YAML) if runs.sweep_run_id else None
+    assumed = f"the search objective is assumed to be {_default_objective()}."
     if text is None:
-        return default, f"The sweep run has no spec.yaml: the search objective is assumed to be {default}."
+        return None, f"The sweep run has no spec.yaml: {assumed}"
     try:
-        proto = (yaml.safe_load(text) or {}).get("protocol") or {}
+        spec = yaml.safe_load(text)
     except yaml.YAMLError:
-        return (
-            default,
-            f"The sweep's spec.yaml does not parse: the search objective is assumed to be {default}.",
+        return None, f"The sweep's spec.yaml does not parse: {assumed}"
+    return (spec if isinstance(spec, dict) else {}), None
+
+
+def _objective(spec: dict[str, Any] | None) -> str:
+    """The pooled metric the sweep's search optimised (``protocol.objective``); the spec's own default
+    whether spec.yaml, its protocol section or only the key is missing."""
+    return str(((spec or {}).get("protocol") or {}).get("objective", _default_objective()))
+
+
+def _public_uri(uri: str) -> str:
+    """The tracking URI without a local machine path: a SQLite / file store by its file name only."""
+    if uri.startswith("sqlite:") or "://" not in uri or uri.startswith("file:"):
+        return f"local store `{Path(uri.split(':///')[-1]).name}`"
+    return uri
+
+
+def _environment(runs: SweepRuns, text: str | None) -> tuple[list[str], str | None]:
+    """The sweep's reproducibility record (``environment.json`` text) as header lines, and a warning note
+    when it was resumed in a different environment (tag ``mer.environment_changed``)."""
+    import json
+
+    from orchestrator import environment
+
+    if text is None:
+        return ["no environment.json: this sweep predates the reproducibility record"], None
+    lines = environment.summary_lines(json.loads(text))
+    changed = runs.sweep_tags.get(C.ENVIRONMENT_CHANGED)
+    note = None
+    if changed:
+        note = (
+            f"**Warning: this sweep was resumed in a different environment** ({changed} differ); folds run "
+            "before and after the change may not be comparable. Every record is in the sweep run's "
+            "`environment.json` and `environment/` artifacts."
         )
-    return str(proto.get("objective", default)), None
+    return lines, note
 
 
 def _failures(runs: SweepRuns) -> pd.DataFrame:
     f = runs.folds[~runs.folds["status"].eq("complete")]
     cols = [c for c in ("arm", "subject", "status", "attempt", "node", "error") if c in f]
     return f[cols].fillna("").reset_index(drop=True)
+
+
+def _header(runs: SweepRuns, setup: str | None, n_subjects: int, tracking_uri: str, command: str | None
+            ) -> dict[str, str]:
+    header = {
+        "experiment": runs.experiment_name,
+        "dataset": runs.dataset,
+        "class setup": setup or "unknown",
+        "sweep id": runs.sweep_tags.get(C.SWEEP_ID, "unknown"),
+        "search-space file": runs.sweep_tags.get(C.SPEC, "unknown"),
+        "arms / trials": str(len(runs.configs)),
+        "LOSO subjects": f"{n_subjects}",
+        "tracking URI": _public_uri(tracking_uri),
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    if command:
+        header["made by"] = f"`{redact_paths(command)}`"
+    return header
+
+
+def _aau_tables(runs: SweepRuns, shown: pd.DataFrame, out: Path, content: ReportContent) -> None:
+    for arm, run_id in tables.aau_arms(shown, runs.folds):
+        csv = f"tables/table_VIII_{slug(arm)}.csv"
+        t = tables.aau_weight_table(runs.folds, run_id)
+        _write_csv(t, out / csv, index=True)
+        content.aau.append((arm, t, csv))
+        content.aau_tex[arm] = latex.write_table(
+            out, csv.replace(".csv", ".tex"), aau_display(t),
+            f"Table VIII: learned AAU layer weights W_r² / Σ W² (Eq. 11) per left-out subject, {arm}; "
+            f"{runs.dataset}; the average is over the complete folds.",
+        )
+
+
+def _write_files(content: ReportContent, runs: SweepRuns, out: Path) -> None:
+    """folds.csv, tables/tables.tex, report.md and report.html, machine paths left out of all of them."""
+    fold_cols = [c for c in runs.folds.columns if c not in ("config_run_id", "start_time")]
+    folds = runs.folds[fold_cols].copy()
+    if "error" in folds:
+        folds["error"] = folds["error"].map(lambda e: redact_paths(e) if isinstance(e, str) else e)
+    _write_csv(folds, out / "tables/folds.csv")
+    content.folds_csv = "tables/folds.csv"
+    tex = [f for s in content.tables for f in s.tex.values()] + list(content.aau_tex.values())
+    if tex:
+        content.latex_document = "tables/tables.tex"
+        doc = latex.document(tex, f"mer-orch report: {runs.experiment_name} ({runs.dataset})")
+        (out / content.latex_document).write_text(doc)
+    content.html = "report.html"
+    md = redact_paths(render(content))
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(render_html(md, out, f"mer-orch report: {runs.experiment_name}"))
+
+
+def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage: str | None,
+          ctx: _Context) -> None:
+    spec, why = _read_spec(runs)
+    if why:
+        content.notes.append(why)
+    ctx.reference, bad_ref = paper_reference(spec)
+    if bad_ref:
+        content.notes.append(bad_ref)
+    if len(ctx.reference):
+        content.reference_banner = banner(runs.dataset)
+    content.tables = _table_sections(runs, out, seed, ctx)
+    objective = _objective(spec)
+    env_text = read_text_artifact(runs.client, runs.sweep_run_id, C.ENVIRONMENT_JSON) if runs.sweep_run_id \
+        else None
+    content.environment, env_note = _environment(runs, env_text)
+    if env_note:
+        content.notes.append(env_note)
+    content.methods = methods_paragraph(spec, dataset=runs.dataset, setup=ctx.setup,
+                                        n_subjects=ctx.n_subjects, objective=objective,
+                                        environment=parse_environment(env_text))
+    shown = _shown_arms(runs, objective)
+    if len(shown) < len(runs.configs):
+        content.notes.append(
+            "Per-arm figures and Table VIII cover the arms of the paper tables and the best Optuna trial "
+            f"(by pooled {objective}); every trial's per-fold values are in tables/folds.csv."
+        )
+    _aau_tables(runs, shown, out, content)
+    content.search, search_figs = _search_part(runs, out, storage, objective)
+    content.figures = _lam_figures(runs, shown, out) + _beta_figure(runs, out) + search_figs
+    content.figures += _confusion_figures(runs, shown, out)
+    for f in content.figures:
+        f.vectors = figures.figure_files(f.png)[1:]
+    content.failures = _failures(runs)
 
 
 def build_report(
@@ -329,6 +511,7 @@ def build_report(
     storage: str | None = None,
     *,
     seed: int = 0,
+    correction: str = "holm",
     command: str | None = None,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
@@ -336,7 +519,9 @@ def build_report(
     ``tracking_uri`` / ``storage``: None resolves like ``mer-orch sweep`` does ($MLFLOW_TRACKING_URI, else
     ``mer-runs/mlflow.db``; the Optuna storage the sweep recorded, else $MER_OPTUNA_STORAGE, else
     ``mer-runs/optuna.db``), without ever creating a store that is not there. ``command``: the command
-    line to print in the report's header.
+    line to print in the report's header (machine paths are shortened in the written report).
+    ``correction``: multiple-comparison correction of each table's significance family (``holm`` | ``bh``
+    | ``none``).
     """
     from orchestrator.services import resolve_services
 
@@ -351,47 +536,16 @@ def build_report(
     try:
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
-        setup = runs.sweep_tags.get("mer.setup") or next(iter(runs.configs["setup"].dropna()), None)
-        subjects = sorted(runs.folds["subject"].dropna().unique())
-        header = {
-            "experiment": runs.experiment_name,
-            "dataset": runs.dataset,
-            "class setup": setup or "unknown",
-            "sweep id": runs.sweep_tags.get("mer.sweep_id", "unknown"),
-            "search-space file": runs.sweep_tags.get("mer.spec", "unknown"),
-            "arms / trials": str(len(runs.configs)),
-            "LOSO subjects": f"{len(subjects)}",
-            "tracking URI": tracking_uri,
-            "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        }
-        if command:
-            header["made by"] = f"`{command}`"
+        setup = runs.sweep_tags.get(C.SETUP) or next(iter(runs.configs["setup"].dropna()), None)
+        n_subjects = int(runs.folds["subject"].dropna().nunique())
         content = ReportContent(
-            header=header, dataset_statement=dataset_statement(runs.dataset, setup), notes=list(runs.notes)
+            header=_header(runs, setup, n_subjects, tracking_uri, command),
+            dataset_statement=dataset_statement(runs.dataset, setup),
+            notes=list(runs.notes),
         )
-        content.tables = _table_sections(runs, tmp, seed)
-        objective, why = _objective(runs)
-        if why:
-            content.notes.append(why)
-        shown = _shown_arms(runs, objective)
-        if len(shown) < len(runs.configs):
-            content.notes.append(
-                "Per-arm figures and Table VIII cover the arms of the paper tables and the best Optuna trial "
-                f"(by pooled {objective}); every trial's per-fold values are in tables/folds.csv."
-            )
-        for arm, run_id in tables.aau_arms(shown, runs.folds):
-            csv = f"tables/table_VIII_{slug(arm)}.csv"
-            t = tables.aau_weight_table(runs.folds, run_id)
-            _write_csv(t, tmp / csv, index=True)
-            content.aau.append((arm, t, csv))
-        content.search, search_figs = _search_part(runs, tmp, storage, objective)
-        content.figures = _lam_figures(runs, shown, tmp) + _beta_figure(runs, tmp) + search_figs
-        content.figures += _confusion_figures(runs, shown, tmp)
-        content.failures = _failures(runs)
-        fold_cols = [c for c in runs.folds.columns if c not in ("config_run_id", "start_time")]
-        _write_csv(runs.folds[fold_cols], tmp / "tables/folds.csv")
-        content.folds_csv = "tables/folds.csv"
-        (tmp / "report.md").write_text(render(content))
+        ctx = _Context(runs.dataset, setup, n_subjects, pd.DataFrame(), correction)
+        _fill(content, runs, tmp, seed, storage, ctx)
+        _write_files(content, runs, tmp)
         # swap the finished folder in: the old report stays whole until the new one is complete
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))

@@ -6,11 +6,22 @@ three, like the paper; blanks (an arm that did not complete) are shown as an em 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-DASH = "—"
+from orchestrator.report.display import (
+    DASH,
+    SIG_MARK,
+    Display,
+    aau_display,
+    arm_display,
+    grid_display,
+    significance_display,
+)
+
+__all__ = ["DASH", "FigureItem", "ReportContent", "TableSection", "render"]
 
 
 @dataclass
@@ -18,11 +29,15 @@ class TableSection:
     tag: str
     title: str
     table: pd.DataFrame  # tables.arm_table
-    significance: pd.DataFrame  # tables.significance_table
+    significance: pd.DataFrame  # significance.significance_table
     csv: str
     significance_csv: str
     grid: pd.DataFrame | None = None  # Table VII in the paper's shape
     grid_csv: str | None = None
+    reference: pd.DataFrame | None = None  # the paper's values (paper_* columns) by arm; display only
+    reference_csv: str | None = None
+    caption: str = ""  # dataset, protocol and metric convention (also the LaTeX caption)
+    tex: dict[str, str] = field(default_factory=dict)  # "table" / "significance" / "grid" -> .tex path
 
 
 @dataclass
@@ -31,6 +46,7 @@ class FigureItem:
     png: str
     data: str | None  # the numbers behind the figure
     caption: str
+    vectors: list[str] = field(default_factory=list)  # PDF / SVG of the same drawing
 
 
 @dataclass
@@ -39,104 +55,59 @@ class ReportContent:
     dataset_statement: str
     tables: list[TableSection] = field(default_factory=list)
     aau: list[tuple[str, pd.DataFrame, str]] = field(default_factory=list)  # (arm, table VIII, csv)
+    aau_tex: dict[str, str] = field(default_factory=dict)  # arm -> .tex of its Table VIII
     search: list[str] = field(default_factory=list)  # Markdown lines about the Optuna study
     figures: list[FigureItem] = field(default_factory=list)
     failures: pd.DataFrame | None = None  # fold runs that did not complete
     folds_csv: str | None = None
     notes: list[str] = field(default_factory=list)
+    environment: list[str] = field(default_factory=list)  # the sweep's reproducibility record, as lines
+    methods: str = ""  # generated methods paragraph (orchestrator.report.methods)
+    reference_banner: str = ""  # shown above the tables when the spec gives the paper's values
+    latex_document: str | None = None  # tables/tables.tex: every table, compilable as is
+    html: str | None = None  # report.html
 
 
-def _pct(x: float) -> str:
-    return DASH if pd.isna(x) else f"{100 * x:.2f}"
+_MD_SPECIAL = re.compile(r"([\\`*<>|]|\](?=\())")
 
 
-def _f3(x: float) -> str:
-    return DASH if pd.isna(x) else f"{x:.3f}"
+def md_escape(text: str) -> str:
+    """Cell text safe in a GFM table: the column bar, emphasis / code / HTML characters and a link's ``](``
+    backslash-escaped (arm names may hold ``<``, ``|``, ``*``); ``_`` inside words is never emphasis."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def md_table(d: Display) -> str:
+    """A :class:`~orchestrator.report.display.Display` as a GFM table, bold cells in ``**``."""
+    cells = d.cells.map(md_escape)
+    cells = cells.where(~d.bold, "**" + cells + "**")
+    cells.columns = [md_escape(c) for c in cells.columns]
+    return cells.to_markdown(index=False, disable_numparse=True)
 
 
 def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, disable_numparse=True)
+    return md_table(Display(df.astype(str), pd.DataFrame(False, index=df.index, columns=df.columns)))
 
 
-def format_arm_table(t: pd.DataFrame) -> pd.DataFrame:
-    """Display form of tables.arm_table: labelled pooled / per-fold columns, statuses in bold."""
-    out = pd.DataFrame()
-    out["arm"] = [f"{a} (baseline)" if b else a for a, b in zip(t["arm"], t["baseline"], strict=True)]
-    if "optuna_trial" in t:
-        out.insert(0, "trial", [DASH if pd.isna(v) else str(int(v)) for v in t["optuna_trial"]])
-    skip = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed"}
-    for c in t.columns:
-        if c not in skip and not c.startswith(("accuracy", "uf1", "uar", "fold_")):
-            out[c] = t[c].astype(str).to_numpy()
-    out["status"] = [s if s == "complete" else f"**{s}**" for s in t["status"]]
-    out["folds ok / failed"] = [
-        f"{a} / {b}" for a, b in zip(t["n_folds_complete"], t["n_folds_failed"], strict=True)
-    ]
-    if "accuracy" in t:
-        out["ACC % (pooled)"] = t["accuracy"].map(_pct).to_numpy()
-    if "uf1" in t:
-        out["F1 = UF1 (pooled)"] = t["uf1"].map(_f3).to_numpy()
-    if "uar" in t:
-        out["UAR (pooled)"] = t["uar"].map(_f3).to_numpy()
-    if {"fold_mean_accuracy", "fold_std_accuracy"} <= set(t.columns):
-        out["ACC % per-fold mean ± std"] = [
-            DASH if pd.isna(m) else f"{100 * m:.2f} ± {100 * s:.2f}"
-            for m, s in zip(t["fold_mean_accuracy"], t["fold_std_accuracy"], strict=True)
-        ]
-    if {"fold_mean_uf1", "fold_std_uf1"} <= set(t.columns):
-        out["UF1 per-fold mean ± std"] = [
-            DASH if pd.isna(m) else f"{m:.3f} ± {s:.3f}"
-            for m, s in zip(t["fold_mean_uf1"], t["fold_std_uf1"], strict=True)
-        ]
-    return out
+def with_reference(t: pd.DataFrame, reference: pd.DataFrame | None) -> pd.DataFrame:
+    """The arm table with the paper's ``paper_*`` columns joined by arm (rows without one stay blank)."""
+    if reference is None or reference.empty:
+        return t
+    return t.merge(reference, on="arm", how="left")
 
 
-def format_significance(s: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "arm": s["arm"],
-            "vs baseline": s["baseline"],
-            "subjects": s["n_subjects"],
-            "Δ ACC % (pooled)": s["pooled_diff"].map(_pct),
-            "95% CI (bootstrap over subjects)": [
-                DASH if pd.isna(lo) else f"[{100 * lo:.2f}, {100 * hi:.2f}]"
-                for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)
-            ],
-            "mean per-subject Δ ACC %": s["mean_diff"].map(_pct),
-            "p (permutation)": s["p_permutation"].map(lambda p: DASH if pd.isna(p) else f"{p:.3g}"),
-            "p (Wilcoxon)": s["p_wilcoxon"].map(lambda p: DASH if pd.isna(p) else f"{p:.3g}"),
-            "verdict": [
-                v if sig else f"*{v}*" for v, sig in zip(s["verdict"], s["significant"], strict=True)
-            ],
-        }
-    )
+def format_arm_table(t: pd.DataFrame, sig: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Display text of tables.arm_table (kept for callers; bold marks are in :func:`arm_display`)."""
+    return arm_display(t, sig).cells
 
 
-def format_aau(t: pd.DataFrame) -> pd.DataFrame:
-    out = t.reset_index()
-    for c in out.columns:
-        if c.startswith("layer"):
-            out[c] = out[c].map(lambda v: DASH if pd.isna(v) else f"{v:.4f}")
-    return out
-
-
-def format_grid(g: pd.DataFrame) -> pd.DataFrame:
-    out = g.copy()
-    for c in out.columns:
-        if c.endswith("accuracy"):
-            out[c] = out[c].map(_pct)
-            out = out.rename(columns={c: c.replace("accuracy", "ACC %")})
-        elif c.endswith("uf1"):
-            out[c] = out[c].map(_f3)
-            out = out.rename(columns={c: c.replace("uf1", "UF1")})
-    return out
-
-
-def render(r: ReportContent) -> str:
-    """The whole report as Markdown text."""
+def _intro(r: ReportContent) -> list[str]:
     lines: list[str] = [f"# mer-orch report: {r.header.get('experiment', '')}", ""]
     lines += [f"> **Dataset: {r.header.get('dataset', 'unknown')}.** {r.dataset_statement}", ""]
     lines += [f"- **{k}**: {v}" for k, v in r.header.items()]
+    if r.environment:
+        lines += ["", "**Reproducibility record** (the sweep run's `environment.json`):", ""]
+        lines += [f"- {e}" for e in r.environment]
     lines += [
         "",
         "**How to read the numbers.** *Pooled* metrics are computed once on the predictions of all "
@@ -144,44 +115,94 @@ def render(r: ReportContent) -> str:
         "are the mean ± std over the left-out subjects of each fold's own metric; they are usually "
         "lower. ACC is in %, F1 = UF1 is the macro-F1 over classes, UAR the mean per-class recall. An "
         "arm whose status is not *complete* keeps its row with blank metrics: a partial mean is never "
-        "shown as the arm's result.",
+        "shown as the arm's result. The best value of each metric column is in **bold**.",
         "",
         "**Significance.** In each table every arm is compared with the table's baseline (marked; the "
         "first arm of the table in spec order unless a config run carries the tag "
-        "`mer.baseline=true`) on the subjects both completed: a paired sign-flip permutation test (and "
-        "Wilcoxon signed-rank) on the per-subject accuracy differences, and a 95% bootstrap interval of "
-        "the pooled accuracy difference resampling subjects. p < 0.05 (permutation, two-sided, "
-        "uncorrected for the number of arms) is called *significant*; anything else is marked *n.s.* "
-        "in italics. With n subjects p cannot go below 2/2^n.",
+        "`mer.baseline=true`) on the subjects both completed on every seed, for ACC, UF1 and UAR: a "
+        "paired sign-flip permutation test (and Wilcoxon signed-rank, uncorrected, as a second opinion) "
+        "on the seed-averaged per-subject values, and a 95% bootstrap interval of the difference of the "
+        "seed-mean pooled metric resampling whole subjects. The permutation p-values of one table are "
+        "corrected together (the family is stated under each table); a difference is called *significant* "
+        f"only when its corrected p < 0.05, and its pooled value is then marked {SIG_MARK}; anything else is "
+        "*n.s.* (not significant). A difference smaller than the larger seed sd of the two arms is said to "
+        "be inside the seed noise. With n subjects p cannot go below 2/2^n.",
+        "",
+        "**Pooled ± sd.** With several training seeds a pooled value is the mean over seeds of each "
+        "seed's pooled metric, ± their sample standard deviation (the seed noise); with one seed there "
+        "is no sd.",
         "",
     ]
+    if r.methods:
+        lines += ["## Methods", "", r.methods, ""]
     if r.notes:
         lines += ["**Notes on the runs read:**", ""] + [f"- {n}" for n in r.notes] + [""]
+    if r.latex_document:
+        lines += [
+            f"LaTeX (booktabs) of every table: `tables/*.tex`, each linked below; "
+            f"[{r.latex_document}]({r.latex_document}) inputs them all and compiles as is.",
+            "",
+        ]
+    if r.html:
+        lines += [f"The same report as one self-contained web page: [{r.html}]({r.html}).", ""]
+    return lines
+
+
+def _links(*pairs: tuple[str, str | None]) -> str:
+    return " · ".join(f"{label}: [{path}]({path})" for label, path in pairs if path)
+
+
+def _table_section(s: TableSection) -> list[str]:
+    tex = s.tex
+    lines = [f"### {s.title}", "", f"`mer.table = {s.tag}` · "
+             + _links(("data", s.csv), ("LaTeX", tex.get("table")), ("paper's values", s.reference_csv)), ""]
+    lines += [md_table(arm_display(with_reference(s.table, s.reference), s.significance)), ""]
+    if s.caption:
+        lines += [f"*{s.caption}*", ""]
+    if s.grid is not None:
+        lines += [
+            "In the paper's shape (pooled; "
+            + _links(("data", s.grid_csv), ("LaTeX", tex.get("grid")))
+            + "):",
+            "",
+            md_table(grid_display(s.grid)),
+            "",
+        ]
+    if len(s.significance):
+        lines += [
+            "Significance against the baseline ("
+            + _links(("data", s.significance_csv), ("LaTeX", tex.get("significance"))) + "):",
+            "",
+            md_table(significance_display(s.significance)),
+            "",
+        ]
+        if "family" in s.significance:
+            lines += [f"Multiple comparisons: {md_escape(s.significance['family'].iloc[0])}.", ""]
+    else:
+        lines += [
+            f"Only one arm in this table: nothing to compare "
+            f"([{s.significance_csv}]({s.significance_csv}) is empty).",
+            "",
+        ]
+    return lines
+
+
+def _figure(f: FigureItem) -> list[str]:
+    data = f" · data: [{f.data}]({f.data})" if f.data else ""
+    vec = "".join(f" · {v.rsplit('.', 1)[-1].upper()}: [{v}]({v})" for v in f.vectors)
+    title = md_escape(f.title)
+    return [f"### {title}", "", f"![{title}]({f.png})", "", f"{md_escape(f.caption)}{data}{vec}", ""]
+
+
+def render(r: ReportContent) -> str:
+    """The whole report as Markdown text."""
+    lines = _intro(r)
     if r.tables:
         lines += ["## Tables", ""]
+        if r.reference_banner:
+            lines += [f"> {r.reference_banner}", ""]
     for s in r.tables:
-        lines += [f"### {s.title}", "", f"`mer.table = {s.tag}` · data: [{s.csv}]({s.csv})", ""]
-        lines += [_md(format_arm_table(s.table)), ""]
-        if s.grid is not None:
-            lines += [
-                f"In the paper's shape (pooled; data: [{s.grid_csv}]({s.grid_csv})):",
-                "",
-                _md(format_grid(s.grid)),
-                "",
-            ]
-        if len(s.significance):
-            lines += [
-                f"Significance against the baseline (data: [{s.significance_csv}]({s.significance_csv})):",
-                "",
-                _md(format_significance(s.significance)),
-                "",
-            ]
-        else:
-            lines += [
-                f"Only one arm in this table: nothing to compare "
-                f"([{s.significance_csv}]({s.significance_csv}) is empty).",
-                "",
-            ]
+        lines += _table_section(s)
     if r.aau:
         lines += [
             "## Table VIII: learned AAU layer weights per subject",
@@ -191,14 +212,14 @@ def render(r: ReportContent) -> str:
             "",
         ]
         for arm, t, csv in r.aau:
-            lines += [f"### {arm}", "", f"data: [{csv}]({csv})", "", _md(format_aau(t)), ""]
+            lines += [f"### {md_escape(arm)}", "", _links(("data", csv), ("LaTeX", r.aau_tex.get(arm))), "",
+                      md_table(aau_display(t)), ""]
     if r.search:
         lines += ["## Optuna search", ""] + r.search + [""]
     if r.figures:
         lines += ["## Figures", ""]
     for f in r.figures:
-        data = f" · data: [{f.data}]({f.data})" if f.data else ""
-        lines += [f"### {f.title}", "", f"![{f.title}]({f.png})", "", f"{f.caption}{data}", ""]
+        lines += _figure(f)
     lines += ["## Folds that did not complete", ""]
     if r.failures is not None and len(r.failures):
         lines += [_md(r.failures), ""]

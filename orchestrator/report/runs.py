@@ -125,7 +125,8 @@ def _fold_row(run: Run) -> dict:
         "config_run_id": tags.get(C.PARENT),
         "arm": tags.get(ARM),
         "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
-        "seed": tags.get(C.SEED),  # training seed (str); None for runs written before seeds existed
+        # training seed (seeds contract); a run of before the seeds axis has one seed, read as 0
+        "seed": int(tags.get(C.SEED) or 0),
         "status": tags.get(STATUS, "unknown"),
         "attempt": int(tags.get(C.ATTEMPT, 0) or 0),
         "error": tags.get(C.ERROR),
@@ -214,7 +215,8 @@ def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) 
     """Fold runs of the selected configs; a retried fold is one fold: its latest complete attempt, else its
     latest attempt."""
     if folds.empty:
-        return pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+        cols = ["run_id", "config_run_id", "arm", "subject", "seed", "status", "accuracy"]
+        return pd.DataFrame(columns=cols)
     folds = folds[folds["config_run_id"].isin(configs["run_id"])]
     arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
     folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
@@ -223,7 +225,7 @@ def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) 
     folds = folds.drop_duplicates(["config_run_id", "seed", "subject"], keep="last").drop(columns="_ok")
     if len(folds) < n_before:
         notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
-    return folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
+    return folds.sort_values(["config_run_id", "seed", "subject"]).reset_index(drop=True)
 
 
 def read_csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
@@ -243,6 +245,18 @@ def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str | No
             return Path(client.download_artifacts(run_id, path, tmp)).read_text()
     except Exception:  # noqa: BLE001 - missing artifact
         return None
+
+
+def read_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """A config run's clip-level ``predictions.csv`` with a ``seed`` column (0 when the run predates the
+    seeds axis); subject / clip ids stay strings ("006" is SAMM's subject, not 6). None when absent."""
+    text = read_text_artifact(client, run_id, C.PREDICTIONS_CSV)
+    if text is None:
+        return None
+    df = pd.read_csv(io.StringIO(text), dtype={"subject": str, "clip": str})
+    if "seed" not in df:
+        df.insert(0, "seed", 0)
+    return df
 
 
 def read_lam(client: MlflowClient, run_id: str) -> dict[str, np.ndarray]:

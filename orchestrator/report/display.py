@@ -1,0 +1,250 @@
+"""Display form of the report's tables, shared by the Markdown, HTML and LaTeX writers.
+
+A :class:`Display` is the text of every cell (plain Unicode: "±" for mean ± sd, an em dash for a blank)
+plus a same-shaped boolean frame saying which cells are bold (the best value of their metric column). Each
+writer only adds its own markup (``**x**``, ``\\textbf{x}``), so the three views can never disagree on a
+number. Written generically over the frames :mod:`orchestrator.report.tables` builds: a metric column ``m``
+shows ``m ± <m>_sd`` where an ``<m>_sd`` column exists and is not blank (seeds), ``fold_mean_<m>`` pairs
+with ``fold_std_<m>``; columns it does not know are shown as text, missing ones are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DASH = "—"
+SIG_MARK = "†"  # after a pooled value significantly different from its table's baseline (that metric)
+# pooled metric -> (header, scale, decimals); the paper prints ACC in % with 2 decimals, F1 with 3
+POOLED = {
+    "accuracy": ("ACC % (pooled)", 100.0, 2),
+    "uf1": ("F1 = UF1 (pooled)", 1.0, 3),
+    "uar": ("UAR (pooled)", 1.0, 3),
+}
+PER_FOLD = {"accuracy": ("ACC % per-fold mean ± std", 100.0, 2), "uf1": ("UF1 per-fold mean ± std", 1.0, 3),
+            "uar": ("UAR per-fold mean ± std", 1.0, 3)}
+# the paper's published values (spec `reference:`): their own columns, never bolded, never tested
+REFERENCE_COLUMNS = {
+    "paper_table": "paper: table",
+    "paper_casme2_acc": "paper: CASME II ACC %",
+    "paper_casme2_f1": "paper: CASME II F1",
+    "paper_samm_acc": "paper: SAMM ACC %",
+    "paper_samm_f1": "paper: SAMM F1",
+}
+_META = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed"}
+
+
+@dataclass
+class Display:
+    cells: pd.DataFrame  # str, one column per shown column, header = display name
+    bold: pd.DataFrame  # bool, same shape: the best value of its metric column
+
+
+def number(x: float, scale: float = 1.0, decimals: int = 3, sd: float | None = None) -> str:
+    """``77.29`` or ``77.29 ± 1.20`` (sd shown only when given and not blank); blank -> em dash."""
+    if x is None or pd.isna(x):
+        return DASH
+    txt = f"{scale * float(x):.{decimals}f}"
+    return txt if sd is None or pd.isna(sd) else f"{txt} ± {scale * float(sd):.{decimals}f}"
+
+
+def _best(values: pd.Series, higher_is_better: bool = True) -> np.ndarray:
+    """Rows holding the column's best value (ties all bold); nothing bold with fewer than two values or
+    when every value is the same (no arm is best then)."""
+    v = pd.to_numeric(values, errors="coerce")
+    if v.notna().sum() < 2 or v.nunique() < 2:
+        return np.zeros(len(v), dtype=bool)
+    best = v.max() if higher_is_better else v.min()
+    return (np.isclose(v.to_numpy(float), best, rtol=0, atol=1e-12) & v.notna().to_numpy())
+
+
+def _sd(t: pd.DataFrame, col: str) -> pd.Series:
+    return t[f"{col}_sd"] if f"{col}_sd" in t else pd.Series(np.nan, index=t.index)
+
+
+def _arm_names(t: pd.DataFrame, significant: set[str]) -> list[str]:
+    base = t["baseline"] if "baseline" in t else pd.Series(False, index=t.index)
+    return [
+        f"{a}{SIG_MARK if a in significant else ''}{' (baseline)' if bool(b) else ''}"
+        for a, b in zip(t["arm"].astype(str), base, strict=True)
+    ]
+
+
+def _flags(sig: pd.DataFrame) -> pd.Series:
+    return sig["significant"].map(lambda v: str(v).lower() in ("true", "1", "1.0"))
+
+
+def significant_arms(sig: pd.DataFrame | None) -> set[str]:
+    """Arms whose ``significant`` is true (after correction where the frame carries one) and whose rows
+    name no metric (a frame of per-(arm, metric) rows marks the metric cells instead)."""
+    if sig is None or sig.empty or "significant" not in sig or "metric" in sig:
+        return set()
+    return set(sig.loc[_flags(sig), "arm"].astype(str))
+
+
+def significant_cells(sig: pd.DataFrame | None) -> set[tuple[str, str]]:
+    """(arm, metric) pairs significant after correction, from a per-(arm, metric) significance frame."""
+    if sig is None or sig.empty or not {"significant", "metric"} <= set(sig.columns):
+        return set()
+    rows = sig.loc[_flags(sig)]
+    return set(zip(rows["arm"].astype(str), rows["metric"].astype(str), strict=True))
+
+
+def arm_display(t: pd.DataFrame, sig: pd.DataFrame | None = None) -> Display:
+    """A paper table (``tables.arm_table``, optionally joined with ``paper_*`` reference columns)."""
+    cells: dict[str, list[str]] = {}
+    bold: dict[str, np.ndarray] = {}
+    if "optuna_trial" in t:
+        cells["trial"] = [DASH if pd.isna(v) else str(int(v)) for v in t["optuna_trial"]]
+    cells["arm"] = _arm_names(t, significant_arms(sig))
+    for c in t.columns:
+        if c in _META or c in REFERENCE_COLUMNS or c.endswith("_sd") or c in POOLED or c.startswith("fold_"):
+            continue
+        cells[c] = t[c].astype(str).tolist()
+    if "status" in t:
+        cells["status"] = t["status"].astype(str).tolist()
+        bold["status"] = (t["status"].astype(str) != "complete").to_numpy()  # an arm without a result
+    if {"n_folds_complete", "n_folds_failed"} <= set(t.columns):
+        cells["folds ok / failed"] = [
+            f"{a} / {b}" for a, b in zip(t["n_folds_complete"], t["n_folds_failed"], strict=True)
+        ]
+    marked = significant_cells(sig)
+    for m, (head, scale, dec) in POOLED.items():
+        if m in t:
+            cells[head] = [
+                number(x, scale, dec, s) + (SIG_MARK if (str(a), m) in marked else "")
+                for a, x, s in zip(t["arm"], t[m], _sd(t, m), strict=True)
+            ]
+            bold[head] = _best(t[m])
+    for m, (head, scale, dec) in PER_FOLD.items():
+        mean, std = f"fold_mean_{m}", f"fold_std_{m}"
+        if {mean, std} <= set(t.columns):
+            cells[head] = [number(x, scale, dec, s) for x, s in zip(t[mean], t[std], strict=True)]
+            bold[head] = _best(t[mean])
+    for c, head in REFERENCE_COLUMNS.items():
+        if c in t and t[c].notna().any():
+            is_acc, is_text = c.endswith("_acc"), c == "paper_table"
+            cells[head] = [
+                (DASH if pd.isna(v) else str(v)) if is_text else number(v, 1.0, 2 if is_acc else 3)
+                for v in t[c]
+            ]
+    return _frame(cells, bold)
+
+
+def _frame(cells: dict[str, list[str]], bold: dict[str, np.ndarray]) -> Display:
+    text = pd.DataFrame(cells)
+    flags = pd.DataFrame(
+        {c: bold.get(c, np.zeros(len(text), dtype=bool)) for c in text.columns}, index=text.index
+    )
+    return Display(text, flags.astype(bool))
+
+
+_METRIC_NAMES = {"accuracy": "ACC %", "uf1": "UF1", "uar": "UAR"}
+
+
+def _diff(x: float, metric: str, decimals: int | None = None) -> str:
+    """A difference in the metric's display unit: ACC in percentage points, UF1 / UAR as fractions."""
+    pct = metric == "accuracy"
+    return number(x, 100.0 if pct else 1.0, decimals if decimals is not None else (2 if pct else 3))
+
+
+def significance_display(s: pd.DataFrame) -> Display:
+    """Each (arm, metric) against its baseline (``significance.significance_table``): differences in the
+    metric's unit (ACC in percentage points), p before and after the table's correction; the rows
+    significant after correction have their verdict in bold. A frame without a ``metric`` column (rows of
+    accuracy only) is shown the same way."""
+    metric = s["metric"].astype(str) if "metric" in s else pd.Series("accuracy", index=s.index)
+    cells: dict[str, list[str]] = {
+        "arm": s["arm"].astype(str).tolist(),
+        "metric": [_METRIC_NAMES.get(m, m) for m in metric],
+        "vs baseline": s["baseline"].astype(str).tolist(),
+        "subjects": [str(int(n)) if pd.notna(n) else DASH for n in s.get("n_subjects", [np.nan] * len(s))],
+    }
+    if "pooled_diff" in s:
+        cells["Δ pooled (seed mean)"] = [_diff(x, m) for x, m in zip(s["pooled_diff"], metric, strict=True)]
+    if {"ci_low", "ci_high"} <= set(s.columns):
+        cells["95% CI (bootstrap over subjects)"] = [
+            DASH if pd.isna(lo) else f"[{_diff(lo, m)}, {_diff(hi, m)}]"
+            for lo, hi, m in zip(s["ci_low"], s["ci_high"], metric, strict=True)
+        ]
+    if "seed_sd" in s:
+        cells["seed sd (larger)"] = [_diff(x, m) for x, m in zip(s["seed_sd"], metric, strict=True)]
+    if "mean_diff" in s:
+        cells["mean per-subject Δ"] = [_diff(x, m) for x, m in zip(s["mean_diff"], metric, strict=True)]
+    for col, head in (("p_permutation", "p (permutation)"), ("p_adj", "p (adjusted)"),
+                      ("p_wilcoxon", "p (Wilcoxon, uncorrected)")):
+        if col in s:
+            cells[head] = [DASH if pd.isna(p) else f"{float(p):.3g}" for p in s[col]]
+    sig = _flags(s).to_numpy() if "significant" in s else np.zeros(len(s), dtype=bool)
+    cells["verdict"] = s["verdict"].astype(str).tolist() if "verdict" in s else [
+        "significant" if f else "n.s." for f in sig]
+    return _frame(cells, {"verdict": sig})
+
+
+def grid_display(g: pd.DataFrame) -> Display:
+    """Table VII in the paper's shape (``tables.vii_grid``): ACC % / UF1 per column group, best bold."""
+    cells: dict[str, list[str]] = {}
+    bold: dict[str, np.ndarray] = {}
+    for c in g.columns:
+        if c.endswith("accuracy"):
+            head = c.replace("accuracy", "ACC %")
+            cells[head], bold[head] = [number(x, 100.0, 2) for x in g[c]], _best(g[c])
+        elif c.endswith("uf1"):
+            head = c.replace("uf1", "UF1")
+            cells[head], bold[head] = [number(x, 1.0, 3) for x in g[c]], _best(g[c])
+        else:
+            cells[c] = g[c].astype(str).tolist()
+    return _frame(cells, bold)
+
+
+def aau_display(t: pd.DataFrame) -> Display:
+    """Table VIII (``tables.aau_weight_table``): subjects x layers, 4 decimals; nothing bold (weights)."""
+    out = t.reset_index()
+    cells = {
+        c: [DASH if pd.isna(v) else f"{v:.4f}" for v in out[c]] if str(c).startswith("layer")
+        else out[c].astype(str).tolist()
+        for c in out.columns
+    }
+    return _frame(cells, {})
+
+
+def table_caption(
+    title: str,
+    dataset: str,
+    setup: str | None,
+    n_subjects: int,
+    table: pd.DataFrame,
+    sig: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
+) -> str:
+    """Caption of a paper table: dataset, protocol, metric convention, what bold / the mark / the paper's
+    columns mean. Plain text (the LaTeX writer escapes it)."""
+    from mer_model.data.dataset import is_synthetic
+
+    synth = is_synthetic(dataset)
+    parts = [
+        f"{title}.",
+        f"Dataset {dataset}" + (" (synthetic; not CASME II or SAMM numbers)" if synth else "")
+        + (f", class setup {setup}" if setup else "")
+        + f"; leave-one-subject-out (LOSO) over {n_subjects} subjects.",
+        "ACC (%), F1 (= UF1, macro-F1 over classes) and UAR are pooled over the LOSO folds (computed once on "
+        "the predictions of all folds); per-fold columns are mean ± std over the left-out subjects.",
+    ]
+    if any(f"{m}_sd" in table and table[f"{m}_sd"].notna().any() for m in POOLED):
+        parts.append("Pooled value ± sd: standard deviation over training seeds.")
+    parts.append("Bold: best value of each metric column.")
+    correction = ""
+    if sig is not None and "correction" in sig and sig["correction"].notna().any():
+        correction = f", after {sig['correction'].dropna().astype(str).iloc[0]} correction"
+    parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (paired "
+                 f"permutation test over subjects{correction}).")
+    if reference is not None and len(reference):
+        tables = ", ".join(sorted(reference["paper_table"].dropna().astype(str).unique()))
+        parts.append(
+            f"'paper:' columns: the values published by Wei et al. (Table {tables}) on CASME II and SAMM, "
+            "for reference only; they enter no test"
+            + ("; not comparable with these SynthME numbers." if synth else ".")
+        )
+    return " ".join(parts)

@@ -1,0 +1,145 @@
+"""The report's methods paragraph, generated from the sweep's ``spec.yaml`` and its records.
+
+It states what a reader needs to rerun the sweep: protocol, subjects, seeds, epochs, optimiser and its
+settings, augmentation, magnification, how anything was selected, and the environment record (the sweep
+run's ``environment.json`` artifact, when it has one). Training settings the paper does not give
+(optimiser, learning rate, weight decay, batch size, epochs) are called this project's choices; the
+magnification factor 3 is the paper's ("following the setup in [9]"). No machine path is written: the
+paragraph names files by their base name only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mer_model.config import TRAINING_DEFAULTS
+
+
+def _seeds(protocol: dict[str, Any]) -> str:
+    seeds = protocol.get("seeds")
+    if seeds:
+        seeds = list(seeds)
+        return (f"{len(seeds)} training seeds ({', '.join(map(str, seeds))}) per fold; tables give the "
+                "mean ± sd over seeds")
+    return f"one training seed per fold (seed {protocol.get('seed', 0)})"
+
+
+_OPTIMISERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+
+
+def _training(train: dict[str, Any]) -> str:
+    t = {**TRAINING_DEFAULTS, **train}
+    opt = str(t["optimizer"])
+    return (
+        f"Every fold trains for a fixed {t['epochs']} epochs with {_OPTIMISERS.get(opt, opt)} "
+        f"(learning rate {t['lr']:g}, weight decay {t['weight_decay']:g}, batch size {t['batch_size']}); "
+        "these are our choices: the paper gives no optimiser, learning rate, weight decay, batch size or "
+        "epoch count."
+    )
+
+
+def _data(dataset: dict[str, Any], name: str) -> str:
+    mag = float(dataset.get("magnification", 1.0))
+    synth = name.lower().startswith("synthme")
+    if mag == 1.0:
+        mag_txt = ("Motion is not magnified (factor 1; the paper magnifies by 3, following the setup in its "
+                   "[9]).")
+    else:
+        how = ("applied to the landmark motion before detector noise" if synth
+               else "applied to the detected landmarks, x_onset + a (x - x_onset)")
+        mag_txt = (f"Motion is magnified by {mag:g} ({how}); the paper magnifies its videos by 3, "
+                   "following the setup in its [9].")
+    n_aug = int((dataset.get("knobs") or {}).get("n_augment", 0) or 0)
+    if synth:
+        aug = (f"{n_aug} extra training views per clip (re-noised like crop-size re-detections)" if n_aug
+               else "no augmentation")
+    else:
+        aug = "the crop-size re-detection views of the landmark cache, when extracted with them"
+    return f"{mag_txt} Augmentation: {aug}, for training subjects only; test subjects are never augmented."
+
+
+def _selection(spec: dict[str, Any], objective: str) -> str:
+    grid, search = spec.get("grid") or [], spec.get("search")
+    parts = []
+    if grid:
+        parts.append("Grid arms involve no selection: the model after the last epoch predicts the left-out "
+                     "subject.")
+    if search:
+        params = ", ".join(sorted((search.get("params") or {}).keys()))
+        parts.append(
+            f"The Optuna search ({search.get('sampler', 'tpe')} sampler, {search.get('n_trials')} trials) "
+            f"chose {params} by the pooled {objective} over the LOSO folds of the same subjects it reports: "
+            "its best trial is selected on the test subjects, optimistic (not nested)."
+        )
+    return " ".join(parts)
+
+
+def environment_text(env: dict[str, Any] | None) -> str:
+    """One sentence from ``environment.json``: its scalar entries, machine paths left out."""
+    if not env:
+        return "The sweep run carries no environment record (`environment.json`)."
+    if isinstance(env.get("project"), dict):  # the record orchestrator.environment writes
+        from orchestrator.environment import summary_lines
+
+        return "Environment (the sweep's `environment.json`): " + "; ".join(summary_lines(env)) + "."
+    items = []
+    for k, v in env.items():
+        if isinstance(v, dict):
+            v = _first([f"{a} {b}" for a, b in v.items() if not _is_path(b)])
+        if isinstance(v, list):
+            v = _first([str(x) for x in v if not _is_path(x)])
+        if v in (None, "") or _is_path(v):
+            continue
+        items.append(f"{k}: {v}")
+    return "Environment (the sweep's `environment.json`): " + "; ".join(items) + "."
+
+
+def _first(entries: list[str], n: int = 12) -> str:
+    """At most ``n`` entries (a full package list would drown the paragraph; the artifact has them all)."""
+    more = f", … ({len(entries) - n} more in environment.json)" if len(entries) > n else ""
+    return ", ".join(entries[:n]) + more
+
+
+def _is_path(v: Any) -> bool:
+    s = str(v)
+    return s.startswith(("/", "~")) or (len(s) > 2 and s[1] == ":" and s[2] in "\\/")
+
+
+def methods_paragraph(
+    spec: dict[str, Any] | None,
+    *,
+    dataset: str,
+    setup: str | None,
+    n_subjects: int,
+    objective: str,
+    environment: dict[str, Any] | None,
+) -> str:
+    """The paragraph (Markdown, one block). ``spec``: the sweep's parsed spec.yaml (None when absent)."""
+    if spec is None:
+        return ("The sweep run has no readable spec.yaml: its protocol, training settings and selection "
+                "cannot be stated here. " + environment_text(environment))
+    protocol, ds = spec.get("protocol") or {}, spec.get("dataset") or {}
+    lines = [
+        f"Leave-one-subject-out (LOSO) on {dataset}" + (f", class setup `{setup}`" if setup else "")
+        + f": {n_subjects} folds, each training on all other subjects and testing on one; "
+        f"{_seeds(protocol)}.",
+        _training(spec.get("train") or {}),
+        _data(ds, dataset),
+        _selection(spec, objective),
+        "Metrics are pooled over the LOSO folds (the field's convention) and reported apart from per-fold "
+        "means.",
+        environment_text(environment),
+    ]
+    return " ".join(x for x in lines if x)
+
+
+def parse_environment(text: str | None) -> dict[str, Any] | None:
+    """``environment.json`` text -> dict (None when absent or not a JSON object)."""
+    if not text:
+        return None
+    try:
+        env = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return env if isinstance(env, dict) else None
