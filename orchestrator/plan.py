@@ -20,9 +20,15 @@ def _digest(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
+# Display-only sections: they change no result, so they do not identify a sweep (editing the paper's
+# reference values must not start the sweep over, and files without them keep their old ids).
+_NOT_IDENTITY = {"reference"}
+
+
 def sweep_id(spec: SweepSpec) -> str:
     """12 hex chars from the spec contents + experiment name; the same file re-run gives the same id."""
-    return _digest({"spec": spec.model_dump(mode="json"), "experiment": spec.experiment})
+    contents = spec.model_dump(mode="json", exclude=_NOT_IDENTITY)
+    return _digest({"spec": contents, "experiment": spec.experiment})
 
 
 def config_hash(config: dict[str, Any], spec: SweepSpec) -> str:

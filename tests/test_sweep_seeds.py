@@ -198,3 +198,10 @@ def _check_config_metrics(client: MlflowClient, c, folds: list, tmp: Path) -> No
         assert m[f"{name}_sd"] == pytest.approx(statistics.stdev(per_seed), abs=1e-9)
         assert m[f"fold_mean_{name}"] == pytest.approx(np.mean([f.data.metrics[name] for f in folds]))
     assert (m["n_folds"], m["n_failed"]) == (6, 0)
+
+
+def test_display_only_reference_does_not_change_the_sweep_id() -> None:
+    """The paper's reference values change no result: adding or editing them keeps the sweep (and resume)."""
+    ref = {"a": {"table": "V", "casme2": {"acc": 77.29, "f1": 0.765}}}
+    plain, with_ref = parse_spec(GRID, "x"), parse_spec({**GRID, "reference": ref}, "x")
+    assert with_ref.reference and sweep_id(plain) == sweep_id(with_ref)
