@@ -59,7 +59,8 @@ PREDICTIONS_CSV = "predictions.csv"
 CONFUSION_CSV = "confusion.csv"
 CONFUSION_PNG = "confusion.png"
 LAM_DIR = "lam"
-PREDICTION_COLUMNS = ("subject", "clip", "y_true", "y_pred")
+PREDICTION_COLUMNS = ("subject", "clip", "y_true", "y_pred")  # a fold run's predictions.csv
+CONFIG_PREDICTION_COLUMNS = ("seed", *PREDICTION_COLUMNS)  # a config run's: every (seed, subject) fold
 AAU_COLUMNS = ("arm", "subject", "layer1", "layer2", "layer3", "layer4")
 AAU_METRIC_PREFIX = "aau_weight_layer"
 

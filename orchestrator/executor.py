@@ -1,17 +1,17 @@
-"""Ray scheduling of (config, fold) units: a pool of reused actors, one call per actor at a time.
+"""Ray scheduling of (config, seed, subject) units: a pool of reused actors, one call per actor at a time.
 
 Why actors and not Ray Tune trials (stack-notes): a fresh worker per trial costs 1.5-2 s plus ``import
 torch``; a reused actor pays that once. Each actor is created with the file's ``cpu_per_fold`` /
 ``gpu_per_fold`` (fractional GPUs are Ray bookkeeping, not a memory cap), sets torch's thread count to its
 CPU share, receives the dataset once (an object-store reference ``ray.put`` by the driver), and then trains
-fold after fold. The driver keeps every actor busy (``submit`` / ``wait``); folds of a config run
+fold after fold. The driver keeps every actor busy (``submit_group`` / ``wait``); folds of a config run
 concurrently on different actors. With ``resources.packing`` > 1 one call carries up to that many folds of
 one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run each.
 
 The fold is logged to MLflow from the actor (``mer.node`` = where it really ran) in one burst after
-training. A fold that raises, or whose loss is not finite, comes back ``ok=False`` with its error; the
-driver retries it (``protocol.retries``) and only the last attempt's failure is logged. An actor that dies
-(``kill -9``, OOM) is replaced and its fold counts as a failed attempt.
+training. A fold that raises, or whose loss is not finite, comes back as a failed ``FoldRecord`` with its
+error; the driver retries it (``protocol.retries``) and only the last attempt's failure is logged. An actor
+that dies (``kill -9``, OOM) is replaced and its fold counts as a failed attempt.
 """
 
 from __future__ import annotations

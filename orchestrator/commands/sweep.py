@@ -70,9 +70,10 @@ def _dry_run(spec) -> None:  # noqa: ANN001
         console.print(f"search {spec.search.name!r}: {n_trials} Optuna trials over "
                       f"{', '.join(spec.search.params)} ({spec.search.sampler}, "
                       f"pruner {spec.search.pruner.type})")
-    n_cfg = len(plans) + n_trials
-    console.print(f"{n_cfg} configs x {len(subjects)} LOSO folds = {n_cfg * len(subjects)} units "
-                  f"({spec.train.epochs} epochs each)")
+    n_cfg, seeds = len(plans) + n_trials, spec.protocol.seed_list
+    per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
+    console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
+                  f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
 
 
 def _console():  # noqa: ANN202
