@@ -46,7 +46,8 @@ class Job:
 class FoldWorker:
     """A Ray actor (wrapped by :func:`make_pool`) that trains and logs folds."""
 
-    def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str):
+    def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str,
+                 save_models: bool = False):
         import torch
         from mlflow.tracking import MlflowClient
 
@@ -57,9 +58,12 @@ class FoldWorker:
         # "cuda" comes from the cluster's GPU resources; on a node whose GPUs are logical only (`ray start
         # --num-gpus` without hardware, as in the loopback multi-node test) train on its CPU: no failed folds
         self.device = device if device != "cuda" or torch.cuda.is_available() else "cpu"
-        # hostname / node IP, plus the Ray node id: several nodes of one machine share hostname and IP
-        node_id = ray.get_runtime_context().get_node_id()[:8]
+        # hostname / node IP, plus the whole Ray node id: several nodes of one machine share hostname and IP,
+        # and the fake autoscaler's node ids differ only in their last digits
+        node_id = ray.get_runtime_context().get_node_id()
         self.node = f"{socket.gethostname()}/{ray.util.get_node_ip_address()}/{node_id}"
+        self.gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids()) or "-"  # logical ids Ray gave this actor
+        self.save_models = save_models  # tracking.save_models: log each fold's final model
 
     def ping(self) -> str:
         return self.node
@@ -100,7 +104,8 @@ class FoldWorker:
         return out
 
     def _tags(self, job: Job) -> dict[str, str]:
-        return {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt)}
+        return {**job.tags, "mer.node": self.node, "mer.gpu_ids": self.gpu_ids,
+                "mer.attempt": str(job.attempt)}
 
     def _failed(self, job: Job, e: Exception, t0: float) -> dict[str, Any]:
         from orchestrator.tracking import log_fold_run
@@ -221,10 +226,41 @@ def make_pool(n: int, dataset_ref: Any, tracking_uri: str, experiment_id: str, c
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> None:
-    """Attach to ``address`` (or ``RAY_ADDRESS``) or start a local Ray with ``num_cpus``."""
+    """Attach to ``address`` (or ``RAY_ADDRESS``) or start a local Ray with ``num_cpus`` on loopback only.
+
+    A local Ray would otherwise take the machine's network interface as its node address, and its GCS and
+    raylet would listen on all interfaces. Ray's own switch for single-node Ray (what it does on macOS and
+    Windows), ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, makes every address loopback and the GCS and raylet
+    listen on 127.0.0.1 only (checked with ``ss -ltnp``; tests/test_ray_loopback.py). It is read when
+    ``ray`` is imported, which happened before this call: so it goes into the environment of the processes
+    Ray spawns (GCS, raylet, workers) and into this process's already-read constant. Ray's token
+    authentication stays as Ray sets it.
+    """
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         ray.init(address=address, **kwargs)
     else:
+        _init_loopback(num_cpus, kwargs)
+
+
+def _init_loopback(num_cpus: int | None, kwargs: dict[str, Any]) -> None:
+    """``ray.init`` of a single-node Ray on 127.0.0.1; this process's settings are restored after (a later
+    ``ray.init(address=...)`` in the same process must resolve addresses as usual)."""
+    from ray._private import ray_constants
+
+    before_env, before_const = os.environ.get(LOOPBACK_ONLY), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ONLY] = "0"  # inherited by the GCS, raylet and workers that ray.init starts
+    ray_constants.ENABLE_RAY_CLUSTER = False  # what the variable sets when present at import
+    try:
         ray.init(num_cpus=num_cpus, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_const
+        if before_env is None:
+            os.environ.pop(LOOPBACK_ONLY, None)
+        else:
+            os.environ[LOOPBACK_ONLY] = before_env
+
+
+# Ray's switch for clusters on Windows / macOS; "0" makes a single-node Ray bind 127.0.0.1 (stack notes)
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"

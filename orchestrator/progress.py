@@ -51,6 +51,10 @@ class SweepProgress:
         self.n_workers = n
         self._update()
 
+    def note(self, msg: str) -> None:
+        """One line for the user (e.g. the pool training on CPU although the file asks for GPUs)."""
+        self._line(msg)
+
     def fold_done(self, ok: bool, resumed: bool = False) -> None:
         self.folds_done += 1
         self.folds_resumed += resumed

@@ -147,6 +147,7 @@ def run_sweep(
     from mlflow.tracking import MlflowClient
 
     from orchestrator import executor, tracking
+    from orchestrator.pool import start_pool
 
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc)
@@ -259,17 +260,18 @@ def run_sweep(
     folds_run = 0
     if units_left:
         executor.init_ray(address, num_cpus)
+        pool = None
         try:
             res = spec.resources
-            n = executor.pool_size(res.cpu_per_fold, res.gpu_per_fold, max_concurrent, units_left)
-            pool = executor.make_pool(n, ray.put(ds), svc.tracking_uri, exp_id, res.cpu_per_fold,
-                                      res.gpu_per_fold)
-            if prog is not None:
-                prog.workers(n)
+            # elastic: actors for the work there is, pending ones are demand an autoscaler answers (pool.py)
+            pool = start_pool(ray.put(ds), svc.tracking_uri, exp_id, cpu_per_fold=res.cpu_per_fold,
+                              gpu_per_fold=res.gpu_per_fold, max_concurrent=max_concurrent,
+                              packing=res.packing, save_models=spec.tracking.save_models,
+                              say=print if prog is None else prog.note)
             active = lambda: sum(1 for c in configs if c.trial is not None and not c.finished)  # noqa: E731
             while True:
                 while (search is not None and active() < spec.search.concurrent_trials  # type: ignore[union-attr]
-                       and len(queue) < len(pool.actors)):
+                       and len(queue) < max(1, min(pool.cap(), units_left))):
                     nxt = search.next_trial()
                     if nxt is None:
                         break
@@ -297,7 +299,10 @@ def run_sweep(
                                   "mer.arm": st.plan.arm, "mer.subject": u.subject, "mer.dataset": ds.name},
                             attempt=attempt, last_attempt=attempt > spec.protocol.retries))
                     pool.submit_group(jobs)
-                if not pool.busy:
+                pool.fit(len(queue))  # grow for queued work, release idle actors when the queue ran dry
+                if prog is not None:
+                    prog.workers(len(pool.actors))
+                if not pool.has_work(len(queue)):
                     break
                 for job, out in pool.wait():
                     folds_run += 1
@@ -330,6 +335,8 @@ def run_sweep(
                     if st.finished:
                         finalize(st)
         finally:
+            if pool is not None:
+                pool.shutdown()
             ray.shutdown()
 
     # grid arms in file order, then Optuna trials by number (resumed trials were opened out of order)
