@@ -74,7 +74,8 @@ class FoldWorker:
         t0 = time.perf_counter()
         try:
             train, test = self.ds.subset(job.train_idx), self.ds.subset(job.test_idx)
-            res = _finite(train_fold(job.config, train, test, job.seed, self.device))
+            res = _finite(train_fold(job.config, train, test, job.seed, self.device,
+                                     keep_model=self.save_models))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
         return self._complete(job, res, t0)
@@ -82,8 +83,8 @@ class FoldWorker:
     def run_group(self, jobs: list[Job]) -> list[dict[str, Any]]:
         """Folds of one config trained together (``resources.packing``); one outcome per job, each logged
         as its own fold run exactly as :meth:`run` logs it. A group that fails as a whole fails every fold."""
-        if len(jobs) == 1:
-            return [self.run(jobs[0])]
+        if len(jobs) == 1 or self.save_models:  # fold-batched training keeps no per-fold model: one by one
+            return [self.run(j) for j in jobs]
         from mer_model.batched import train_folds_batched
 
         t0 = time.perf_counter()
@@ -132,10 +133,24 @@ class FoldWorker:
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
         run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags, metrics, res.loss_curve,
-                              res.lam, (clips, y_true, y_pred), "complete")
+                              res.lam, (clips, y_true, y_pred), "complete", model=self._model(job, res))
         return {"ok": True, "run_id": run_id, "node": self.node, "metrics": metrics, "aau": aau,
                 "clips": clips, "y_true": y_true, "y_pred": y_pred, "seconds": time.perf_counter() - t0,
                 "train_seconds": res.train_seconds}
+
+
+    def _model(self, job: Job, res: Any) -> tuple[dict, dict] | None:
+        """(state_dict, model.json content) of the fold's final model, when ``tracking.save_models``."""
+        if res.state_dict is None:
+            return None
+        from mer_model.config import validate_config
+        from mer_model.predict import model_meta
+
+        meta = model_meta(validate_config(job.config), self.ds.class_names, self.ds.au_names,
+                          dataset=self.ds.name, setup=self.ds.setup,
+                          magnification=float(self.ds.meta.get("magnification", 1.0)), subject=job.subject,
+                          arm=job.arm, seed=job.seed)
+        return res.state_dict, meta
 
 
 def _finite(res: Any) -> Any:

@@ -311,8 +311,12 @@ def log_fold_run(
     client: MlflowClient, exp_id: str, parent_run_id: str, tags: Mapping[str, str],
     metrics: Mapping[str, float], loss_curve: Sequence[float], lam: Mapping[str, np.ndarray] | None,
     predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None, status: str,
+    model: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> str:
-    """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED."""
+    """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED.
+
+    ``model``: (state_dict, model.json content) logged as ``model/`` (``mer_model.predict.save_model``)
+    before the status, so a complete fold run of a ``save_models`` sweep always has its model."""
     name = f"{tags['mer.arm']}/{tags['mer.subject']}"
     run = client.create_run(exp_id, tags={**tags, PARENT: parent_run_id, "mer.kind": "fold"}, run_name=name)
     run_id = run.info.run_id
@@ -321,9 +325,13 @@ def log_fold_run(
     ms += [Metric("train_loss", float(v), now, i) for i, v in enumerate(loss_curve) if math.isfinite(v)]
     for i in range(0, len(ms), 900):  # log_batch takes at most 1000 metrics
         client.log_batch(run_id, metrics=ms[i:i + 900])
-    if lam or predictions:
+    if lam or predictions or model:
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
+            if model is not None:
+                from mer_model.predict import save_model
+
+                save_model(d / "model", *model)
             if predictions is not None:
                 clips, y_true, y_pred = predictions
                 write_csv(d / "predictions.csv", ["subject", "clip", "y_true", "y_pred"],

@@ -99,11 +99,10 @@ def fake() -> Iterator[Fake]:
     started: list[tuple[subprocess.Popen, str]] = []
     try:
         with open(log, "w") as fh:
-            p = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-                                  f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false",
-                                  f"--temp-dir={ray_tmp}", "--disable-usage-stats",
-                                  f"--autoscaling-config={cfg}"],
-                                 stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            argv = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                    f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false",
+                    f"--temp-dir={ray_tmp}", "--disable-usage-stats", f"--autoscaling-config={cfg}"]
+            p = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         started.append((p, ray_tmp))
         wait_for(lambda: "Ray runtime started" in log.read_text(), "Ray head", 240, [log], started)
         monitor_log = Path(ray_tmp) / "session_latest" / "logs" / "monitor.log"
