@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mer_model.config import validate_config
 from mer_model.errors import InputError
 from mer_model.models import build_model
 
@@ -58,10 +59,22 @@ class Prediction:
 
 def model_meta(config: Mapping[str, Any], class_names: Sequence[str], au_names: Sequence[str],
                **provenance: Any) -> dict[str, Any]:
-    """The ``model.json`` content; ``provenance``: dataset, setup, magnification, subject, arm, ..."""
-    return {"format": FORMAT, "config": dict(config), "class_names": [str(c) for c in class_names],
+    """The ``model.json`` content: the config with every default filled in (``validate_config``), the names
+    of its outputs, its input contract; ``provenance``: dataset, setup, magnification, subject, arm, ..."""
+    config = validate_config(config)
+    return {"format": FORMAT, "config": config, "class_names": [str(c) for c in class_names],
             "au_names": [str(a) for a in au_names], "points": int(config["points"]), "input": INPUT,
             "normalisation": NORMALISATION, **provenance}
+
+
+def model_bytes(config: Mapping[str, Any]) -> int:
+    """Bytes of one saved fold model of ``config`` (``num_classes`` / ``num_aus`` set): its ``model.pt`` as
+    ``torch.save`` writes it, plus about 2 kB of ``model.json``."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(build_model(config).state_dict(), buf)
+    return buf.getbuffer().nbytes + 2048
 
 
 def save_model(directory: Path, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:

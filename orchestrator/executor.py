@@ -143,10 +143,9 @@ class FoldWorker:
         """(state_dict, model.json content) of the fold's final model, when ``tracking.save_models``."""
         if res.state_dict is None:
             return None
-        from mer_model.config import validate_config
         from mer_model.predict import model_meta
 
-        meta = model_meta(validate_config(job.config), self.ds.class_names, self.ds.au_names,
+        meta = model_meta(job.config, self.ds.class_names, self.ds.au_names,
                           dataset=self.ds.name, setup=self.ds.setup,
                           magnification=float(self.ds.meta.get("magnification", 1.0)), subject=job.subject,
                           arm=job.arm, seed=job.seed)

@@ -57,6 +57,8 @@ def _download(run_id: str, tracking_uri: str | None, dst: Path) -> Path:
 
     from orchestrator.services import resolve_services
 
+    # the error / result line is the whole output: no download progress bar on stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_services(tracking_uri).tracking_uri
     client = MlflowClient(uri)
     try:
