@@ -54,8 +54,10 @@ def gpu_outlook() -> Outlook:
     """Read the attached cluster's GPUs and autoscaler from the GCS (after ``ray.init``).
 
     The v1 autoscaler (Ray 2.60's default, also with ``provider: fake_multinode``) writes its status to
-    the internal KV key ``__autoscaling_status`` with an ``autoscaler_report`` once it runs; a plain local
-    Ray has a monitor too, but without that report. The v2 autoscaler publishes its node groups
+    the internal KV key ``__autoscaling_status``. A plain local Ray writes one too, from a read-only
+    autoscaler that can launch nothing and names every node type ``node_<node id>``
+    (``ray.autoscaler._private.util.format_readonly_node_type``); a cluster launched from a config names
+    them after its ``available_node_types``. The v2 autoscaler publishes its node groups
     (``ray._private.state.state.get_cluster_config()``), whose resources say whether GPUs can come.
     """
     from ray._private.state import state
@@ -69,9 +71,17 @@ def gpu_outlook() -> Outlook:
         groups = [g for g in config.node_group_configs if g.max_count != 0]
         scalable = any(g.max_count == -1 or g.max_count > g.min_count for g in groups)
         groups_gpu = any(g.resources.get("GPU", 0) > 0 for g in groups)
-    raw = _internal_kv_get("__autoscaling_status")
-    v1 = bool(raw) and "autoscaler_report" in json.loads(raw)
-    return Outlook(gpus_now, scalable or v1, groups_gpu if scalable else None)
+    return Outlook(gpus_now, scalable or _v1_autoscaler(_internal_kv_get("__autoscaling_status")),
+                   groups_gpu if scalable else None)
+
+
+def _v1_autoscaler(raw: bytes | None) -> bool:
+    """Whether a v1 status (JSON) comes from an autoscaler with a config, not Ray's read-only one."""
+    from ray.autoscaler._private.util import format_readonly_node_type
+
+    report = json.loads(raw).get("autoscaler_report") if raw else None
+    mapping = (report or {}).get("node_type_mapping") or {}
+    return any(t != format_readonly_node_type(n) for n, t in mapping.items())
 
 
 def capacity(cpu_per_fold: float, gpu_per_fold: float, use_gpu: bool) -> int:
@@ -142,7 +152,8 @@ class ElasticPool:
             left = GPU_WAIT_S - (time.monotonic() - self.waiting_since)
             timeout = left if timeout is None else min(timeout, left)
         ready, _ = ray.wait(refs, num_returns=1, timeout=max(0.0, timeout) if timeout is not None else None)
-        if not ready and self.waiting_since is not None and not self.actors:
+        waited = 0.0 if self.waiting_since is None else time.monotonic() - self.waiting_since
+        if not ready and not self.actors and waited >= GPU_WAIT_S:
             raise RuntimeError(f"no fold worker could be placed within {GPU_WAIT_S:g} s (MER_GPU_WAIT_S): "
                                f"requested {self._shape()}; check the autoscaler (`ray status`)")
         out: list[tuple[Job, dict[str, Any]]] = []
