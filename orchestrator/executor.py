@@ -1,17 +1,18 @@
-"""Ray scheduling of (config, fold) units: a pool of reused actors, one call per actor at a time.
+"""The fold worker: a Ray actor that trains and logs (config, fold) units, and how the sweep starts Ray.
 
 Why actors and not Ray Tune trials (stack-notes): a fresh worker per trial costs 1.5-2 s plus ``import
 torch``; a reused actor pays that once. Each actor is created with the file's ``cpu_per_fold`` /
 ``gpu_per_fold`` (fractional GPUs are Ray bookkeeping, not a memory cap), sets torch's thread count to its
 CPU share, receives the dataset once (an object-store reference ``ray.put`` by the driver), and then trains
-fold after fold. The driver keeps every actor busy (``submit`` / ``wait``); folds of a config run
-concurrently on different actors. With ``resources.packing`` > 1 one call carries up to that many folds of
-one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run each.
+fold after fold. How many actors exist, and when, is ``orchestrator.pool``'s business (an elastic pool whose
+pending actors are demand an autoscaler answers). With ``resources.packing`` > 1 one call carries up to that
+many folds of one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run
+each; with ``tracking.save_models`` each fold also logs its final model (``mer_model.predict``).
 
 The fold is logged to MLflow from the actor (``mer.node`` = where it really ran) in one burst after
 training. A fold that raises, or whose loss is not finite, comes back ``ok=False`` with its error; the
 driver retries it (``protocol.retries``) and only the last attempt's failure is logged. An actor that dies
-(``kill -9``, OOM) is replaced and its fold counts as a failed attempt.
+(``kill -9``, OOM) is replaced by the pool and its fold counts as a failed attempt.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class FoldWorker:
         # hostname / node IP, plus the whole Ray node id: several nodes of one machine share hostname and IP,
         # and the fake autoscaler's node ids differ only in their last digits
         node_id = ray.get_runtime_context().get_node_id()
-        self.node = f"{socket.gethostname()}/{ray.util.get_node_ip_address()}/{node_id}"
+        self.node = f"{socket.gethostname()}/{_node_address(node_id)}/{node_id}"
         self.gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids()) or "-"  # logical ids Ray gave this actor
         self.save_models = save_models  # tracking.save_models: log each fold's final model
 
@@ -152,6 +153,13 @@ class FoldWorker:
         return res.state_dict, meta
 
 
+def _node_address(node_id: str) -> str:
+    """The address the Ray node registered with (``ray start --node-ip-address``), from the GCS: a worker
+    process's own ``ray.util.get_node_ip_address()`` answers from its own view of the network instead."""
+    return next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id),
+                ray.util.get_node_ip_address())
+
+
 def _finite(res: Any) -> Any:
     """``res`` unchanged, or FloatingPointError naming the first epoch whose training loss is not finite."""
     bad = [v for v in res.loss_curve if not math.isfinite(v)]
@@ -159,84 +167,6 @@ def _finite(res: Any) -> Any:
         raise FloatingPointError(f"training loss is not finite ({bad[0]}) at epoch "
                                  f"{[math.isfinite(v) for v in res.loss_curve].index(False) + 1}")
     return res
-
-
-@dataclass
-class Pool:
-    """Fixed pool of FoldWorker actors; ``submit`` to an idle one, ``wait`` for any to finish."""
-
-    actors: list[Any]
-    factory: Any  # () -> new actor handle (replaces a dead one)
-    busy: dict[Any, tuple[int, list[Job]]]  # ObjectRef -> (actor index, the jobs of that call)
-
-    @property
-    def idle(self) -> list[int]:
-        used = {i for i, _ in self.busy.values()}
-        return [i for i in range(len(self.actors)) if i not in used]
-
-    def submit(self, job: Job) -> None:
-        self.submit_group([job])
-
-    def submit_group(self, jobs: list[Job]) -> None:
-        """One actor call for ``jobs`` (folds of one config: fold-batched when more than one)."""
-        i = self.idle[0]
-        self.busy[self.actors[i].run_group.remote(jobs)] = (i, jobs)
-
-    def wait(self, timeout: float | None = None) -> list[tuple[Job, dict[str, Any]]]:
-        """Block until at least one call finishes (or ``timeout``); return (job, outcome) pairs."""
-        if not self.busy:
-            return []
-        ready, _ = ray.wait(list(self.busy), num_returns=1, timeout=timeout)
-        out = []
-        for ref in ready:
-            i, jobs = self.busy.pop(ref)
-            try:
-                out.extend(zip(jobs, ray.get(ref), strict=True))
-            except ray.exceptions.RayError as e:
-                # The actor died under this call (kill -9, Ray's OOM killer: OutOfMemoryError, node lost).
-                # FoldWorker catches every Python exception itself, so any RayError here is a dead
-                # worker: replace it and let the driver count a failed attempt for each of its folds.
-                ray.kill(self.actors[i], no_restart=True)
-                self.actors[i] = self.factory()
-                out.extend((job, {"ok": False, "error": f"worker died: {type(e).__name__}", "node": "?",
-                                  "run_id": None, "actor_died": True}) for job in jobs)
-        return out
-
-    def shutdown(self) -> None:
-        for a in self.actors:
-            ray.kill(a)
-
-
-def pool_size(cpu_per_fold: float, gpu_per_fold: float, max_concurrent: int | None, n_units: int) -> int:
-    """How many folds fit at once on the cluster's resources (at least 1).
-
-    A cluster without GPUs ignores ``gpu_per_fold``, as ``make_pool`` does (its actors then train on CPU):
-    one search-space file serves a laptop and a GPU cluster.
-    """
-    res = ray.cluster_resources()
-    n = int(res.get("CPU", 1) // cpu_per_fold)
-    if gpu_per_fold > 0 and res.get("GPU", 0) > 0:
-        n = min(n, int(res["GPU"] / gpu_per_fold + 1e-9))
-    if max_concurrent:
-        n = min(n, max_concurrent)
-    return max(1, min(n, n_units))
-
-
-def make_pool(n: int, dataset_ref: Any, tracking_uri: str, experiment_id: str, cpu_per_fold: float,
-              gpu_per_fold: float) -> Pool:
-    """Start ``n`` actors; each receives the dataset (object-store ref) and imports torch once."""
-    use_gpu = gpu_per_fold > 0 and ray.cluster_resources().get("GPU", 0) > 0
-    actor_cls = ray.remote(FoldWorker).options(num_cpus=cpu_per_fold, num_gpus=gpu_per_fold if use_gpu else 0,
-                                               max_restarts=0)
-    threads = max(1, int(cpu_per_fold))
-    device = "cuda" if use_gpu else "cpu"
-
-    def factory() -> Any:
-        return actor_cls.remote(dataset_ref, tracking_uri, experiment_id, threads, device)
-
-    actors = [factory() for _ in range(n)]
-    ray.get([a.ping.remote() for a in actors])  # fail fast here, not in the first fold
-    return Pool(actors, factory, {})
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> None:

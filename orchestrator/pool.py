@@ -1,6 +1,6 @@
 """An elastic pool of FoldWorker actors: demand that an autoscaler can answer (issue 15).
 
-Why not size the pool once from ``ray.cluster_resources()`` (as ``executor.pool_size`` did): on an
+Why not size the pool once from ``ray.cluster_resources()`` (as the sweep did before issue 15): on an
 autoscaling cluster that starts with a CPU head and ``min_workers: 0`` (``cluster/gpu.yaml``) the GPU
 workers are not there yet, so every fold trained on the head's CPUs. Ray's autoscaler launches nodes for
 *pending resource demand*; a Ray-core actor whose ``num_gpus`` cannot be met yet is exactly that (Ray Tune's
@@ -33,6 +33,7 @@ import ray
 from orchestrator.executor import FoldWorker, Job
 
 GPU_WAIT_S = float(os.environ.get("MER_GPU_WAIT_S", "900"))
+MAX_START_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def capacity(cpu_per_fold: float, gpu_per_fold: float, use_gpu: bool) -> int:
 
 @dataclass
 class ElasticPool:
-    """FoldWorker actors that come and go with the work; the runner's view matches ``executor.Pool``.
+    """FoldWorker actors that come and go with the work (the runner submits, waits, fits).
 
     ``actors`` are the ready ones, ``pending`` maps an actor's ``ping`` reference to the actor still being
     placed (or waiting for a node), ``busy`` maps a call's reference to (actor, its jobs).
@@ -108,6 +109,7 @@ class ElasticPool:
     pending: dict[Any, Any] = field(default_factory=dict)
     busy: dict[Any, tuple[Any, list[Job]]] = field(default_factory=dict)
     waiting_since: float | None = None  # since when actors are pending and none is ready
+    start_failures: int = 0  # actors in a row that died before their first ping
 
     @property
     def idle(self) -> list[Any]:
@@ -159,12 +161,24 @@ class ElasticPool:
         out: list[tuple[Job, dict[str, Any]]] = []
         for ref in ready:
             if ref in self.pending:
-                actor = self.pending.pop(ref)
-                ray.get(ref)  # an actor that cannot even start fails the sweep here, not in its first fold
-                self.actors.append(actor)
+                self._joined(ref, self.pending.pop(ref))
             else:
                 out.extend(self._outcomes(ref))
         return out
+
+    def _joined(self, ref: Any, actor: Any) -> None:
+        """A pending actor answered its ping: it joins. One that died starting (its node lost, e.g. a
+        reclaimed spot instance) is dropped and replaced by ``fit``; after ``MAX_START_FAILURES`` in a row
+        (a broken node image, an import error) the sweep fails here rather than in every fold."""
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayError:
+            self.start_failures += 1
+            if self.start_failures >= MAX_START_FAILURES:
+                raise
+            return
+        self.start_failures = 0
+        self.actors.append(actor)
 
     def _outcomes(self, ref: Any) -> list[tuple[Job, dict[str, Any]]]:
         actor, jobs = self.busy.pop(ref)

@@ -172,6 +172,7 @@ def test_autoscaler_launches_gpu_workers_and_folds_run_on_them(fake: Fake, sweep
     assert len(runs) == N_SUBJECTS
     assert {r.data.tags["mer.status"] for r in runs} == {"complete"}
     node_ids = {r.data.tags["mer.node"].rsplit("/", 1)[1] for r in runs}
+    assert {r.data.tags["mer.node"].split("/")[1] for r in runs} == {"127.0.0.1"}  # node addresses: loopback
     assert HEAD_NODE_ID not in node_ids and node_ids, node_ids  # never on the CPU head
     assert all(n.startswith("f" * 51) for n in node_ids), node_ids  # nodes the fake provider launched
     assert {r.data.tags["mer.gpu_ids"] for r in runs} == {"0"}  # one logical GPU per worker node

@@ -1,4 +1,4 @@
-"""Multi-node proof on one machine: a real two-node Ray cluster on loopback (`ray start --head` and
+"""Multi-node proof on one machine: a real two-node Ray cluster (`ray start --head` and
 `ray start --address` as separate processes, one logical GPU each), a real `mlflow server` subprocess on a
 free loopback port, and `mer-orch sweep --address` run by a separate driver process against both.
 
@@ -34,6 +34,10 @@ BIN = Path(sys.executable).parent
 N_SUBJECTS = 4
 
 
+# The drivers connect through 127.0.0.1 as given: without this Ray rewrites it into the machine's
+# interface address (resolve_ip_for_localhost; stack notes)
+DRIVER_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
 NODES_PROBE = """
 import json, sys, time
 import ray
@@ -61,7 +65,12 @@ def cluster() -> Iterator[Cluster]:
     ray_tmp = tempfile.mkdtemp(prefix="mer-mn-", dir="/tmp")
     server_dir = Path(tempfile.mkdtemp(prefix="mer-mlflow-", dir="/tmp"))
     gcs_port, mlflow_port = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # token authentication on, as on a real cluster: both nodes and the drivers read ~/.ray/auth_token
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Not loopback-only, a limit of Ray 2.60's `ray start`: it rewrites --node-ip-address=127.0.0.1 into the
+    # machine's interface address (checked: mer.node showed it) and its GCS / raylet listen on every
+    # interface; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which keeps 127.0.0.1, refuses `ray start --address`.
+    # The fake-autoscaler test (tests/test_autoscale.py) is the loopback-only multi-node cluster.
     common = ["--block", "--num-cpus=1", "--num-gpus=1", f"--temp-dir={ray_tmp}", "--disable-usage-stats"]
     logs = [Path(ray_tmp) / "head.log", Path(ray_tmp) / "worker.log", server_dir / "server.log"]
     started: list[tuple[subprocess.Popen, str]] = []
@@ -87,7 +96,7 @@ def cluster() -> Iterator[Cluster]:
         # wait for both nodes from a separate driver process: ray.init here could clash with a Ray that
         # another test of this session left initialised in the pytest process
         probe = subprocess.run([sys.executable, "-c", NODES_PROBE, address], capture_output=True, text=True,
-                               env=env, timeout=240)
+                               env={**env, **DRIVER_LOOPBACK}, timeout=240)
         if probe.returncode != 0:
             fail_with_logs(f"second Ray node not ready: {probe.stderr.strip()[-500:]}", logs)
         node_ids = set(json.loads(probe.stdout.strip().splitlines()[-1]))
@@ -135,6 +144,7 @@ def sweep(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> SweepRu
     (work / "space.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k not in (svc.ENV_TRACKING, svc.ENV_OPTUNA, "RAY_ADDRESS")}
     env[svc.ENV_TRACKING] = cluster.tracking_uri  # as cluster/gpu.yaml sets it on every node
+    env |= {"RAY_AUTH_MODE": "token", **DRIVER_LOOPBACK}
     res = subprocess.run([str(BIN / "mer-orch"), "sweep", "space.yaml", "--address", cluster.address],
                          cwd=work, env=env, capture_output=True, text=True, timeout=420)
     return SweepRun(res.returncode, res.stdout + res.stderr, work, "multinode")

@@ -162,3 +162,32 @@ def test_predict_bad_input_exits_2_with_one_line_and_writes_nothing(swept: dict,
         assert r.exit_code == 2, r.output
         assert len(r.stderr.strip().splitlines()) == 1 and re.search(pattern, r.stderr), r.stderr
         assert not out.exists() and not list(tmp_path.glob(".out.csv*"))
+
+
+@pytest.mark.slow
+def test_predict_on_a_casme2_root_goes_through_dlib_and_the_cache(swept: dict, tmp_path: Path) -> None:
+    """A dataset root in the CASME II layout (real face images, fixtures.write_casme2): the same extraction,
+    cache, class setup and magnification as training, then the model; without --dataset a SynthME model
+    cannot tell the layout: exit 2."""
+    import mlflow
+
+    from mer_model.data import load_dataset
+    from mer_model.data.fixtures import write_casme2
+
+    root, cache = tmp_path / "casme2", tmp_path / "cache"
+    write_casme2(root)
+    run = swept["folds"][0]
+    out = tmp_path / "casme2.csv"
+    args = ["predict", "--run", run.info.run_id, str(root), "--out", str(out), "--tracking-uri", swept["uri"]]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "--dataset" in r.stderr and not out.exists(), r.output
+    r = CliRunner().invoke(main, [*args, "--dataset", "casme2", "--cache-dir", str(cache)])
+    assert r.exit_code == 0, r.output
+    saved = load_model(Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="model", dst_path=str(tmp_path / "m"),
+        tracking_uri=swept["uri"])))
+    ds = load_dataset("casme2", setup=saved.meta["setup"], root=root, cache_dir=cache,
+                      magnification=saved.meta["magnification"])
+    got = list(csv.DictReader(out.open()))
+    assert [g["clip"] for g in got] == ds.clips.tolist()
+    assert [int(g["pred_index"]) for g in got] == predict(saved, ds.landmarks).y_pred.tolist()
