@@ -1,6 +1,6 @@
 """How hard is SynthME? Pooled LOSO accuracy / UF1 / UAR of ss_gn and gts_gn+LAM+AAU next to chance.
 
-    python benchmarks/synthme_loso.py                       # both presets, both arms, paper epochs (60)
+    python benchmarks/synthme_loso.py                       # both presets, both arms, 60 epochs (our default)
     python benchmarks/synthme_loso.py --epochs 20 --presets synthme-samm --out benchmarks/results/x.json
     python benchmarks/synthme_loso.py --magnification 3     # motion x 3 before detector noise, as the
                                                             # paper's video magnification

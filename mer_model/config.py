@@ -1,62 +1,47 @@
-"""Validation of the flat config dict that travels from a search-space arm to the trainer.
+"""The typed config, defined once: :class:`ModelConfig` (what to build) and :class:`TrainConfig` (how to
+train it), frozen pydantic models that own every key's name, type, range, default and the combination
+rules. ``orchestrator/spec.py`` composes its YAML sections from these classes; nothing else repeats them.
 
-One dict holds the model keys (what to build) and the training keys (how to train it). Every key has a
-default, so ``validate_config({})`` is the paper's full model (GTS-GN, fusion at layer 1, LAM, AAU loss,
-beta = 1) with the documented training defaults. Bad input raises :class:`InputError` (a ``ValueError``)
-with one line naming the key and what is allowed.
+Every key has a default, so ``validate_config({})`` is the paper's full model (GTS-GN, fusion at layer 1,
+LAM, AAU loss, beta = 1) with this project's training defaults (the paper gives no optimiser, learning
+rate, weight decay, batch size or epoch count: those are ours). Bad input raises :class:`InputError`
+(a ``ValueError``) with one line naming the key and what is allowed, e.g.
+``config: points: got 7; allowed: 14, 31, 68``.
+
+The flat dict (``validate_config``) stays the form that crosses the Ray boundary and MLflow params; it is
+parsed here, once, into the two models.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mer_model.errors import InputError
 
-MODELS = ("gcn", "ss_gn", "gts_gn")
-FEATURES = ("A", "B")
-POINTS = (14, 31, 68)
-OPTIMIZERS = ("adam", "adamw", "sgd")
-
-MODEL_DEFAULTS: dict[str, Any] = {
-    "model": "gts_gn",
-    "features": "B",
-    "points": 14,
-    "lam": True,
-    "fusion_layer": 1,
-    "au_loss": "aau",
-    "beta": 1.0,  # the paper's ablation value (section IV-A)
-    "num_classes": None,  # None: train_fold takes it from the dataset
-    "num_aus": None,  # None: train_fold takes it from the dataset
-}
-
-# Fixed in advance for every fold: the final epoch's model is evaluated; nothing is picked on the
-# left-out subject.
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 60,
-    "batch_size": 32,
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "optimizer": "adam",
-}
-
-DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **TRAINING_DEFAULTS}
+ModelName = Literal["gcn", "ss_gn", "gts_gn"]
+FeatureType = Literal["A", "B"]
+PointSet = Literal[14, 31, 68]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+MODELS: tuple[str, ...] = get_args(ModelName)
+FEATURES: tuple[str, ...] = get_args(FeatureType)
+POINTS: tuple[int, ...] = get_args(PointSet)
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 
 _AU_LOSS_RE = re.compile(r"^layer:([1-4])$")
+_AU_LOSS_ALLOWED = "'none', 'layer:1'..'layer:4' or 'aau'"
 
 
-def _fail(key: str, value: Any, allowed: str) -> InputError:
-    return InputError(f"config: {key}: got {value!r}; allowed: {allowed}")
+def _au_loss(v: str) -> str:
+    if v in ("none", "aau") or _AU_LOSS_RE.match(v):
+        return v
+    raise ValueError(f"got {v!r}; allowed: {_AU_LOSS_ALLOWED}")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return (isinstance(v, int | float)) and not isinstance(v, bool) and math.isfinite(v)
+AuLoss = Annotated[str, AfterValidator(_au_loss)]
 
 
 def parse_au_loss(au_loss: str) -> tuple[str, int | None]:
@@ -64,8 +49,70 @@ def parse_au_loss(au_loss: str) -> tuple[str, int | None]:
     if au_loss in ("none", "aau"):
         return au_loss, None
     m = _AU_LOSS_RE.match(au_loss)
-    assert m is not None, au_loss  # validate_config refused anything else
+    assert m is not None, au_loss  # AuLoss refused anything else
     return "layer", int(m.group(1))
+
+
+class _Frozen(BaseModel):
+    # strict: a YAML `lam: 1` or `points: "14"` is refused, not coerced; ints are still accepted as floats
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModelKeys(_Frozen):
+    """The model keys a search-space file may set (``description``: what is allowed, for messages)."""
+
+    model: ModelName = Field("gts_gn", description=", ".join(MODELS))
+    features: FeatureType = Field("B", description="'A' (x, y) or 'B' (x, y, D, alpha)")
+    points: PointSet = Field(14, description=", ".join(map(str, POINTS)))
+    lam: bool = Field(True, description="true or false")
+    fusion_layer: int = Field(1, ge=1, le=4, description="an integer 1..4")
+    au_loss: AuLoss = Field("aau", description=_AU_LOSS_ALLOWED)
+    beta: float = Field(1.0, ge=0, allow_inf_nan=False,  # the paper's ablation value (section IV-A)
+                        description="a finite number >= 0")
+
+
+class ModelConfig(ModelKeys):
+    """A buildable model: the keys plus the sizes, which come from the dataset (None: ``train_fold``
+    takes them from the data), and the combination rules of the paper's architecture."""
+
+    num_classes: int | None = Field(None, ge=2, description="null or an integer >= 2")
+    num_aus: int | None = Field(None, ge=1, description="null or an integer >= 1")
+
+    @model_validator(mode="after")
+    def _combinations(self) -> ModelConfig:
+        if self.model == "gts_gn" and self.features != "B":
+            raise ValueError(f"features: got {self.features!r}; allowed: 'B' for model gts_gn (its second "
+                             "stream is (D, alpha))")
+        mode, r = parse_au_loss(self.au_loss)
+        if self.model == "gts_gn" and mode == "aau" and self.fusion_layer == 4:
+            raise ValueError("au_loss: 'aau' with fusion_layer 4 leaves N_L = 1 fused layer, where Eq. (11) "
+                             "is undefined; allowed: fusion_layer 1..3 with 'aau', or au_loss 'layer:4' / "
+                             "'none'")
+        if self.model == "gts_gn" and mode == "layer" and r < self.fusion_layer:  # type: ignore[operator]
+            raise ValueError(f"au_loss: got {self.au_loss!r}; allowed: 'layer:r' with r >= fusion_layer "
+                             f"({self.fusion_layer}): AU losses constrain fused features")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """Training keys: fixed in advance for every fold (the final epoch's model is evaluated; nothing is
+    picked on the left-out subject). Defaults are this project's choices, not the paper's."""
+
+    epochs: int = Field(60, ge=1, description="an integer >= 1")
+    batch_size: int = Field(32, ge=1, description="an integer >= 1")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="a finite number > 0")
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False, description="a finite number >= 0")
+    optimizer: OptimizerName = Field("adam", description=", ".join(OPTIMIZERS))
+
+
+MODEL_DEFAULTS: dict[str, Any] = ModelConfig().model_dump()
+TRAINING_DEFAULTS: dict[str, Any] = TrainConfig().model_dump()
+DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **TRAINING_DEFAULTS}
+MODEL_KEYS: tuple[str, ...] = tuple(ModelKeys.model_fields)  # settable in a file (sizes come from data)
+TRAIN_KEYS: tuple[str, ...] = tuple(TrainConfig.model_fields)
+# Columns of the sweep's summary / arms table and dry run: the settable model keys, then the epoch count
+# (the one training key arms of the paper's tables differ in).
+SUMMARY_KEYS: tuple[str, ...] = (*MODEL_KEYS, "epochs")
 
 
 def au_layers(cfg: Mapping[str, Any]) -> list[int]:
@@ -83,62 +130,41 @@ def au_layers(cfg: Mapping[str, Any]) -> list[int]:
     return list(range(first, 5))
 
 
-def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a flat config dict and return a new dict with every default filled in.
+def error_line(err: ValidationError, model: type[BaseModel]) -> str:
+    """The first error of ``err`` as ``<key>: got <value>; allowed: <what>`` (or the combination rule's
+    own sentence), for one-line messages."""
+    e = err.errors()[0]
+    if not e["loc"]:  # a combination rule: its message already names the key and what is allowed
+        return e["msg"].removeprefix("Value error, ")
+    key = str(e["loc"][0])
+    field = model.model_fields.get(key)
+    allowed = field.description if field is not None else ""
+    return f"{key}: got {e['input']!r}; allowed: {allowed}"
+
+
+def parse_config(config: Mapping[str, Any]) -> tuple[ModelConfig, TrainConfig]:
+    """A flat config dict -> (:class:`ModelConfig`, :class:`TrainConfig`), unset keys defaulted.
 
     Raises:
-        InputError: unknown key, wrong type or out-of-range value; the message names the key and the
-            allowed values, e.g. ``config: points: got 7; allowed: 14, 31, 68``.
+        InputError: unknown key, wrong type, out-of-range value or invalid combination; the message names
+            the key and the allowed values.
     """
     if not isinstance(config, Mapping):
         raise InputError(f"config: expected a mapping of keys to values, got {type(config).__name__}")
     unknown = sorted(set(config) - set(DEFAULTS), key=str)
     if unknown:
         raise InputError(f"config: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(DEFAULTS))}")
-    cfg = {**DEFAULTS, **config}
+    parts = []
+    for cls in (ModelConfig, TrainConfig):
+        try:
+            parts.append(cls.model_validate({k: v for k, v in config.items() if k in cls.model_fields}))
+        except ValidationError as e:
+            raise InputError(f"config: {error_line(e, cls)}") from None
+    return parts[0], parts[1]
 
-    if cfg["model"] not in MODELS:
-        raise _fail("model", cfg["model"], ", ".join(MODELS))
-    if cfg["features"] not in FEATURES:
-        raise _fail("features", cfg["features"], "'A' (x, y) or 'B' (x, y, D, alpha)")
-    if not _is_int(cfg["points"]) or cfg["points"] not in POINTS:
-        raise _fail("points", cfg["points"], ", ".join(map(str, POINTS)))
-    if not isinstance(cfg["lam"], bool):
-        raise _fail("lam", cfg["lam"], "true or false")
-    if not _is_int(cfg["fusion_layer"]) or not 1 <= cfg["fusion_layer"] <= 4:
-        raise _fail("fusion_layer", cfg["fusion_layer"], "an integer 1..4")
-    if not isinstance(cfg["au_loss"], str) or not (
-        cfg["au_loss"] in ("none", "aau") or _AU_LOSS_RE.match(cfg["au_loss"])
-    ):
-        raise _fail("au_loss", cfg["au_loss"], "'none', 'layer:1'..'layer:4' or 'aau'")
-    if not _is_number(cfg["beta"]) or cfg["beta"] < 0:
-        raise _fail("beta", cfg["beta"], "a finite number >= 0")
-    for key, low in (("num_classes", 2), ("num_aus", 1)):
-        if cfg[key] is not None and (not _is_int(cfg[key]) or cfg[key] < low):
-            raise _fail(key, cfg[key], f"null or an integer >= {low}")
-    for key in ("epochs", "batch_size"):
-        if not _is_int(cfg[key]) or cfg[key] < 1:
-            raise _fail(key, cfg[key], "an integer >= 1")
-    if not _is_number(cfg["lr"]) or cfg["lr"] <= 0:
-        raise _fail("lr", cfg["lr"], "a finite number > 0")
-    if not _is_number(cfg["weight_decay"]) or cfg["weight_decay"] < 0:
-        raise _fail("weight_decay", cfg["weight_decay"], "a finite number >= 0")
-    if cfg["optimizer"] not in OPTIMIZERS:
-        raise _fail("optimizer", cfg["optimizer"], ", ".join(OPTIMIZERS))
 
-    # Combinations.
-    if cfg["model"] == "gts_gn" and cfg["features"] != "B":
-        raise _fail("features", cfg["features"], "'B' for model gts_gn (its second stream is (D, alpha))")
-    mode, r = parse_au_loss(cfg["au_loss"])
-    if cfg["model"] == "gts_gn" and mode == "aau" and cfg["fusion_layer"] == 4:
-        raise InputError(
-            "config: au_loss: 'aau' with fusion_layer 4 leaves N_L = 1 fused layer, where Eq. (11) is "
-            "undefined; allowed: fusion_layer 1..3 with 'aau', or au_loss 'layer:4' / 'none'"
-        )
-    if cfg["model"] == "gts_gn" and mode == "layer" and r < cfg["fusion_layer"]:  # type: ignore[operator]
-        raise _fail(
-            "au_loss",
-            cfg["au_loss"],
-            f"'layer:r' with r >= fusion_layer ({cfg['fusion_layer']}): AU losses constrain fused features",
-        )
-    return cfg
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a flat config dict and return a new flat dict with every default filled in (the form that
+    travels to Ray workers and into MLflow params); see :func:`parse_config`."""
+    model, train = parse_config(config)
+    return {**model.model_dump(), **train.model_dump()}

@@ -12,12 +12,12 @@ predictions, where every class occurs, both are the usual macro averages over al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-METRICS = ("accuracy", "uf1", "uar")
+MetricName = Literal["accuracy", "uf1", "uar"]  # the names every table, tag and objective uses
+METRICS: tuple[str, ...] = get_args(MetricName)
 
 
 def classification_metrics(
@@ -25,6 +25,10 @@ def classification_metrics(
 ) -> dict[str, Any]:
     """``{"accuracy", "uf1", "uar"}`` as floats and ``"confusion"`` (num_classes x num_classes int array,
     rows = true class, columns = predicted)."""
+    # imported here: METRICS / MetricName are read by light modules (CLI, MLflow contract) that must not
+    # pay scikit-learn's ~1 s import
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
     yt = np.asarray(y_true, dtype=np.int64)
     yp = np.asarray(y_pred, dtype=np.int64)
     if yt.shape != yp.shape or yt.ndim != 1 or yt.size == 0:
@@ -55,3 +59,29 @@ def fold_metrics(folds: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: in
         out[f"fold_mean_{m}"] = float(vals.mean())
         out[f"fold_std_{m}"] = float(vals.std())
     return out
+
+
+def metrics_from_confusion(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, UF1, UAR from confusion matrices, vectorised over leading axes.
+
+    confusion: (..., C, C) counts, rows = true class, columns = predicted (as ``classification_metrics``).
+    Returns ``{"accuracy", "uf1", "uar"}``, each of shape ``confusion.shape[:-2]``. Same averaging as
+    :func:`classification_metrics` (UF1 over the classes seen in truth or prediction, UAR over the classes
+    present in truth), so a matrix built from ``(y_true, y_pred)`` gives scikit-learn's values exactly.
+    Why: the subject bootstrap recomputes pooled metrics thousands of times; summing per-subject confusion
+    matrices and reading the metrics off them avoids thousands of scikit-learn calls.
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support = cm.sum(axis=-1)  # (..., C) true count per class
+    predicted = cm.sum(axis=-2)  # (..., C) predicted count per class
+    total = support.sum(axis=-1)
+    present, seen = support > 0, (support + predicted) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(seen, 2 * tp / (support + predicted), 0.0)
+        recall = np.where(present, tp / np.where(present, support, 1.0), 0.0)
+        return {
+            "accuracy": tp.sum(axis=-1) / total,
+            "uf1": f1.sum(axis=-1) / seen.sum(axis=-1),
+            "uar": recall.sum(axis=-1) / present.sum(axis=-1),
+        }

@@ -1,6 +1,7 @@
 """Training of one LOSO fold: ``train_fold(config, train, test, seed, device) -> FoldResult``.
 
-Defaults (``mer_model.config.TRAINING_DEFAULTS``): Adam, lr 1e-3, weight decay 1e-4, batch 32, 60 epochs.
+Defaults (``mer_model.config.TRAINING_DEFAULTS``): Adam, lr 1e-3, weight decay 1e-4, batch 32, 60 epochs:
+this project's choices, the paper gives no optimiser, learning rate, weight decay, batch size or epochs.
 The number of epochs is fixed in advance and the *final* epoch's model predicts the left-out subject:
 nothing is selected on the test subject. The training set is the fold's training clips plus their
 ``augment`` views (crop-size re-detections, same labels and AUs); ``test.augment`` is never read.

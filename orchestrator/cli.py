@@ -1,5 +1,8 @@
 """``mer-orch`` entry point: a thin click group; each sub-command lives in ``orchestrator/commands/``.
 
+Every :class:`~mer_model.errors.InputError` a sub-command raises is printed here, once, as one line on
+stderr with exit code 2 (docs/architecture.md, "Errors and exit codes").
+
 Sub-commands are imported lazily so ``mer-orch --help`` and config errors stay fast (no torch/ray import).
 """
 
@@ -8,6 +11,8 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from mer_model.errors import InputError
 
 # name -> module under orchestrator.commands exposing ``command`` (a click.Command or click.Group)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -21,6 +26,14 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    """Sub-commands imported on first use; the one place bad input becomes one stderr line and exit 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except InputError as err:  # raised anywhere below a sub-command: message already names file/field
+            click.echo(str(err), err=True)
+            ctx.exit(2)
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 

@@ -21,31 +21,31 @@ import math
 import os
 import socket
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from orchestrator import contract as C
+from orchestrator.contract import METRICS, FoldRecord
+from orchestrator.plan import Unit
+
 
 @dataclass
 class Job:
-    """Everything an actor needs for one fold (small: indices, not data)."""
+    """Everything an actor needs for one unit (small: indices, not data)."""
 
-    arm: str
-    subject: str
+    unit: Unit  # (arm, subject, seed, attempt)
     config: dict[str, Any]
-    seed: int
     train_idx: Any  # np.ndarray (n_train,)
     test_idx: Any  # np.ndarray (n_test,)
     parent_run_id: str
     tags: dict[str, str]  # mer.sweep_id, mer.config_hash, mer.arm, mer.subject, mer.dataset
-    attempt: int
     last_attempt: bool
 
 
 class FoldWorker:
-    """A Ray actor (wrapped by :func:`make_pool`) that trains and logs folds."""
+    """A Ray actor (created by ``orchestrator.pool``) that trains and logs folds."""
 
     def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str,
                  save_models: bool = False):
@@ -53,6 +53,7 @@ class FoldWorker:
         from mlflow.tracking import MlflowClient
 
         torch.set_num_threads(max(1, threads))
+        self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
         self.client = MlflowClient(tracking_uri)
         self.exp_id = experiment_id
@@ -69,20 +70,20 @@ class FoldWorker:
     def ping(self) -> str:
         return self.node
 
-    def run(self, job: Job) -> dict[str, Any]:
+    def run(self, job: Job) -> FoldRecord:
         from mer_model import train_fold
 
         t0 = time.perf_counter()
         try:
             train, test = self.ds.subset(job.train_idx), self.ds.subset(job.test_idx)
-            res = _finite(train_fold(job.config, train, test, job.seed, self.device,
+            res = _finite(train_fold(job.config, train, test, job.unit.seed, self.device,
                                      keep_model=self.save_models))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
         return self._complete(job, res, t0)
 
-    def run_group(self, jobs: list[Job]) -> list[dict[str, Any]]:
-        """Folds of one config trained together (``resources.packing``); one outcome per job, each logged
+    def run_group(self, jobs: list[Job]) -> list[FoldRecord]:
+        """Folds of one config trained together (``resources.packing``); one record per job, each logged
         as its own fold run exactly as :meth:`run` logs it. A group that fails as a whole fails every fold."""
         if len(jobs) == 1 or self.save_models:  # fold-batched training keeps no per-fold model: one by one
             return [self.run(j) for j in jobs]
@@ -91,7 +92,7 @@ class FoldWorker:
         t0 = time.perf_counter()
         try:
             folds = [(self.ds.subset(j.train_idx), self.ds.subset(j.test_idx)) for j in jobs]
-            configs, seeds = [j.config for j in jobs], [j.seed for j in jobs]
+            configs, seeds = [j.config for j in jobs], [j.unit.seed for j in jobs]
             results = train_folds_batched(configs, folds, seeds, self.device)
         except Exception as e:  # noqa: BLE001
             return [self._failed(j, e, t0) for j in jobs]
@@ -106,38 +107,45 @@ class FoldWorker:
         return out
 
     def _tags(self, job: Job) -> dict[str, str]:
-        return {**job.tags, "mer.node": self.node, "mer.gpu_ids": self.gpu_ids,
-                "mer.attempt": str(job.attempt)}
+        return {**job.tags, C.NODE: self.node, C.GPU_IDS: self.gpu_ids, C.ATTEMPT: str(job.unit.attempt),
+                C.DEVICE: self.device, C.THREADS: str(self.threads)}
 
-    def _failed(self, job: Job, e: Exception, t0: float) -> dict[str, Any]:
+    def _record(self, job: Job, status: str, run_id: str | None, t0: float) -> FoldRecord:
+        u = job.unit
+        return FoldRecord(arm=u.arm, subject=u.subject, seed=u.seed, status=status, run_id=run_id,
+                          node=self.node, attempt=u.attempt, seconds=time.perf_counter() - t0)
+
+    def _failed(self, job: Job, e: Exception, t0: float) -> FoldRecord:
         from orchestrator.tracking import log_fold_run
 
         err = f"{type(e).__name__}: {e}".replace("\n", " ")[:480]
         run_id = None
         if job.last_attempt:
             run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
-                                  {**self._tags(job), "mer.error": err}, {}, [], None, None, "failed")
-        return {"ok": False, "error": err, "node": self.node, "run_id": run_id,
-                "trace": traceback.format_exc(limit=3), "seconds": time.perf_counter() - t0}
+                                  tags={**self._tags(job), C.ERROR: err}, metrics={}, status="failed")
+        rec = self._record(job, "failed", run_id, t0)
+        rec.error = err
+        return rec
 
-    def _complete(self, job: Job, res: Any, t0: float) -> dict[str, Any]:
+    def _complete(self, job: Job, res: Any, t0: float) -> FoldRecord:
         from mer_model import classification_metrics
         from orchestrator.tracking import log_fold_run
 
-        tags = self._tags(job)
         nc = int(job.config.get("num_classes") or self.ds.num_classes)
         m = classification_metrics(res.y_true, res.y_pred, nc)
-        metrics = {k: float(m[k]) for k in ("accuracy", "uf1", "uar")}
+        metrics = {k: float(m[k]) for k in METRICS}
         metrics["n_test"] = float(res.n_test)
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
-        metrics.update({f"aau_weight_layer{r}": w for r, w in aau.items()})
+        metrics.update({f"{C.AAU_METRIC_PREFIX}{r}": w for r, w in aau.items()})
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
-        run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags, metrics, res.loss_curve,
-                              res.lam, (clips, y_true, y_pred), "complete", model=self._model(job, res))
-        return {"ok": True, "run_id": run_id, "node": self.node, "metrics": metrics, "aau": aau,
-                "clips": clips, "y_true": y_true, "y_pred": y_pred, "seconds": time.perf_counter() - t0,
-                "train_seconds": res.train_seconds}
+        run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),
+                              metrics=metrics, status="complete", loss_curve=res.loss_curve, lam=res.lam,
+                              predictions=(clips, y_true, y_pred), model=self._model(job, res))
+        rec = self._record(job, "complete", run_id, t0)
+        rec.clips, rec.y_true, rec.y_pred, rec.aau = clips, y_true, y_pred, aau
+        rec.metrics = {k: metrics[k] for k in METRICS}
+        return rec
 
 
     def _model(self, job: Job, res: Any) -> tuple[dict, dict] | None:
@@ -146,10 +154,10 @@ class FoldWorker:
             return None
         from mer_model.predict import model_meta
 
-        meta = model_meta(job.config, self.ds.class_names, self.ds.au_names,
-                          dataset=self.ds.name, setup=self.ds.setup,
-                          magnification=float(self.ds.meta.get("magnification", 1.0)), subject=job.subject,
-                          arm=job.arm, seed=job.seed)
+        u = job.unit
+        meta = model_meta(job.config, self.ds.class_names, self.ds.au_names, dataset=self.ds.name,
+                          setup=self.ds.setup, magnification=float(self.ds.meta.get("magnification", 1.0)),
+                          subject=u.subject, arm=u.arm, seed=u.seed)
         return res.state_dict, meta
 
 
@@ -167,6 +175,12 @@ def _finite(res: Any) -> Any:
         raise FloatingPointError(f"training loss is not finite ({bad[0]}) at epoch "
                                  f"{[math.isfinite(v) for v in res.loss_curve].index(False) + 1}")
     return res
+
+
+def _died(job: Job, e: Exception) -> FoldRecord:
+    u = job.unit
+    return FoldRecord(arm=u.arm, subject=u.subject, seed=u.seed, status="failed", run_id=None, node="?",
+                      attempt=u.attempt, error=f"worker died: {type(e).__name__}", actor_died=True)
 
 
 def init_ray(address: str | None, num_cpus: int | None) -> None:

@@ -47,11 +47,14 @@ class ConfigPlan:
 
 @dataclass(frozen=True)
 class Unit:
-    """One (config, fold): train on every subject but ``subject``, test on ``subject``."""
+    """One unit of work, (config, seed, subject): train on every subject but ``subject`` with training seed
+    ``seed``, test on ``subject``. ``attempt`` counts tries of the same unit (retries)."""
 
     arm: str
     subject: str
     fold_index: int  # position of the subject in the sweep's fold list (Optuna pruning step)
+    seed: int = 0
+    attempt: int = 1
 
 
 def make_config(spec: SweepSpec, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -91,5 +94,6 @@ def fold_subjects(all_subjects: list[str], spec: SweepSpec) -> list[str]:
     return [s for s in all_subjects if s in wanted]
 
 
-def units_for(plan: ConfigPlan, subjects: list[str]) -> list[Unit]:
-    return [Unit(arm=plan.arm, subject=s, fold_index=i) for i, s in enumerate(subjects)]
+def units_for(plan: ConfigPlan, subjects: list[str], seed: int) -> list[Unit]:
+    """The units of ``plan``: one per left-out subject, in the sweep's fold order."""
+    return [Unit(arm=plan.arm, subject=s, fold_index=i, seed=seed) for i, s in enumerate(subjects)]

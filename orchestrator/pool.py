@@ -30,7 +30,8 @@ from typing import Any
 
 import ray
 
-from orchestrator.executor import FoldWorker, Job
+from orchestrator.contract import FoldRecord
+from orchestrator.executor import FoldWorker, Job, _died
 
 GPU_WAIT_S = float(os.environ.get("MER_GPU_WAIT_S", "900"))
 MAX_START_FAILURES = 3
@@ -145,7 +146,7 @@ class ElasticPool:
         else:
             self.waiting_since = None
 
-    def wait(self, timeout: float | None = None) -> list[tuple[Job, dict[str, Any]]]:
+    def wait(self, timeout: float | None = None) -> list[tuple[Job, FoldRecord]]:
         """Block until a call finishes or an actor becomes ready; return the finished (job, outcome) pairs."""
         refs = list(self.busy) + list(self.pending)
         if not refs:
@@ -158,7 +159,7 @@ class ElasticPool:
         if not ready and not self.actors and waited >= GPU_WAIT_S:
             raise RuntimeError(f"no fold worker could be placed within {GPU_WAIT_S:g} s (MER_GPU_WAIT_S): "
                                f"requested {self._shape()}; check the autoscaler (`ray status`)")
-        out: list[tuple[Job, dict[str, Any]]] = []
+        out: list[tuple[Job, FoldRecord]] = []
         for ref in ready:
             if ref in self.pending:
                 self._joined(ref, self.pending.pop(ref))
@@ -180,7 +181,7 @@ class ElasticPool:
         self.start_failures = 0
         self.actors.append(actor)
 
-    def _outcomes(self, ref: Any) -> list[tuple[Job, dict[str, Any]]]:
+    def _outcomes(self, ref: Any) -> list[tuple[Job, FoldRecord]]:
         actor, jobs = self.busy.pop(ref)
         try:
             return list(zip(jobs, ray.get(ref), strict=True))
@@ -189,8 +190,7 @@ class ElasticPool:
             # Python exception itself. Drop it; ``fit`` creates a replacement if there is still work.
             self.actors.remove(actor)
             ray.kill(actor, no_restart=True)
-            return [(job, {"ok": False, "error": f"worker died: {type(e).__name__}", "node": "?",
-                           "run_id": None, "actor_died": True}) for job in jobs]
+            return [(job, _died(job, e)) for job in jobs]
 
     def _shape(self) -> str:
         return "one FoldWorker actor" if not self.pending else f"{len(self.pending)} FoldWorker actors"

@@ -21,12 +21,42 @@ def _hms(s: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-class SweepProgress:
-    """Counters plus a renderer; the runner calls the ``*_done`` hooks, nothing here touches Ray."""
+class NullProgress:
+    """The hooks the runner calls, doing nothing: a sweep run from code without a progress display."""
 
-    def __init__(self, console: Console | None = None, objective: str = "uf1"):
+    def start(self, sweep_id: str, experiment: str, n_configs: int, n_folds: int) -> None: ...
+
+    def workers(self, n: int) -> None: ...
+
+    def note(self, msg: str) -> None: ...
+
+    def fold_done(self, ok: bool, resumed: bool = False) -> None: ...
+
+    def folds_cancelled(self, n: int) -> None: ...
+
+    def retry(self, arm: str, subject: str, error: str) -> None: ...
+
+    def config_done(self, arm: str, status: str, value: float | None) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def better(a: float, b: float, direction: str) -> bool:
+    """Is objective value ``a`` better than ``b`` under ``direction`` (``maximize`` | ``minimize``)?"""
+    return a < b if direction == "minimize" else a > b
+
+
+class SweepProgress(NullProgress):
+    """Counters plus a renderer; the runner calls the ``*_done`` hooks, nothing here touches Ray.
+
+    ``direction``: the search's (``minimize`` makes "best so far" the lowest value); grid-only sweeps
+    maximise their objective (every metric here is higher-is-better).
+    """
+
+    def __init__(self, console: Console | None = None, objective: str = "uf1", direction: str = "maximize"):
         self.console = console or Console(stderr=True)
         self.objective = objective
+        self.direction = direction
         self.live: Live | None = None
         self.t0 = time.monotonic()
         self.sid = self.experiment = ""
@@ -70,9 +100,10 @@ class SweepProgress:
         self.retries += 1
         self._line(f"retry {arm}/{subject}: {error}")
 
-    def config_done(self, arm: str, status: str, value: float | None, best: tuple[int, float] | None) -> None:
+    def config_done(self, arm: str, status: str, value: float | None) -> None:
         self.cfg_done += 1
-        if status == "complete" and value is not None and (self.best is None or value > self.best[1]):
+        if status == "complete" and value is not None and (
+                self.best is None or better(value, self.best[1], self.direction)):
             self.best = (arm, value)
         ok = status == "complete" and value is not None
         v = f"{self.objective}={value:.3f}" if ok else "no pooled value"
@@ -117,8 +148,9 @@ class SweepProgress:
             self.console.print(msg, highlight=False)
 
 
-def summary_table(rows: list[dict[str, Any]], objective: str) -> Table:
-    """Arms x (table, status, folds, pooled accuracy / UF1 / UAR, per-fold mean UF1)."""
+def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "maximize") -> Table:
+    """Arms x (table, status, folds, pooled accuracy / UF1 / UAR, per-fold mean UF1); the best row by
+    ``objective`` under ``direction`` in bold green."""
     t = Table(title="sweep summary (pooled over LOSO folds; fold mean = mean of per-fold values)")
     for col in ("arm", "table", "status", "folds ok", "accuracy", "uf1", "uar", "fold mean uf1"):
         t.add_column(col, justify="left" if col in ("arm", "table", "status") else "right")
@@ -126,7 +158,8 @@ def summary_table(rows: list[dict[str, Any]], objective: str) -> Table:
     def f(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else "-"
 
-    best = max((r[objective] for r in rows if isinstance(r.get(objective), float)), default=None)
+    pick = min if direction == "minimize" else max
+    best = pick((r[objective] for r in rows if isinstance(r.get(objective), float)), default=None)
     for r in rows:
         n, nf = r.get("n_folds"), r.get("n_failed")
         folds = f"{int(n - nf)}/{int(n)}" if isinstance(n, float) and isinstance(nf, float) else "-"

@@ -5,21 +5,26 @@ Order of events (each step before the next, so no worker ever races the driver):
 1. services checked (``orchestrator.services.check_services``), dataset loaded once (cache built here);
 2. tracking DB + experiment + sweep run created; done folds scanned (resume), stale fold runs deleted;
 3. Optuna study opened (only with a ``search`` section); Ray started or attached, actor pool created;
-4. loop: keep every actor busy with (config, fold) units, grid arms first, Optuna trials asked as room frees
-   up (at most ``search.concurrent_trials`` in flight); each finished fold is reported to its trial (pruning);
-   a config whose folds are all in is finalised (pooled metrics, artifacts, ``mer.status``, Optuna ``tell``);
+4. loop: keep every actor busy with units from the queue (``work_queue.py``), grid arms first, Optuna trials
+   asked as room frees up (at most ``search.concurrent_trials`` in flight); each finished fold is reported to
+   its trial (pruning); a config whose folds are all in is finalised (pooled metrics, artifacts,
+   ``mer.status``, Optuna ``tell``);
 5. sweep run: ``tables/arms.csv`` and ``tables/aau_weights.csv``.
+
+``run_sweep`` is that order; the :class:`_Sweep` methods are its steps.
 """
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mer_model.config import SUMMARY_KEYS
+from orchestrator import contract as C
+from orchestrator.contract import METRICS, FoldRecord, sqlite_path
 from orchestrator.plan import (
     ConfigPlan,
     Unit,
@@ -29,13 +34,14 @@ from orchestrator.plan import (
     sweep_id,
     units_for,
 )
+from orchestrator.progress import NullProgress
 from orchestrator.spec import SweepSpec
-from orchestrator.tracking import FoldRecord, config_summary
+from orchestrator.tracking import config_summary
+from orchestrator.work_queue import WorkQueue
 
-ARMS_HEADER = ["arm", "table", "status", "optuna_trial", "config_hash", "n_folds", "n_failed",
-               "accuracy", "uf1", "uar", "fold_mean_accuracy", "fold_std_accuracy", "fold_mean_uf1",
-               "fold_std_uf1", "fold_mean_uar", "fold_std_uar", "model", "features", "points", "lam",
-               "fusion_layer", "au_loss", "beta", "epochs"]
+# tables/arms.csv and the summary rows: identity, counts, pooled then per-fold metrics, the config keys
+ARMS_HEADER = ["arm", "table", "status", "optuna_trial", "config_hash", "n_folds", "n_failed", *METRICS,
+               *[f"fold_{s}_{m}" for m in METRICS for s in ("mean", "std")], *SUMMARY_KEYS]
 
 
 @dataclass
@@ -44,17 +50,11 @@ class ConfigState:
     run_id: str
     units: list[Unit]
     records: dict[str, FoldRecord] = field(default_factory=dict)  # subject -> record
-    attempts: dict[str, int] = field(default_factory=dict)
     in_flight: int = 0
-    queued: int = 0
     pruned: bool = False
     trial: Any = None  # optuna.trial.Trial for search configs
     status: str = ""
-    summary: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        return self.in_flight == 0 and self.queued == 0
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,17 +72,15 @@ class SweepResult:
     folds_run: int  # folds trained by this invocation (resume: excludes folds found done)
 
     def rows(self) -> list[dict[str, Any]]:
+        """One row per config, keyed by ``ARMS_HEADER``; pooled metrics only for a complete config."""
         out = []
         for c in self.configs:
-            cfg = c.plan.config
             row = {"arm": c.plan.arm, "table": c.plan.table, "status": c.status,
                    "optuna_trial": "" if c.plan.optuna_trial is None else c.plan.optuna_trial,
                    "config_hash": c.plan.config_hash}
             row.update({k: c.summary.get(k, "") for k in ARMS_HEADER if k.startswith(("n_", "fold_"))})
-            for m in ("accuracy", "uf1", "uar"):
-                row[m] = c.summary.get(m, "") if c.status == "complete" else ""
-            row.update({k: cfg.get(k) for k in ("model", "features", "points", "lam", "fusion_layer",
-                                                 "au_loss", "beta", "epochs")})
+            row.update({m: c.summary.get(m, "") if c.status == "complete" else "" for m in METRICS})
+            row.update({k: c.plan.config.get(k) for k in SUMMARY_KEYS})
             out.append(row)
         return out
 
@@ -96,11 +94,8 @@ def resolve(spec: SweepSpec, tracking_uri: str | None, storage_url: str | None) 
     from orchestrator.services import resolve_services
 
     svc = resolve_services(tracking_uri or spec.tracking.uri, storage_url or spec.storage.url)
-    local = svc.tracking_uri.startswith("sqlite:") or "://" not in svc.tracking_uri
-    root = None
-    if local and svc.tracking_uri.startswith("sqlite:///"):
-        root = Path(svc.tracking_uri[len("sqlite:///"):]).parent / "artifacts"
-    return Services(svc.tracking_uri, svc.optuna_storage, root)
+    db = sqlite_path(svc.tracking_uri)
+    return Services(svc.tracking_uri, svc.optuna_storage, None if db is None else db.parent / "artifacts")
 
 
 def load_data(spec: SweepSpec) -> Any:
@@ -108,9 +103,8 @@ def load_data(spec: SweepSpec) -> Any:
     from mer_model.data import load_dataset
 
     d = spec.dataset
-    cache = d.cache_dir or Path("mer-runs/cache")
     return load_dataset(d.name, setup=d.setup, root=d.root, seed=d.seed, magnification=d.magnification,
-                        cache_dir=cache, **d.knobs)
+                        cache_dir=d.cache_dir or C.DEFAULT_CACHE_DIR, **d.knobs)
 
 
 def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]:
@@ -121,7 +115,7 @@ def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]
         if c.plan.config.get("au_loss") != "aau":
             continue
         recs = [c.records.get(s) for s in subjects]
-        per = [(r.subject, r.aau) for r in recs if r is not None and r.status == "complete"]
+        per = [(r.subject, r.aau) for r in recs if r is not None and r.ok]
         if not per:
             continue
         for s, w in per:
@@ -139,248 +133,286 @@ def run_sweep(
     max_concurrent: int | None = None,
     tracking_uri: str | None = None,
     storage_url: str | None = None,
-    progress: Any = None,
+    progress: NullProgress | None = None,
     dataset: Any = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``spec``; see the module docstring for the order of events."""
     import ray
-    from mlflow.tracking import MlflowClient
 
-    from orchestrator import executor, tracking
-    from orchestrator.pool import start_pool
+    from orchestrator import executor
 
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc)
-    sid = sweep_id(spec)
-    ds = dataset if dataset is not None else load_data(spec)
-    splits = {s: (tr, te) for s, tr, te in ds.loso_splits()}
-    subjects = fold_subjects(list(splits), spec)
-    sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
-
-    exp_id = tracking.prepare_experiment(svc.tracking_uri, spec.experiment, svc.artifact_root)
-    client = MlflowClient(svc.tracking_uri)
-    study_name = f"{spec.experiment}-{sid}"
-    sweep_tags = {"mer.dataset": ds.name, "mer.setup": ds.setup, "mer.spec": Path(spec.source).name}
-    if spec.search is not None:
-        sweep_tags |= {"mer.optuna_study": study_name, "mer.optuna_storage": svc.storage_url}
-    sweep_run = tracking.open_sweep_run(client, exp_id, sid, sweep_tags)
-    done, stale = tracking.scan_folds(client, exp_id, sid)
-
-    search = None
-    if spec.search is not None:
-        from orchestrator.study import SearchState
-
-        search = SearchState.open(spec.search, svc.storage_url, study_name)
-
-    configs: list[ConfigState] = []
-    queue: collections.deque[tuple[ConfigState, Unit, int]] = collections.deque()
-    n_search_total = 0 if search is None else search.n_finished() + len(search.orphans) + search.budget()
-    prog = progress
-    if prog is not None:
-        n_cfg = len(grid_configs(spec)) + n_search_total
-        prog.start(sid, spec.experiment, n_cfg, n_cfg * len(subjects))
-
-    def open_config(plan: ConfigPlan, trial: Any = None) -> ConfigState:
-        plan.config.update(sizes)
-        tags = {"mer.table": plan.table, "mer.config_hash": plan.config_hash, "mer.sweep_id": sid,
-                "mer.dataset": ds.name}
-        if plan.optuna_trial is not None:
-            tags["mer.optuna_trial"] = str(plan.optuna_trial)
-        if plan.baseline:
-            tags["mer.baseline"] = "true"
-        params = {**plan.config, "dataset": ds.name, "setup": ds.setup, "seed": spec.protocol.seed}
-        run_id = tracking.open_config_run(client, exp_id, sweep_run, plan.arm, tags, params)
-        for s in subjects:  # the config reruns: its stale fold runs (failed, partial) go now
-            for rid in stale.pop((plan.arm, s), []):
-                client.delete_run(rid)
-        st = ConfigState(plan, run_id, units_for(plan, subjects), trial=trial)
-        configs.append(st)
-        for u in st.units:
-            rec = done.get((plan.arm, u.subject))
-            if rec is not None:
-                fold_finished(st, u, rec, resumed=True)
-            elif st.pruned:
-                if prog is not None:
-                    prog.folds_cancelled(1)
-            else:
-                queue.append((st, u, 1))
-                st.queued += 1
-        if st.finished:
-            finalize(st)
-        return st
-
-    def fold_finished(st: ConfigState, u: Unit, rec: FoldRecord, resumed: bool = False) -> None:
-        st.records[u.subject] = rec
-        if prog is not None:
-            prog.fold_done(rec.status == "complete", resumed=resumed)
-        if search is not None and st.trial is not None and rec.status == "complete" and not st.pruned:
-            value = rec.metrics[spec.protocol.objective]
-            if search.report_fold(st.trial, value, u.fold_index):
-                st.pruned = True
-                dropped = [q for q in queue if q[0] is st]
-                for q in dropped:
-                    queue.remove(q)
-                st.queued -= len(dropped)
-                if prog is not None:
-                    prog.folds_cancelled(len(dropped))
-
-    def finalize(st: ConfigState) -> None:
-        recs = [st.records[s] for s in subjects if s in st.records]
-        n_ok = sum(r.status == "complete" for r in recs)
-        if st.pruned:
-            st.status = "pruned"
-        elif n_ok == len(subjects):
-            st.status = "complete"
-        else:
-            st.status = "failed" if n_ok == 0 else "incomplete"
-        st.summary = config_summary(recs, len(subjects), ds.num_classes)
-        if st.status == "pruned":
-            st.summary["n_failed"] = float(sum(r.status == "failed" for r in recs))
-        tracking.finish_config_run(client, st.run_id, recs, st.summary, st.status, ds.class_names)
-        if search is not None and st.trial is not None:
-            from optuna.trial import TrialState
-
-            if st.status == "complete":
-                search.tell(st.trial, st.summary[spec.protocol.objective], TrialState.COMPLETE)
-            else:
-                search.tell(st.trial, None, TrialState.PRUNED if st.pruned else TrialState.FAIL)
-        if prog is not None:
-            best = search.best() if search is not None else None
-            prog.config_done(st.plan.arm, st.status, st.summary.get(spec.protocol.objective), best)
-
-    # Grid arms, then the search trials that already finished in an earlier run (for the tables).
-    for plan in grid_configs(spec):
-        open_config(plan)
-    if search is not None:
-        _restore_finished_trials(search, spec, configs, done, subjects, client, exp_id, sid, prog,
-                                 ds.num_classes)
-
-    n_trials_left = 0 if search is None else len(search.orphans) + search.budget()
-    units_left = len(queue) + n_trials_left * len(subjects)
-    folds_run = 0
+    sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
+    sw.open_tracking()
+    sw.open_search()
+    sw.start_progress()
+    for plan in grid_configs(spec):  # grid arms, then the trials an earlier run finished (for the tables)
+        sw.open_config(plan)
+    sw.restore_finished_trials()
+    units_left = len(sw.queue) + sw.trials_left() * len(sw.subjects)
     if units_left:
         executor.init_ray(address, num_cpus)
-        pool = None
         try:
-            res = spec.resources
-            # elastic: actors for the work there is, pending ones are demand an autoscaler answers (pool.py)
-            pool = start_pool(ray.put(ds), svc.tracking_uri, exp_id, cpu_per_fold=res.cpu_per_fold,
-                              gpu_per_fold=res.gpu_per_fold, max_concurrent=max_concurrent,
-                              packing=res.packing, save_models=spec.tracking.save_models,
-                              say=print if prog is None else prog.note)
-            active = lambda: sum(1 for c in configs if c.trial is not None and not c.finished)  # noqa: E731
-            while True:
-                while (search is not None and active() < spec.search.concurrent_trials  # type: ignore[union-attr]
-                       and len(queue) < max(1, min(pool.cap(), units_left))):
-                    nxt = search.next_trial()
-                    if nxt is None:
-                        break
-                    trial, params = nxt
-                    open_config(search_config(spec, trial.number, params), trial)
-                while queue and pool.idle:
-                    group = [queue.popleft()]
-                    # resources.packing: first attempts of further folds of the same config join the call
-                    # (fold-batched training); retries run alone
-                    for q in list(queue):
-                        if len(group) >= spec.resources.packing or group[0][2] != 1:
-                            break
-                        if q[0] is group[0][0] and q[2] == 1:
-                            queue.remove(q)
-                            group.append(q)
-                    jobs = []
-                    for st, u, attempt in group:
-                        st.queued -= 1
-                        st.in_flight += 1
-                        tr, te = splits[u.subject]
-                        jobs.append(executor.Job(
-                            arm=st.plan.arm, subject=u.subject, config=st.plan.config,
-                            seed=spec.protocol.seed, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
-                            tags={"mer.sweep_id": sid, "mer.config_hash": st.plan.config_hash,
-                                  "mer.arm": st.plan.arm, "mer.subject": u.subject, "mer.dataset": ds.name},
-                            attempt=attempt, last_attempt=attempt > spec.protocol.retries))
-                    pool.submit_group(jobs)
-                pool.fit(len(queue))  # grow for queued work, release idle actors when the queue ran dry
-                if prog is not None:
-                    prog.workers(len(pool.actors))
-                if not pool.has_work(len(queue)):
-                    break
-                for job, out in pool.wait():
-                    folds_run += 1
-                    st = next(c for c in configs if c.plan.arm == job.arm)
-                    st.in_flight -= 1
-                    u = next(x for x in st.units if x.subject == job.subject)
-                    if out.get("actor_died"):  # it may have died mid-burst: no partial run may remain
-                        tracking.delete_partial_folds(client, exp_id, sid, job.arm, job.subject)
-                    if not out["ok"] and not job.last_attempt:
-                        if prog is not None:
-                            prog.retry(job.arm, job.subject, out["error"])
-                        queue.appendleft((st, u, job.attempt + 1))
-                        st.queued += 1
-                        continue
-                    if out["ok"]:
-                        rec = FoldRecord(arm=job.arm, subject=job.subject, status="complete",
-                                         run_id=out["run_id"], clips=out["clips"], y_true=out["y_true"],
-                                         y_pred=out["y_pred"], metrics=out["metrics"], aau=out["aau"],
-                                         node=out["node"], seconds=out["seconds"])
-                    else:
-                        run_id = out.get("run_id")
-                        if run_id is None:  # the actor died on its last attempt: the driver records it
-                            run_id = tracking.log_fold_run(
-                                client, exp_id, st.run_id,
-                                {**job.tags, "mer.node": out["node"], "mer.attempt": str(job.attempt),
-                                 "mer.error": out["error"]}, {}, [], None, None, "failed")
-                        rec = FoldRecord(arm=job.arm, subject=job.subject, status="failed", run_id=run_id,
-                                         error=out["error"], node=out["node"])
-                    fold_finished(st, u, rec)
-                    if st.finished:
-                        finalize(st)
+            sw.make_pool(max_concurrent)
+            sw.loop()
         finally:
-            if pool is not None:
-                pool.shutdown()
+            if sw.pool is not None:
+                sw.pool.shutdown()  # every actor released: an autoscaler may take the workers down
             ray.shutdown()
-
-    # grid arms in file order, then Optuna trials by number (resumed trials were opened out of order)
-    configs.sort(key=lambda c: (c.plan.optuna_trial is not None, c.plan.optuna_trial or 0))
-    result = SweepResult(sid, spec.experiment, configs, folds_run)
-    rows = result.rows()
-    status = "complete" if not result.incomplete else "incomplete"
-    tracking.finish_sweep_run(client, sweep_run, spec.text, ARMS_HEADER,
-                              [[r[k] for k in ARMS_HEADER] for r in rows], aau_rows(configs, subjects),
-                              status)
-    return result
+    return sw.finish()
 
 
-def _restore_finished_trials(search: Any, spec: SweepSpec, configs: list[ConfigState],
-                             done: dict[tuple[str, str], FoldRecord], subjects: list[str], client: Any,
-                             exp_id: str, sid: str, prog: Any, num_classes: int) -> None:
-    """Trials finished by an earlier run of this sweep: their config state for the final tables."""
-    from optuna.trial import TrialState
+class _Sweep:
+    """The state of one ``run_sweep`` call and its steps (each a method, called in the documented order)."""
 
-    from orchestrator.tracking import config_run_status
+    def __init__(self, spec: SweepSpec, svc: Services, ds: Any, progress: NullProgress) -> None:
+        self.spec, self.svc, self.ds, self.prog = spec, svc, ds, progress
+        self.sid = sweep_id(spec)
+        self.splits = {s: (tr, te) for s, tr, te in ds.loso_splits()}
+        self.subjects = fold_subjects(list(self.splits), spec)
+        self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
+        self.configs: list[ConfigState] = []
+        self.queue = WorkQueue(spec.resources.packing)
+        self.search: Any = None
+        self.pool: Any = None
+        self.folds_run = 0
 
-    for t in search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                             TrialState.FAIL)):
-        plan = search_config(spec, t.number, dict(t.params))
-        status, run_id = config_run_status(client, exp_id, sid, plan.arm)
-        st = ConfigState(plan, run_id or "", units_for(plan, subjects))
-        st.records = {s: done[(plan.arm, s)] for s in subjects if (plan.arm, s) in done}
-        st.pruned = t.state == TrialState.PRUNED
-        by_state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
-        st.status = status or by_state.get(t.state, "failed")
-        st.summary = config_summary(list(st.records.values()), len(subjects), num_classes)
-        configs.append(st)
-        if prog is not None:
+    # ------------------------------------------------------------------------------------ set-up steps
+    def open_tracking(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        from orchestrator import environment, tracking
+
+        self.exp_id = tracking.prepare_experiment(self.svc.tracking_uri, self.spec.experiment,
+                                                  self.svc.artifact_root)
+        self.client = MlflowClient(self.svc.tracking_uri)
+        self.study_name = f"{self.spec.experiment}-{self.sid}"
+        tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name}
+        if self.spec.search is not None:
+            tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
+        self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
+        # reproducibility record (environment.json); a resume in another environment warns
+        environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
+            self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold))))
+        self.done, self.stale = tracking.scan_folds(self.client, self.exp_id, self.sid)
+
+    def open_search(self) -> None:
+        if self.spec.search is not None:
+            from orchestrator.study import SearchState
+
+            self.search = SearchState.open(self.spec.search, self.svc.storage_url, self.study_name)
+
+    def start_progress(self) -> None:
+        s = self.search
+        n_search = 0 if s is None else s.n_finished() + len(s.orphans) + s.budget()
+        n_cfg = len(grid_configs(self.spec)) + n_search
+        self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * len(self.subjects))
+
+    def trials_left(self) -> int:
+        return 0 if self.search is None else len(self.search.orphans) + self.search.budget()
+
+    def make_pool(self, max_concurrent: int | None) -> None:
+        """An elastic pool (``orchestrator.pool``): actors for the work there is, pending ones are demand an
+        autoscaler answers; ``loop`` grows and shrinks it."""
+        import ray
+
+        from orchestrator.pool import start_pool
+
+        res = self.spec.resources
+        self.pool = start_pool(ray.put(self.ds), self.svc.tracking_uri, self.exp_id,
+                               cpu_per_fold=res.cpu_per_fold, gpu_per_fold=res.gpu_per_fold,
+                               max_concurrent=max_concurrent, packing=res.packing,
+                               save_models=self.spec.tracking.save_models, say=self.prog.note)
+
+    # --------------------------------------------------------------------------------------- configs
+    def open_config(self, plan: ConfigPlan, trial: Any = None) -> ConfigState:
+        """Open the config run, delete its stale fold runs, take its done folds, queue the rest."""
+        from orchestrator import tracking
+
+        plan.config.update(self.sizes)
+        tags = {C.TABLE: plan.table, C.CONFIG_HASH: plan.config_hash, C.SWEEP_ID: self.sid,
+                C.DATASET: self.ds.name}
+        if plan.optuna_trial is not None:
+            tags[C.OPTUNA_TRIAL] = str(plan.optuna_trial)
+        if plan.baseline:
+            tags[C.BASELINE] = "true"
+        params = {**plan.config, "dataset": self.ds.name, "setup": self.ds.setup,
+                  "seed": self.spec.protocol.seed}
+        run_id = tracking.open_config_run(self.client, self.exp_id, sweep_run_id=self.sweep_run,
+                                          arm=plan.arm, tags=tags, params=params)
+        for s in self.subjects:  # the config reruns: its stale fold runs (failed, partial) go now
+            for rid in self.stale.pop((plan.arm, s), []):
+                self.client.delete_run(rid)
+        st = ConfigState(plan, run_id, units_for(plan, self.subjects, self.spec.protocol.seed), trial=trial)
+        self.configs.append(st)
+        for u in st.units:
+            rec = self.done.get((plan.arm, u.subject))
+            if rec is not None:
+                self.fold_finished(st, u, rec, resumed=True)
+            elif st.pruned:
+                self.prog.folds_cancelled(1)
+            else:
+                self.queue.push(u)
+        if self.finished(st):
+            self.finalise(st)
+        return st
+
+    def finished(self, st: ConfigState) -> bool:
+        return st.in_flight == 0 and self.queue.pending(st.plan.arm) == 0
+
+    def fold_finished(self, st: ConfigState, u: Unit, rec: FoldRecord, resumed: bool = False) -> None:
+        """Record a fold; report it to the config's trial, dropping the config's queue when pruned."""
+        st.records[u.subject] = rec
+        self.prog.fold_done(rec.ok, resumed=resumed)
+        if self.search is not None and st.trial is not None and rec.ok and not st.pruned:
+            value = rec.metrics[self.spec.protocol.objective]
+            if self.search.report_fold(st.trial, value, u.fold_index):
+                st.pruned = True
+                self.prog.folds_cancelled(self.queue.drop(st.plan.arm))
+
+    def status(self, st: ConfigState) -> str:
+        n_ok = sum(r.ok for r in st.records.values())
+        if st.pruned:
+            return "pruned"
+        if n_ok == len(self.subjects):
+            return "complete"
+        return "failed" if n_ok == 0 else "incomplete"
+
+    def finalise(self, st: ConfigState) -> None:
+        """Pooled metrics, artifacts and ``mer.status`` of a config whose folds are all in; Optuna tell."""
+        from orchestrator import tracking
+
+        recs = [st.records[s] for s in self.subjects if s in st.records]
+        st.status = self.status(st)
+        st.summary = config_summary(recs, len(self.subjects), self.ds.num_classes)
+        if st.status == "pruned":
+            st.summary["n_failed"] = float(sum(not r.ok for r in recs))
+        tracking.finish_config_run(self.client, st.run_id, folds=recs, summary=st.summary, status=st.status,
+                                   class_names=self.ds.class_names)
+        if self.search is not None and st.trial is not None:
+            self.tell(st)
+        self.prog.config_done(st.plan.arm, st.status, st.summary.get(self.spec.protocol.objective))
+
+    def tell(self, st: ConfigState) -> None:
+        from optuna.trial import TrialState
+
+        if st.status == "complete":
+            self.search.tell(st.trial, st.summary[self.spec.protocol.objective], TrialState.COMPLETE)
+        else:
+            self.search.tell(st.trial, None, TrialState.PRUNED if st.pruned else TrialState.FAIL)
+
+    def restore_finished_trials(self) -> None:
+        """Trials finished by an earlier run of this sweep: their config state, for the final tables."""
+        if self.search is None:
+            return
+        from optuna.trial import TrialState
+
+        from orchestrator.tracking import config_run_status
+
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        for t in self.search.study.get_trials(deepcopy=False, states=states):
+            plan = search_config(self.spec, t.number, dict(t.params))
+            status, run_id = config_run_status(self.client, self.exp_id, self.sid, plan.arm)
+            st = ConfigState(plan, run_id or "", units_for(plan, self.subjects, self.spec.protocol.seed))
+            st.records = {s: self.done[(plan.arm, s)] for s in self.subjects if (plan.arm, s) in self.done}
+            st.pruned = t.state == TrialState.PRUNED
+            by_state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
+            st.status = status or by_state.get(t.state, "failed")
+            st.summary = config_summary(list(st.records.values()), len(self.subjects), self.ds.num_classes)
+            self.configs.append(st)
             for _ in st.records:
-                prog.fold_done(True, resumed=True)
-            prog.folds_cancelled(len(subjects) - len(st.records))
-            prog.config_done(plan.arm, st.status, st.summary.get(spec.protocol.objective), search.best())
+                self.prog.fold_done(True, resumed=True)
+            self.prog.folds_cancelled(len(self.subjects) - len(st.records))
+            self.prog.config_done(plan.arm, st.status, st.summary.get(self.spec.protocol.objective))
+
+    # ------------------------------------------------------------------------------------------ loop
+    def loop(self) -> None:
+        """Keep every actor busy until nothing is queued, in flight or left to ask."""
+        while True:
+            self.ask_trials()
+            while len(self.queue) and self.pool.idle:
+                self.submit(self.queue.take())
+            self.pool.fit(len(self.queue))  # grow for queued work, release idle actors when it ran dry
+            self.prog.workers(len(self.pool.actors))
+            if not self.pool.has_work(len(self.queue)):
+                return
+            for job, rec in self.pool.wait():
+                self.folds_run += 1
+                self.outcome(job, rec)
+
+    def ask_trials(self) -> None:
+        """Open Optuna trials while fewer than ``concurrent_trials`` are in flight and workers would idle."""
+        if self.search is None:
+            return
+        while (self.active_trials() < self.spec.search.concurrent_trials  # type: ignore[union-attr]
+               and len(self.queue) < max(1, self.pool.cap())):
+            nxt = self.search.next_trial()
+            if nxt is None:
+                return
+            trial, params = nxt
+            self.open_config(search_config(self.spec, trial.number, params), trial)
+
+    def active_trials(self) -> int:
+        return sum(1 for c in self.configs if c.trial is not None and not self.finished(c))
+
+    def state(self, arm: str) -> ConfigState:
+        return next(c for c in self.configs if c.plan.arm == arm)
+
+    def submit(self, units: list[Unit]) -> None:
+        """One actor call for ``units`` (one config's: packed when more than one)."""
+        from orchestrator.executor import Job
+
+        jobs = []
+        for u in units:
+            st = self.state(u.arm)
+            st.in_flight += 1
+            tr, te = self.splits[u.subject]
+            tags = {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm,
+                    C.SUBJECT: u.subject, C.DATASET: self.ds.name}
+            jobs.append(Job(unit=u, config=st.plan.config, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
+                            tags=tags, last_attempt=u.attempt > self.spec.protocol.retries))
+        self.pool.submit_group(jobs)
+
+    def outcome(self, job: Any, rec: FoldRecord) -> None:
+        """A finished call's record: retry a failed attempt that has attempts left, else record the fold."""
+        from orchestrator import tracking
+
+        u, st = job.unit, self.state(job.unit.arm)
+        st.in_flight -= 1
+        if rec.actor_died:  # it may have died mid-burst: no partial run may remain
+            tracking.delete_partial_folds(self.client, self.exp_id, sweep_id=self.sid, arm=u.arm,
+                                          subject=u.subject)
+        if not rec.ok and not job.last_attempt:
+            self.prog.retry(u.arm, u.subject, rec.error)
+            self.queue.retry(u)
+            return
+        if not rec.ok and rec.run_id is None:  # the actor died on its last attempt: the driver records it
+            rec.run_id = tracking.log_fold_run(
+                self.client, self.exp_id, st.run_id, metrics={}, status="failed",
+                tags={**job.tags, C.NODE: rec.node, C.ATTEMPT: str(u.attempt), C.ERROR: rec.error})
+        self.fold_finished(st, u, rec)
+        if self.finished(st):
+            self.finalise(st)
+
+    # ------------------------------------------------------------------------------------------- end
+    def finish(self) -> SweepResult:
+        """Sweep run tables: grid arms in file order, then Optuna trials by number (resumed trials were
+        opened out of order)."""
+        from orchestrator import tracking
+
+        self.configs.sort(key=lambda c: (c.plan.optuna_trial is not None, c.plan.optuna_trial or 0))
+        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run)
+        rows = [[r[k] for k in ARMS_HEADER] for r in result.rows()]
+        tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text,
+                                  arms_header=ARMS_HEADER, arms_rows=rows,
+                                  aau_rows=aau_rows(self.configs, self.subjects),
+                                  status="incomplete" if result.incomplete else "complete")
+        return result
 
 
 def _check_services(svc: Services) -> None:
     """The issue-5 hook: prove the tracking store and the Optuna storage answer before Ray starts."""
-    try:
-        from orchestrator.services import check_services
-    except ImportError:  # pragma: no cover - services module absent in a partial checkout
-        return
-    check_services(svc.tracking_uri, svc.storage_url)
+    from orchestrator.services import check_services
 
+    check_services(svc.tracking_uri, svc.storage_url)

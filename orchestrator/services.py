@@ -31,11 +31,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mer_model.errors import InputError
+from orchestrator import contract as C
+from orchestrator.contract import sqlite_path, sqlite_uri
 
 ENV_TRACKING = "MLFLOW_TRACKING_URI"
 ENV_OPTUNA = "MER_OPTUNA_STORAGE"
 ENV_RAY = "MER_RAY_STORAGE"
-DEFAULT_RUNS_DIR = Path("mer-runs")
+DEFAULT_RUNS_DIR = C.DEFAULT_RUNS_DIR
 DEFAULT_TIMEOUT = 5.0
 
 _T = TypeVar("_T")
@@ -78,8 +80,8 @@ def resolve_services(
     """
     env = os.environ if env is None else env
     runs = Path(runs_dir).expanduser().resolve()
-    t, ts = _pick(tracking_uri, env, ENV_TRACKING, f"sqlite:///{runs / 'mlflow.db'}")
-    o, os_ = _pick(optuna_storage, env, ENV_OPTUNA, f"sqlite:///{runs / 'optuna.db'}")
+    t, ts = _pick(tracking_uri, env, ENV_TRACKING, sqlite_uri(runs / "mlflow.db"))
+    o, os_ = _pick(optuna_storage, env, ENV_OPTUNA, sqlite_uri(runs / "optuna.db"))
     r, rs = _pick(ray_storage, env, ENV_RAY, str(runs / "ray"))
     return Services(t, o, r, (ts, os_, rs))
 
@@ -112,8 +114,9 @@ def open_optuna_storage(storage: str) -> Any:
 
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_path(storage)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(storage)
 
 
@@ -188,8 +191,8 @@ def check_tracking(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
 
         _with_deadline(probe, timeout, what)
     elif scheme == "sqlite":
-        db = Path(tracking_uri[len("sqlite:///") :])
-        check_writable_dir(db.parent, what)
+        db = sqlite_path(tracking_uri)
+        check_writable_dir((db if db is not None else Path(".")).parent, what)
     elif scheme in ("", "file"):
         check_writable_dir(Path(urlsplit(tracking_uri).path if scheme else tracking_uri), what)
     elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
@@ -222,8 +225,8 @@ def check_optuna_storage(storage: str, timeout: float = DEFAULT_TIMEOUT) -> None
     path = journal_path(storage)
     if path is not None:
         check_writable_dir(path.parent, what)
-    elif storage.startswith("sqlite:///"):
-        check_writable_dir(Path(storage[len("sqlite:///") :]).parent, what)
+    elif sqlite_path(storage) is not None:
+        check_writable_dir(sqlite_path(storage).parent, what)  # type: ignore[union-attr]
 
     def probe() -> None:
         try:
@@ -233,7 +236,7 @@ def check_optuna_storage(storage: str, timeout: float = DEFAULT_TIMEOUT) -> None
         except Exception as err:
             raise InputError(f"{what}: cannot open ({_one_line(err)})") from None
 
-    if path is not None or storage.startswith("sqlite:///"):
+    if path is not None or sqlite_path(storage) is not None:
         # a local file cannot hang on a network, and creating a fresh SQLite schema can take longer than a
         # network timeout on a busy machine: no deadline here
         probe()

@@ -23,19 +23,19 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
-from mer_model.config import MODEL_DEFAULTS, TRAINING_DEFAULTS, validate_config
+from mer_model.config import MODEL_KEYS, TRAIN_KEYS, ModelKeys, TrainConfig, validate_config
+from mer_model.data.classes import SetupName
 from mer_model.errors import InputError
+from mer_model.metrics import MetricName
 
-DEFAULT_CACHE_DIR = "mer-runs/cache"
-METRICS = ("accuracy", "uf1", "uar")
-# Keys an arm / product / search may set: the model keys of the flat config (num_classes / num_aus come
-# from the dataset, never from the file).
-MODEL_KEYS = tuple(k for k in MODEL_DEFAULTS if k not in ("num_classes", "num_aus"))
-TRAIN_KEYS = tuple(TRAINING_DEFAULTS)
+# Keys an arm / product / search may set: MODEL_KEYS (num_classes / num_aus come from the dataset, never
+# from the file) and TRAIN_KEYS, both from mer_model.config.
 
 
 class _Strict(BaseModel):
@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 class DatasetSpec(_Strict):
     name: str = "synthme-tiny"
-    setup: Literal["objective", "objective5", "self5", "megc3"] = "objective"
+    setup: SetupName = "objective"
     root: Path | None = None  # folder of a real dataset (casme2 / samm); relative to the working directory
     seed: int = 0  # SynthME generator seed
     magnification: float = Field(1.0, gt=0)
@@ -72,46 +72,29 @@ class DatasetSpec(_Strict):
 class ProtocolSpec(_Strict):
     scheme: Literal["loso"] = "loso"
     seed: int = 0  # the training seed of every fold: same seed -> same fold result
-    objective: Literal["accuracy", "uf1", "uar"] = "uf1"  # pooled metric Optuna optimises / "best so far"
+    objective: MetricName = "uf1"  # pooled metric Optuna optimises / "best so far"
     retries: int = Field(1, ge=0)  # extra attempts of a failing fold before it is recorded failed
     subjects: list[str] | None = None  # left-out subjects to run (default: all); training uses all others
 
 
-class ModelSpec(_Strict):
-    """Defaults of the model keys for every arm (the paper's full model unless set)."""
-
-    model: Literal["gcn", "ss_gn", "gts_gn"] = "gts_gn"
-    features: Literal["A", "B"] = "B"
-    points: Literal[14, 31, 68] = 14
-    lam: bool = True
-    fusion_layer: int = Field(1, ge=1, le=4)
-    au_loss: str = "aau"
-    beta: float = Field(1.0, ge=0)
+# The model / train sections are mer_model's own typed configs: names, ranges and defaults defined there once.
+ModelSpec = ModelKeys  # defaults of the model keys for every arm (the paper's full model unless set)
+TrainSpec = TrainConfig
 
 
-class TrainSpec(_Strict):
-    epochs: int = Field(TRAINING_DEFAULTS["epochs"], ge=1)
-    batch_size: int = Field(TRAINING_DEFAULTS["batch_size"], ge=1)
-    lr: float = Field(TRAINING_DEFAULTS["lr"], gt=0)
-    weight_decay: float = Field(TRAINING_DEFAULTS["weight_decay"], ge=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = TRAINING_DEFAULTS["optimizer"]
+def _optional(field: FieldInfo) -> tuple[Any, Any]:
+    """``field`` of mer_model's configs as an optional override: same type and constraints, default None."""
+    ann = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return ann | None, Field(None, description=field.description)
 
 
-class _Overrides(_Strict):
+_OVERRIDE_FIELDS = {**ModelKeys.model_fields, **TrainConfig.model_fields}
+_OverridesBase = create_model(  # type: ignore[call-overload]
+    "_OverridesBase", __base__=_Strict, **{k: _optional(f) for k, f in _OVERRIDE_FIELDS.items()})
+
+
+class _Overrides(_OverridesBase):  # type: ignore[misc, valid-type]
     """Model (and, rarely, training) keys an arm overrides; unset keys come from ``model`` / ``train``."""
-
-    model: Literal["gcn", "ss_gn", "gts_gn"] | None = None
-    features: Literal["A", "B"] | None = None
-    points: Literal[14, 31, 68] | None = None
-    lam: bool | None = None
-    fusion_layer: int | None = Field(None, ge=1, le=4)
-    au_loss: str | None = None
-    beta: float | None = Field(None, ge=0)
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    lr: float | None = Field(None, gt=0)
-    weight_decay: float | None = Field(None, ge=0)
-    optimizer: Literal["adam", "adamw", "sgd"] | None = None
 
     def set_keys(self) -> dict[str, Any]:
         meta = ("name", "table", "baseline")
@@ -399,7 +382,9 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
     if spec.dataset.name not in _dataset_names():
         raise InputError(f"{source}: dataset.name: {spec.dataset.name!r} is unknown; allowed: "
                          + ", ".join(_dataset_names()))
-    if not spec.dataset.name.startswith("synthme") and spec.dataset.root is None:
+    from mer_model.data.dataset import is_synthetic
+
+    if not is_synthetic(spec.dataset.name) and spec.dataset.root is None:
         raise InputError(f"{source}: dataset.root: required for {spec.dataset.name}; allowed: the dataset "
                          "folder holding the coding spreadsheet and the subject frame folders")
     names: set[str] = set()

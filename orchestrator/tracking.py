@@ -19,7 +19,6 @@ import math
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +26,10 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-METRICS = ("accuracy", "uf1", "uar")
-PARENT = "mlflow.parentRunId"
-RUN_NAME = "mlflow.runName"
+from orchestrator import contract as C
+from orchestrator.contract import METRICS, FoldRecord, run_filter, search_runs, sqlite_path
 
-
-@dataclass
-class FoldRecord:
-    """What the driver keeps of one finished fold (from a worker, or read back from MLflow on resume)."""
-
-    arm: str
-    subject: str
-    status: str  # complete | failed
-    run_id: str | None
-    clips: list[str] = field(default_factory=list)
-    y_true: list[int] = field(default_factory=list)
-    y_pred: list[int] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    aau: dict[int, float] = field(default_factory=dict)  # layer -> W_r^2 / sum W^2
-    error: str = ""
-    node: str = ""
-    seconds: float = 0.0
+__all__ = ["METRICS", "FoldRecord"]  # re-exported: the contract's, not a second definition
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -59,8 +41,9 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
     ``artifact_root``: where a new experiment stores artifacts (local stores only; a tracking server
     decides itself when None).
     """
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
@@ -74,19 +57,9 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
     return client.create_experiment(experiment, artifact_location=location)
 
 
-def _search(client: MlflowClient, exp_id: str, flt: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([exp_id], flt, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _find_or_create(client: MlflowClient, exp_id: str, flt: str, name: str, tags: dict[str, str]) -> str:
     """The oldest run matching ``flt`` (newer duplicates deleted), reopened; else a new run."""
-    found = sorted(_search(client, exp_id, flt), key=lambda r: r.info.start_time or 0)
+    found = sorted(search_runs(client, exp_id, flt), key=lambda r: r.info.start_time or 0)
     for dup in found[1:]:
         client.delete_run(dup.info.run_id)
     if found:
@@ -97,37 +70,25 @@ def _find_or_create(client: MlflowClient, exp_id: str, flt: str, name: str, tags
 
 
 def open_sweep_run(client: MlflowClient, exp_id: str, sweep_id: str, tags: dict[str, str]) -> str:
-    tags = {"mer.kind": "sweep", "mer.sweep_id": sweep_id, **tags}
-    flt = f"tags.`mer.kind` = 'sweep' and tags.`mer.sweep_id` = '{sweep_id}'"
+    tags = {C.KIND: C.SWEEP, C.SWEEP_ID: sweep_id, **tags}
+    flt = run_filter(C.SWEEP, sweep_id=sweep_id)
     run_id = _find_or_create(client, exp_id, flt, f"sweep-{sweep_id}", tags)
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     return run_id
 
 
 def open_config_run(
-    client: MlflowClient, exp_id: str, sweep_run_id: str, arm: str, tags: dict[str, str],
+    client: MlflowClient, exp_id: str, *, sweep_run_id: str, arm: str, tags: dict[str, str],
     params: dict[str, Any],
 ) -> str:
     """Find-or-create the config run of ``arm`` (a child of the sweep run) and log its params."""
-    sweep_id = tags["mer.sweep_id"]
-    tags = {"mer.kind": "config", "mer.arm": arm, PARENT: sweep_run_id, **tags}
-    flt = (f"tags.`mer.kind` = 'config' and tags.`mer.sweep_id` = '{sweep_id}' and "
-           f"tags.`mer.arm` = {_lit(arm)}")
-    run_id = _find_or_create(client, exp_id, flt, arm, tags)
+    sweep_id = tags[C.SWEEP_ID]
+    tags = {C.KIND: C.CONFIG, C.ARM: arm, C.PARENT: sweep_run_id, **tags}
+    run_id = _find_or_create(client, exp_id, run_filter(C.CONFIG, sweep_id=sweep_id, arm=arm), arm, tags)
     existing = client.get_run(run_id).data.params
     new = [Param(k, _param(v)) for k, v in params.items() if k not in existing]
     client.log_batch(run_id, params=new, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     return run_id
-
-
-def _lit(s: str) -> str:
-    """``s`` as a string literal of MLflow's search filter, which has no escapes: an arm named ``Wei's``
-    is found only as ``"Wei's"`` (``'Wei\\'s'`` matches nothing, so resume would miss its runs)."""
-    if "'" not in s:
-        return f"'{s}'"
-    if '"' not in s:
-        return f'"{s}"'
-    raise ValueError(f"name {s!r}: has both quote characters; MLflow's search filter cannot express it")
 
 
 def _param(v: Any) -> str:
@@ -136,25 +97,32 @@ def _param(v: Any) -> str:
 
 def _is_done(run: Any) -> bool:
     """A fold run counts as done when FINISHED with ``mer.status=complete`` (written last by the worker)."""
-    return run.info.status == "FINISHED" and run.data.tags.get("mer.status") == "complete"
+    return run.info.status == "FINISHED" and run.data.tags.get(C.STATUS) == "complete"
+
+
+FoldKey = tuple[str, str]  # (arm, subject)
+
+
+def fold_key(tags: Mapping[str, str]) -> FoldKey:
+    """The key resume uses for a fold run (docs/architecture.md)."""
+    return tags.get(C.ARM, ""), tags.get(C.SUBJECT, "")
 
 
 def scan_folds(
     client: MlflowClient, exp_id: str, sweep_id: str,
-) -> tuple[dict[tuple[str, str], FoldRecord], dict[tuple[str, str], list[str]]]:
-    """Done folds of a sweep keyed (arm, subject), and the other fold runs' ids by the same key.
+) -> tuple[dict[FoldKey, FoldRecord], dict[FoldKey, list[str]]]:
+    """Done folds of a sweep by :func:`fold_key`, and the other fold runs' ids by the same key.
 
     Done = MLflow status FINISHED and ``mer.status=complete`` (written last by the worker). Duplicate done
     runs are deleted here. The rest (RUNNING orphans of a killed driver, partial bursts, failed folds) is
     returned as *stale*: the driver deletes them when it reruns that config (a finished Optuna trial keeps
     its failed folds on record).
     """
-    flt = f"tags.`mer.kind` = 'fold' and tags.`mer.sweep_id` = '{sweep_id}'"
-    done: dict[tuple[str, str], FoldRecord] = {}
-    stale: dict[tuple[str, str], list[str]] = {}
-    for run in sorted(_search(client, exp_id, flt), key=lambda r: r.info.start_time or 0):
-        tags = run.data.tags
-        key = (tags.get("mer.arm", ""), tags.get("mer.subject", ""))
+    done: dict[FoldKey, FoldRecord] = {}
+    stale: dict[FoldKey, list[str]] = {}
+    runs = search_runs(client, exp_id, run_filter(C.FOLD, sweep_id=sweep_id))
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        key = fold_key(run.data.tags)
         ok = _is_done(run)
         if ok and key in done:
             client.delete_run(run.info.run_id)
@@ -165,17 +133,15 @@ def scan_folds(
     return done, stale
 
 
-def delete_partial_folds(client: MlflowClient, exp_id: str, sweep_id: str, arm: str, subject: str) -> int:
+def delete_partial_folds(client: MlflowClient, exp_id: str, *, sweep_id: str, arm: str, subject: str) -> int:
     """Delete the fold runs of (arm, subject) in this sweep that are not done; return how many.
 
     For a worker that died under a fold: it may have died inside ``log_fold_run``'s burst, leaving a run
     that is not FINISHED+complete. The driver calls this before the retry, so the sweep ends with one run
     per fold even without a later resume (whose ``scan_folds`` would otherwise be what removes it).
     """
-    flt = (f"tags.`mer.kind` = 'fold' and tags.`mer.sweep_id` = '{sweep_id}' and "
-           f"tags.`mer.arm` = {_lit(arm)} and tags.`mer.subject` = {_lit(subject)}")
     n = 0
-    for run in _search(client, exp_id, flt):
+    for run in search_runs(client, exp_id, run_filter(C.FOLD, sweep_id=sweep_id, arm=arm, subject=subject)):
         if not _is_done(run):
             client.delete_run(run.info.run_id)
             n += 1
@@ -184,84 +150,72 @@ def delete_partial_folds(client: MlflowClient, exp_id: str, sweep_id: str, arm: 
 
 def config_run_status(client: MlflowClient, exp_id: str, sweep_id: str, arm: str) -> tuple[str, str | None]:
     """(``mer.status`` tag, run id) of the config run of ``arm``; ("", None) when there is none."""
-    flt = (f"tags.`mer.kind` = 'config' and tags.`mer.sweep_id` = '{sweep_id}' and "
-           f"tags.`mer.arm` = {_lit(arm)}")
-    runs = _search(client, exp_id, flt)
+    runs = search_runs(client, exp_id, run_filter(C.CONFIG, sweep_id=sweep_id, arm=arm))
     if not runs:
         return "", None
-    return runs[0].data.tags.get("mer.status", ""), runs[0].info.run_id
+    return runs[0].data.tags.get(C.STATUS, ""), runs[0].info.run_id
 
 
 def _read_fold(client: MlflowClient, run: Any) -> FoldRecord:
     tags, metrics = run.data.tags, run.data.metrics
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(run.info.run_id, "predictions.csv", tmp)
+        path = client.download_artifacts(run.info.run_id, C.PREDICTIONS_CSV, tmp)
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-    pre = "aau_weight_layer"
+    pre = C.AAU_METRIC_PREFIX
     aau = {int(k[len(pre):]): v for k, v in metrics.items() if k.startswith(pre)}
     return FoldRecord(
-        arm=tags["mer.arm"], subject=tags["mer.subject"], status="complete", run_id=run.info.run_id,
+        arm=tags[C.ARM], subject=tags[C.SUBJECT], status="complete", run_id=run.info.run_id,
         clips=[r["clip"] for r in rows], y_true=[int(r["y_true"]) for r in rows],
         y_pred=[int(r["y_pred"]) for r in rows], metrics={m: metrics[m] for m in METRICS if m in metrics},
-        aau=aau, node=tags.get("mer.node", ""),
+        aau=aau, node=tags.get(C.NODE, ""),
     )
 
 
-def config_summary(folds: Sequence[FoldRecord], n_folds: int, num_classes: int) -> dict[str, float]:
-    """Pooled metrics over the complete folds' concatenated predictions + per-fold mean / std.
+def config_summary(folds: Sequence[FoldRecord], n_folds: int, num_classes: int) -> dict[str, Any]:
+    """Pooled metrics over the complete folds' concatenated predictions + per-fold mean / std, with
+    ``mer_model.metrics`` (the one implementation); ``"confusion"``: the pooled confusion matrix.
 
     Only meaningful when every fold is complete; the caller marks the config incomplete otherwise.
     """
-    from mer_model.metrics import classification_metrics
+    from mer_model.metrics import fold_metrics, pooled_metrics
 
-    ok = [f for f in folds if f.status == "complete"]
-    out: dict[str, float] = {"n_folds": float(n_folds), "n_failed": float(n_folds - len(ok))}
+    ok = [f for f in folds if f.ok]
+    out: dict[str, Any] = {"n_folds": float(n_folds), "n_failed": float(n_folds - len(ok))}
     if not ok:
         return out
-    y_true = np.concatenate([np.asarray(f.y_true, dtype=np.int64) for f in ok])
-    y_pred = np.concatenate([np.asarray(f.y_pred, dtype=np.int64) for f in ok])
-    pooled = classification_metrics(y_true, y_pred, num_classes)
-    for m in METRICS:
-        out[m] = float(pooled[m])
-        per = np.array([f.metrics[m] for f in ok], dtype=float)
-        out[f"fold_mean_{m}"] = float(per.mean())
-        out[f"fold_std_{m}"] = float(per.std())
+    pairs = [(np.asarray(f.y_true, dtype=np.int64), np.asarray(f.y_pred, dtype=np.int64)) for f in ok]
+    pooled = pooled_metrics(pairs, num_classes)
+    out.update({m: float(pooled[m]) for m in METRICS})
+    out.update(fold_metrics(pairs, num_classes))
+    out["confusion"] = pooled["confusion"]
     return out
 
 
 def finish_config_run(
-    client: MlflowClient, run_id: str, folds: Sequence[FoldRecord], summary: dict[str, float], status: str,
+    client: MlflowClient, run_id: str, *, folds: Sequence[FoldRecord], summary: dict[str, Any], status: str,
     class_names: Sequence[str],
 ) -> None:
     """Pooled metrics (only for a complete config), confusion CSV + PNG, predictions CSV, ``mer.status``."""
     # An incomplete / pruned config gets no pooled value: a partial mean would read as a result.
+    scalars = {k: v for k, v in summary.items() if k != "confusion"}
     counts = ("n_folds", "n_failed")
-    keep = summary if status == "complete" else {k: summary[k] for k in counts if k in summary}
+    keep = scalars if status == "complete" else {k: scalars[k] for k in counts if k in scalars}
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in keep.items()])
-    ok = [f for f in folds if f.status == "complete"]
+    ok = [f for f in folds if f.ok]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        with open(d / "predictions.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["subject", "clip", "y_true", "y_pred"])
-            for fr in ok:
-                w.writerows(zip([fr.subject] * len(fr.clips), fr.clips, fr.y_true, fr.y_pred, strict=True))
-        if ok:
-            from sklearn.metrics import confusion_matrix
-
-            y_true = np.concatenate([np.asarray(f.y_true) for f in ok])
-            y_pred = np.concatenate([np.asarray(f.y_pred) for f in ok])
-            cm = confusion_matrix(y_true, y_pred, labels=list(range(len(class_names))))
-            with open(d / "confusion.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["true\\pred", *class_names])
-                for name, row in zip(class_names, cm, strict=True):
-                    w.writerow([name, *row.tolist()])
-            _confusion_png(cm, class_names, d / "confusion.png")
+        write_csv(d / C.PREDICTIONS_CSV, C.PREDICTION_COLUMNS,
+                  [r for f in ok
+                   for r in zip([f.subject] * len(f.clips), f.clips, f.y_true, f.y_pred, strict=True)])
+        cm = summary.get("confusion")
+        if ok and cm is not None:
+            write_csv(d / C.CONFUSION_CSV, ["true\\pred", *class_names],
+                      [[name, *row.tolist()] for name, row in zip(class_names, cm, strict=True)])
+            _confusion_png(cm, class_names, d / C.CONFUSION_PNG)
         client.log_artifacts(run_id, tmp)
-    client.set_tag(run_id, "mer.status", status)
+    client.set_tag(run_id, C.STATUS, status)
     client.set_terminated(run_id, "FINISHED")
 
 
@@ -288,19 +242,18 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) 
 
 
 def finish_sweep_run(
-    client: MlflowClient, run_id: str, spec_text: str, arms_header: Sequence[str],
+    client: MlflowClient, run_id: str, *, spec_text: str, arms_header: Sequence[str],
     arms_rows: Sequence[Sequence[Any]], aau_rows: Sequence[Sequence[Any]], status: str,
 ) -> None:
     """``spec.yaml``, ``tables/arms.csv`` (spec order) and ``tables/aau_weights.csv`` (paper Table VIII:
     one block of rows per AAU arm: ``arm, subject, layer1..layer4``, ending with the arm's average)."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        (d / "spec.yaml").write_text(spec_text)
-        write_csv(d / "tables" / "arms.csv", arms_header, arms_rows)
-        write_csv(d / "tables" / "aau_weights.csv",
-                  ["arm", "subject", "layer1", "layer2", "layer3", "layer4"], aau_rows)
+        (d / C.SPEC_YAML).write_text(spec_text)
+        write_csv(d / C.ARMS_CSV, arms_header, arms_rows)
+        write_csv(d / C.AAU_CSV, C.AAU_COLUMNS, aau_rows)
         client.log_artifacts(run_id, tmp)
-    client.set_tag(run_id, "mer.status", status)
+    client.set_tag(run_id, C.STATUS, status)
     client.set_terminated(run_id, "FINISHED")
 
 
@@ -308,17 +261,18 @@ def finish_sweep_run(
 
 
 def log_fold_run(
-    client: MlflowClient, exp_id: str, parent_run_id: str, tags: Mapping[str, str],
-    metrics: Mapping[str, float], loss_curve: Sequence[float], lam: Mapping[str, np.ndarray] | None,
-    predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None, status: str,
+    client: MlflowClient, exp_id: str, parent_run_id: str, *, tags: Mapping[str, str],
+    metrics: Mapping[str, float], status: str, loss_curve: Sequence[float] = (),
+    lam: Mapping[str, np.ndarray] | None = None,
+    predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None = None,
     model: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> str:
     """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED.
 
     ``model``: (state_dict, model.json content) logged as ``model/`` (``mer_model.predict.save_model``)
     before the status, so a complete fold run of a ``save_models`` sweep always has its model."""
-    name = f"{tags['mer.arm']}/{tags['mer.subject']}"
-    run = client.create_run(exp_id, tags={**tags, PARENT: parent_run_id, "mer.kind": "fold"}, run_name=name)
+    name = f"{tags[C.ARM]}/{tags[C.SUBJECT]}"
+    run = client.create_run(exp_id, tags={**tags, C.PARENT: parent_run_id, C.KIND: C.FOLD}, run_name=name)
     run_id = run.info.run_id
     now = int(time.time() * 1000)
     ms = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(v)]
@@ -327,23 +281,28 @@ def log_fold_run(
         client.log_batch(run_id, metrics=ms[i:i + 900])
     if lam or predictions or model:
         with tempfile.TemporaryDirectory() as tmp:
-            d = Path(tmp)
+            _fold_artifacts(Path(tmp), tags[C.SUBJECT], lam, predictions)
             if model is not None:
                 from mer_model.predict import save_model
 
-                save_model(d / "model", *model)
-            if predictions is not None:
-                clips, y_true, y_pred = predictions
-                write_csv(d / "predictions.csv", ["subject", "clip", "y_true", "y_pred"],
-                          zip([tags["mer.subject"]] * len(clips), clips, y_true, y_pred, strict=True))
-            for key, arr in (lam or {}).items():
-                (d / "lam").mkdir(exist_ok=True)
-                np.save(d / "lam" / f"{key}.npy", arr)
-                _heatmap(arr, d / "lam" / f"{key}.png")
+                save_model(Path(tmp) / "model", *model)
             client.log_artifacts(run_id, tmp)
-    client.set_tag(run_id, "mer.status", status)
+    client.set_tag(run_id, C.STATUS, status)
     client.set_terminated(run_id, "FINISHED" if status == "complete" else "FAILED")
     return run_id
+
+
+def _fold_artifacts(d: Path, subject: str, lam: Mapping[str, np.ndarray] | None,
+                    predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None) -> None:
+    """``predictions.csv`` and ``lam/<key>.npy`` + ``.png`` of one fold, written into ``d``."""
+    if predictions is not None:
+        clips, y_true, y_pred = predictions
+        write_csv(d / C.PREDICTIONS_CSV, C.PREDICTION_COLUMNS,
+                  zip([subject] * len(clips), clips, y_true, y_pred, strict=True))
+    for key, arr in (lam or {}).items():
+        (d / C.LAM_DIR).mkdir(exist_ok=True)
+        np.save(d / C.LAM_DIR / f"{key}.npy", arr)
+        _heatmap(arr, d / C.LAM_DIR / f"{key}.png")
 
 
 def _heatmap(a: np.ndarray, path: Path) -> None:

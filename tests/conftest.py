@@ -1,6 +1,8 @@
 """Shared test settings, and the shared `finished_sweep` fixture (one small real sweep per session)."""
 
 import os
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,42 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Keep Ray from phoning home or printing its usage-stats banner in every test.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+# ---------------------------------------------------------------------------------------- shared helpers
+# Imported by test modules as `from conftest import ...` (tests/ is on sys.path, as for fold_data.py).
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (every server in the tests binds loopback)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procs_mentioning(text: str) -> list[int]:
+    """PIDs (other than this one) whose command line contains ``text`` (a test's unique folder)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread: these tiny models only lose from two threads on a shared 2-core runner,
+    and exactness checks need the worker's float reductions (cpu_per_fold 1)."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
 
 
 # --------------------------------------------------------------------------------------- shared fixtures

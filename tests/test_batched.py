@@ -32,12 +32,7 @@ FOLDS = [(_split(20, 0), _split(4, 10)), (_split(13, 1), _split(5, 11)), (_split
 SEEDS = [0, 1, 2, 5]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture

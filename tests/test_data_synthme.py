@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mer_model.data import load_dataset, load_raw, objective_class
-from mer_model.data.dataset import magnify
+from mer_model.data.raw import magnify
 from mer_model.data.synthme import AU_NUMBERS, au_templates, generate
 from mer_model.errors import InputError
 

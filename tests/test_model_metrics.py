@@ -37,3 +37,20 @@ def test_pooled_differs_from_fold_mean():
 def test_bad_shapes_refused():
     with pytest.raises(ValueError, match="equal-length"):
         classification_metrics([0, 1], [0], num_classes=2)
+
+
+def test_metrics_from_confusion_equal_scikit_learn_with_absent_and_unpredicted_classes():
+    from mer_model.metrics import metrics_from_confusion
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        n = int(rng.integers(1, 25))
+        yt = rng.integers(0, 4, n)  # class 4 never occurs in truth; some draws miss more classes
+        yp = rng.integers(0, 5, n)
+        want = classification_metrics(yt, yp, 5)
+        got = metrics_from_confusion(want["confusion"])
+        for m in ("accuracy", "uf1", "uar"):
+            assert float(got[m]) == pytest.approx(want[m])
+    # vectorised over leading axes: a stack of matrices gives one value each
+    stack = np.stack([classification_metrics(yt, yp, 5)["confusion"]] * 3)
+    assert metrics_from_confusion(stack)["uf1"].shape == (3,)

@@ -10,14 +10,7 @@ from fold_data import Split, make_split
 from mer_model import FoldResult, classification_metrics, train_fold
 from mer_model.errors import InputError
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: these tiny models only lose from two threads on a shared 2-core runner."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 FAST = dict(model="gts_gn", fusion_layer=2, epochs=2, batch_size=8)

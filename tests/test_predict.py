@@ -170,9 +170,9 @@ def test_predict_on_a_casme2_root_goes_through_dlib_and_the_cache(swept: dict, t
     cache, class setup and magnification as training, then the model; without --dataset a SynthME model
     cannot tell the layout: exit 2."""
     import mlflow
+    from real_fixtures import write_casme2
 
     from mer_model.data import load_dataset
-    from mer_model.data.fixtures import write_casme2
 
     root, cache = tmp_path / "casme2", tmp_path / "cache"
     write_casme2(root)

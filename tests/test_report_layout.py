@@ -98,6 +98,11 @@ def _log_config(
     if status is None:
         status = "complete" if len(ok) == len(SUBJECTS) else "incomplete"
     metrics = {"n_folds": len(SUBJECTS), "n_failed": len(SUBJECTS) - len(ok)}
+    if ok:  # clip-level predictions of the complete folds, as the sweep logs them (one seed: no seed column)
+        pred = pd.concat(ok)
+        pred.insert(1, "clip", [f"{s}_c{i}" for s, i in zip(pred["subject"], range(len(pred)), strict=True)])
+        pred.to_csv(tmp_path / "predictions.csv", index=False)
+        client.log_artifact(rid, str(tmp_path / "predictions.csv"))
     if status == "complete":
         allp = pd.concat(ok)
         accs = [np.mean(p.y_true == p.y_pred) for p in ok]
@@ -223,12 +228,33 @@ def test_table_rows_are_the_runs_values_in_spec_order(layout_sweep, layout_repor
     assert {"lam", "au_loss"} <= set(t.columns) and "beta" not in t.columns
 
 
-def test_significance_marks_the_constructed_difference_only(layout_report):
-    s = pd.read_csv(layout_report / "tables/significance_V.csv").set_index("arm")
+def test_significance_marks_the_constructed_difference_only(layout_sweep, layout_report, tmp_path):
+    full = pd.read_csv(layout_report / "tables/significance_V.csv")
+    assert set(full["metric"]) == {"accuracy", "uf1", "uar"} and len(full) == 3 * 3
+    s = full[full["metric"] == "accuracy"].set_index("arm")
     assert set(s["baseline"]) == {"gts_gn"}
-    assert s.loc["gts_gn+lam+aau", "significant"] and s.loc[
-        "gts_gn+lam+aau", "p_permutation"
-    ] == pytest.approx(2 / 2**6)
+    # better on all 6 subjects: the smallest sign-flip p, 2/2^6; Holm over the table's 9 tests (3 arms x
+    # 3 metrics) multiplies the smallest p by up to 9: not significant after correction with 6 subjects
+    assert s.loc["gts_gn+lam+aau", "p_permutation"] == pytest.approx(2 / 2**6)
+    assert s.loc["gts_gn+lam+aau", "p_adj"] > 0.05 and not s.loc["gts_gn+lam+aau", "significant"]
+    assert (full["correction"] == "holm").all() and "9 tests" in full.loc[0, "family"]
+    assert "no row can reach p_adj < 0.05 (floor 0.281)" in full.loc[0, "family"]  # 9 x 2/2^6
+    # uncorrected, the same p is significant
+    out = tmp_path / "none"
+    args = [
+        "report",
+        "--experiment",
+        "layout-sweep",
+        "--tracking-uri",
+        layout_sweep["uri"],
+        "--out",
+        str(out),
+    ]
+    assert CliRunner().invoke(main, [*args, "--correction", "none"]).exit_code == 0
+    raw = pd.read_csv(out / "tables/significance_V.csv")
+    raw = raw[raw["metric"] == "accuracy"].set_index("arm")
+    assert raw.loc["gts_gn+lam+aau", "significant"] and (raw["p_adj"] == raw["p_permutation"]).all()
+    assert "Multiple comparisons: family" in (layout_report / "report.md").read_text()
     # identical per-subject accuracies: no difference at all
     assert s.loc["gts_gn+lam", "p_permutation"] == 1.0 and not s.loc["gts_gn+lam", "significant"]
     assert s.loc["gts_gn+lam", "pooled_diff"] == 0.0
@@ -332,6 +358,6 @@ def test_bad_input_is_one_line_and_exit_2(layout_sweep, tmp_path, args):
     res = CliRunner().invoke(main, ["report", *args, "--out", str(tmp_path / "r")])
     assert res.exit_code == 2, res.output
     err = res.stderr.strip()
-    assert err.startswith("error:") and len(err.splitlines()) == 1
+    assert len(err.splitlines()) == 1 and ("experiment" in err or "tracking" in err or "storage" in err), err
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))
     assert not (tmp_path.parent / "nonexistent").exists()

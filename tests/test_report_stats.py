@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator.report import stats, tables
+from mer_model.metrics import classification_metrics
+from orchestrator.report import significance, stats, tables
 
 
 def _subjects(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -14,56 +15,174 @@ def _subjects(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(0.3, 0.7, n), rng.integers(3, 20, n).astype(float)
 
 
-def test_arm_better_on_every_subject_gets_a_small_p_and_a_ci_above_zero():
-    base, n = _subjects(16)
+def test_permutation_and_wilcoxon_see_a_consistent_improvement():
+    base, _ = _subjects(16)
     better = np.clip(base + np.random.default_rng(1).uniform(0.08, 0.15, 16), 0, 1)
-    c = stats.compare_paired(better, base, n)
-    assert c.p_permutation < 0.001 and c.p_wilcoxon < 0.001 and c.significant
-    assert 0 < c.ci_low < c.pooled_diff < c.ci_high
-    # the pooled difference is correct / total over subjects, not the mean of per-subject differences
-    pooled = (np.round(better * n).sum() - np.round(base * n).sum()) / n.sum()
-    assert c.pooled_diff == pytest.approx(pooled)
+    assert stats.permutation_p(better, base) < 0.001 and stats.wilcoxon_p(better, base) < 0.001
 
 
-def test_identical_arms_get_p_one_and_a_zero_width_ci():
-    base, n = _subjects(16)
-    c = stats.compare_paired(base.copy(), base, n)
-    assert c.p_permutation == 1.0 and c.p_wilcoxon == 1.0 and not c.significant
-    assert c.pooled_diff == c.ci_low == c.ci_high == 0.0
+def test_identical_or_single_pairs_get_p_one():
+    base, _ = _subjects(16)
+    assert stats.permutation_p(base.copy(), base) == 1.0 and stats.wilcoxon_p(base.copy(), base) == 1.0
+    assert stats.permutation_p(np.array([0.9]), np.array([0.1])) == 1.0
 
 
-def test_noise_only_is_not_significant_and_its_ci_covers_zero():
-    base, n = _subjects(16, seed=3)
-    noisy = np.clip(base + np.random.default_rng(4).normal(0, 0.05, 16), 0, 1)
-    noisy -= np.mean(noisy - base)  # no systematic difference by construction
-    c = stats.compare_paired(noisy, base, n)
-    assert c.p_permutation > 0.3 and not c.significant
-    assert c.ci_low < 0 < c.ci_high
+def test_three_subjects_cannot_reach_significance():
+    base, _ = _subjects(3)
+    assert stats.min_attainable_p(3) == 0.25
+    assert stats.permutation_p(base + 0.3, base) == pytest.approx(0.25)
 
 
-def test_three_subjects_cannot_reach_significance_and_say_so():
-    base, n = _subjects(3)
-    c = stats.compare_paired(base + 0.3, base, n)
-    assert c.min_p == 0.25 and c.p_permutation == pytest.approx(0.25) and not c.significant
+def _holm_reference(p: np.ndarray) -> np.ndarray:
+    """Holm by its definition: reject in ascending order while p_(i) <= alpha / (m - i + 1); the adjusted
+    p of H_i is the smallest alpha at which it is rejected (searched on a fine grid)."""
+    grid = np.linspace(0, 1, 20001)
+    m, order = len(p), np.argsort(p)
+    adj = np.ones(m)
+    for alpha in grid[::-1]:
+        for rank, i in enumerate(order):
+            if p[i] > alpha / (m - rank):
+                break
+            adj[i] = alpha
+    return adj
 
 
-def test_one_common_subject_gives_p_one_not_an_error():
-    c = stats.compare_paired(np.array([0.9]), np.array([0.1]), np.array([5.0]))
-    assert c.n_subjects == 1 and c.p_permutation == 1.0 and c.p_wilcoxon == 1.0 and not c.significant
-    assert c.pooled_diff == pytest.approx(0.8)
+def test_holm_and_bh_on_a_hand_checked_family():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # Holm: sorted 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    assert stats.adjust_pvalues(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # BH: sorted p*4/rank = 0.02, 0.02, 0.04, 0.04 (already monotone)
+    assert stats.adjust_pvalues(p, "bh") == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    assert stats.adjust_pvalues(p, "none") == pytest.approx(p)
+    # a test that could not be run (NaN) is neither counted in the family nor given a p
+    with_nan = stats.adjust_pvalues(np.array([0.01, np.nan, 0.04]), "holm")
+    assert np.isnan(with_nan[1]) and with_nan[[0, 2]] == pytest.approx([0.02, 0.04])
+    with pytest.raises(ValueError, match="holm"):
+        stats.adjust_pvalues(p, "bonferoni")
 
 
-def test_swapping_arms_flips_the_difference_not_the_p():
-    base, n = _subjects(10, seed=5)
-    other = np.clip(base + np.random.default_rng(6).normal(0.05, 0.05, 10), 0, 1)
-    ab, ba = stats.compare_paired(other, base, n), stats.compare_paired(base, other, n)
-    assert ab.pooled_diff == pytest.approx(-ba.pooled_diff)
-    assert ab.p_permutation == pytest.approx(ba.p_permutation, abs=0.02)
-    assert ab.p_wilcoxon == pytest.approx(ba.p_wilcoxon)
+def test_holm_matches_its_definition_on_random_families():
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        p = np.round(rng.uniform(0, 0.2, 6), 4)
+        assert stats.holm(p) == pytest.approx(_holm_reference(p), abs=1e-4)
+
+
+def _preds(seed: int, subject: str, y_true, y_pred) -> pd.DataFrame:
+    return pd.DataFrame({"seed": seed, "subject": subject, "y_true": y_true, "y_pred": y_pred})
+
+
+def test_bootstrap_resamples_whole_subjects():
+    # subject A: the arm is right on all 10 clips, the baseline wrong on all; subject B: both identical.
+    # Resampling subjects, a resample is AA (diff 1), AB/BA (0.5) or BB (0), each pair of draws 1/4, 1/2,
+    # 1/4: the 95% percentile interval is exactly [0, 1]. Resampling clips would give a narrow interval.
+    y = np.array([0, 1] * 5)
+    arm = pd.concat([_preds(0, "A", y, y), _preds(0, "B", y, 1 - y)])
+    base = pd.concat([_preds(0, "A", y, 1 - y), _preds(0, "B", y, 1 - y)])
+    ca = stats.subject_confusions(arm, ["A", "B"], [0], 2)
+    cb = stats.subject_confusions(base, ["A", "B"], [0], 2)
+    diff, lo, hi = stats.bootstrap_pooled_diff(ca, cb, "accuracy", n_resamples=2000)
+    assert diff == pytest.approx(0.5) and lo == 0.0 and hi == 1.0
+
+
+def test_bootstrap_point_is_the_seed_mean_of_scikit_learn_pooled_differences():
+    rng = np.random.default_rng(3)
+    subjects, seeds, frames = ["s1", "s2", "s3", "s4"], [0, 1], {"arm": [], "base": []}
+    for k in seeds:
+        for s in subjects:
+            yt = rng.integers(0, 3, 7)
+            frames["arm"].append(_preds(k, s, yt, np.where(rng.random(7) < 0.7, yt, rng.integers(0, 3, 7))))
+            frames["base"].append(_preds(k, s, yt, rng.integers(0, 3, 7)))
+    arm, base = pd.concat(frames["arm"]), pd.concat(frames["base"])
+    ca, cb = (stats.subject_confusions(d, subjects, seeds, 3) for d in (arm, base))
+    for m in ("accuracy", "uf1", "uar"):
+        want = np.mean(
+            [
+                classification_metrics(a.y_true, a.y_pred, 3)[m]
+                - classification_metrics(b.y_true, b.y_pred, 3)[m]
+                for a, b in ((arm[arm.seed == k], base[base.seed == k]) for k in seeds)
+            ]
+        )
+        diff, lo, hi = stats.bootstrap_pooled_diff(ca, cb, m, n_resamples=500)
+        assert diff == pytest.approx(want) and lo <= diff <= hi
+
+
+def test_seed_noise_is_the_larger_seed_sd():
+    assert stats.seed_sd(np.array([0.40, 0.44])) == pytest.approx(np.std([0.40, 0.44], ddof=1))
+    assert np.isnan(stats.seed_sd(np.array([0.4])))
+    assert stats.inside_seed_noise(0.02, 0.01, 0.03) is True
+    assert stats.inside_seed_noise(0.05, 0.01, 0.03) is False
+    assert stats.inside_seed_noise(0.05, np.nan, np.nan) is None  # one seed: cannot be told
+
+
+def _two_seed_sweep(shift: dict[str, float], subjects, fail=()):
+    """configs / folds / predictions frames of arms whose clip predictions are right with probability
+    0.4 + shift[arm] (+ a seed-dependent wobble), two seeds, 12 clips per subject, 3 classes."""
+    rng = np.random.default_rng(11)
+    configs = pd.DataFrame(
+        {
+            "run_id": [f"r-{a}" for a in shift],
+            "arm": list(shift),
+            "table": "V",
+            "status": "complete",
+            "baseline": False,
+            "run_status": "FINISHED",
+            "param.num_classes": "3",
+        }
+    )
+    folds, preds = [], {}
+    for arm, d in shift.items():
+        frames = []
+        for k in (0, 1):
+            for s in subjects:
+                yt = rng.integers(0, 3, 12)
+                yp = np.where(rng.random(12) < 0.4 + d + 0.03 * k, yt, (yt + 1) % 3)
+                frames.append(_preds(k, s, yt, yp))
+                m = classification_metrics(yt, yp, 3)
+                failed = (arm, k, s) in fail
+                folds.append(
+                    {"config_run_id": f"r-{arm}", "subject": s, "seed": k, "n_test": 12.0,
+                     "status": "failed" if failed else "complete",
+                     **{x: np.nan if failed else m[x] for x in ("accuracy", "uf1", "uar")}}
+                )  # fmt: skip
+        preds[f"r-{arm}"] = pd.concat(frames)
+    return configs, pd.DataFrame(folds), preds
+
+
+def test_per_subject_averages_seeds_and_drops_a_subject_failed_on_one_seed():
+    subjects = ["s1", "s2", "s3"]
+    configs, folds, _ = _two_seed_sweep({"a": 0.0}, subjects, fail={("a", 1, "s2")})
+    ps = significance.per_subject(folds, "r-a")
+    assert list(ps.index) == ["s1", "s3"]
+    f = folds[folds.subject == "s3"]
+    assert ps.loc["s3", "uf1"] == pytest.approx(f["uf1"].mean())
+
+
+def test_significance_table_corrects_the_family_and_words_the_seed_noise():
+    subjects = [f"s{i}" for i in range(1, 9)]
+    configs, folds, preds = _two_seed_sweep({"base": 0.0, "big": 0.5, "same": 0.0}, subjects)
+    sig = significance.significance_table(configs, folds, "V", preds, correction="holm")
+    assert list(sig["metric"]) == ["accuracy", "uf1", "uar"] * 2 and set(sig["baseline"]) == {"base"}
+    assert sig["p_adj"].to_numpy() == pytest.approx(stats.holm(sig["p_permutation"].to_numpy()))
+    assert (sig["significant"] == (sig["p_adj"] < 0.05)).all() and (sig["correction"] == "holm").all()
+    assert "6 tests" in sig.loc[0, "family"] and "Holm" in sig.loc[0, "family"]
+    assert "no row can reach" not in sig.loc[0, "family"]  # 6 x 2/2^8 < 0.05: significance is reachable
+    big = sig[sig.arm == "big"]
+    assert big["significant"].all() and (big["ci_low"] > 0).all() and (big["n_seeds"] == 2).all()
+    assert not big["inside_seed_noise"].any()
+    same = sig[sig.arm == "same"].set_index("metric")
+    # "same" differs from the baseline only by clip-level chance: whatever the p, a |diff| under the
+    # larger seed sd is worded as inside the seed noise
+    for _, row in same.iterrows():
+        inside = abs(row["pooled_diff"]) < row["seed_sd"]
+        assert row["inside_seed_noise"] == inside and ("inside the seed noise" in row["verdict"]) == inside
+    none = significance.significance_table(configs, folds, "V", preds, correction="none")
+    assert none["p_adj"].to_numpy() == pytest.approx(none["p_permutation"].to_numpy())
+    assert (none["p_adj"] <= sig["p_adj"] + 1e-12).all()
 
 
 def test_significance_table_pairs_only_common_completed_subjects():
-    # baseline completed s1..s6; arm "a" failed s2 and never ran s6
+    # baseline completed s1..s6; arm "a" failed s2 and never ran s6; no predictions.csv: no pooled diff
     subjects = [f"s{i}" for i in range(1, 7)]
     configs = pd.DataFrame(
         {
@@ -91,12 +210,13 @@ def test_significance_table_pairs_only_common_completed_subjects():
             for s in subjects[:5]
         ]
     )
-    sig = tables.significance_table(configs, folds, "V")
+    sig = significance.significance_table(configs, folds, "V")
     assert list(sig["arm"]) == ["a"] and sig.loc[0, "baseline"] == "base"
     assert sig.loc[0, "n_subjects"] == 4  # s1, s3, s4, s5
-    assert sig.loc[0, "pooled_diff"] == pytest.approx(0.25)
+    assert sig.loc[0, "mean_diff"] == pytest.approx(0.25) and np.isnan(sig.loc[0, "pooled_diff"])
+    assert "no predictions.csv" in sig.loc[0, "verdict"]
     # the baseline tag overrides the first-arm rule
-    sig2 = tables.significance_table(configs.assign(baseline=[False, True]), folds, "V")
+    sig2 = significance.significance_table(configs.assign(baseline=[False, True]), folds, "V")
     assert list(sig2["arm"]) == ["base"] and sig2.loc[0, "baseline"] == "a"
 
 
@@ -121,3 +241,18 @@ def test_table_vii_grid_puts_each_arm_in_its_fusion_layer_and_loss_cell():
     ]
     assert g.loc["1", "AAU loss accuracy"] == 0.75 and g.loc["4", "AU loss uf1"] == 0.59
     assert np.isnan(g.loc["4", "AAU loss accuracy"])  # GTS-GN (layer 4) has no AAU arm, as in the paper
+
+
+def test_table_viii_with_two_seeds_keeps_one_row_per_seed_and_averages_every_complete_fold():
+    folds = pd.DataFrame(
+        [
+            {"config_run_id": "r", "subject": s, "seed": k, "status": "complete",
+             "aau_weight_layer1": w, "aau_weight_layer2": 1 - w}
+            for (s, k, w) in [("s1", 0, 0.2), ("s1", 1, 0.4), ("s2", 0, 0.6), ("s2", 1, 0.8)]
+        ]
+    )  # fmt: skip
+    t = tables.aau_weight_table(folds, "r")
+    assert list(t.loc["s1", "seed"]) == [0, 1]
+    assert (
+        t.loc["Average", "layer1"] == pytest.approx(0.5) and "4 complete folds" in t.loc["Average", "status"]
+    )

@@ -80,7 +80,9 @@ def test_table_rows_are_the_config_runs(sweep, report):
 
 
 def test_significance_pairs_the_runs_per_subject_accuracies(sweep, report):
-    sig = pd.read_csv(report / "tables/significance_IV_a.csv").set_index("arm")
+    sig = pd.read_csv(report / "tables/significance_IV_a.csv")
+    assert set(sig["metric"]) == {"accuracy", "uf1", "uar"}
+    sig = sig[sig["metric"] == "accuracy"].set_index("arm")
     base, arm = sweep["folds"]["GCN+Type A"], sweep["folds"]["GTS-GN+LAM+AAU"]
     diffs = [arm[s].data.metrics["accuracy"] - base[s].data.metrics["accuracy"] for s in base]
     row = sig.loc["GTS-GN+LAM+AAU"]
@@ -92,6 +94,13 @@ def test_significance_pairs_the_runs_per_subject_accuracies(sweep, report):
     )
     assert row["pooled_diff"] == pytest.approx(pooled, abs=1e-9)
     assert row["ci_low"] <= row["pooled_diff"] <= row["ci_high"]
+    full = pd.read_csv(report / "tables/significance_IV_a.csv").set_index(["arm", "metric"])
+    for m in ("uf1", "uar"):  # recomputed from the config runs' predictions.csv: the logged pooled values
+        want = (
+            sweep["configs"]["GTS-GN+LAM+AAU"].data.metrics[m]
+            - sweep["configs"]["GCN+Type A"].data.metrics[m]
+        )
+        assert full.loc[("GTS-GN+LAM+AAU", m), "pooled_diff"] == pytest.approx(want, abs=1e-9)
     assert row["min_p"] == 0.25 and not row["significant"]  # 3 subjects can never reach p < 0.05
     # the diverging arm is compared only on the subjects whose fold completed
     ok = [s for s, f in sweep["folds"]["diverging"].items() if f.data.tags["mer.status"] == "complete"]

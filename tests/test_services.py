@@ -16,16 +16,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import free_port, procs_mentioning
 
 from mer_model.errors import InputError
 from orchestrator import services as svc
 from orchestrator.cli import main
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line_error(fn, *args, **kwargs) -> tuple[str, float]:  # noqa: ANN001
@@ -161,17 +156,7 @@ def test_cli_check_prints_sources_and_exits_2_on_failure(tmp_path: Path,
 UP = [sys.executable, "-m", "orchestrator.cli", "services", "up"]
 
 
-def _procs_mentioning(text: str) -> list[int]:
-    """PIDs whose command line contains ``text`` (here: this test's unique runs dir)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if text in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
+
 
 
 def _other_ipv4() -> str | None:
@@ -236,9 +221,9 @@ def test_services_up_serves_mlflow_on_loopback_and_stops_cleanly(tmp_path: Path)
         proc.terminate()  # SIGTERM to `mer-orch services up` only; it stops the server it started
         proc.wait(timeout=60)
     deadline = time.monotonic() + 30
-    while _procs_mentioning(str(runs)) and time.monotonic() < deadline:
+    while procs_mentioning(str(runs)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _procs_mentioning(str(runs)) == []  # no orphaned mlflow / uvicorn workers
+    assert procs_mentioning(str(runs)) == []  # no orphaned mlflow / uvicorn workers
     with socket.create_server(("127.0.0.1", port)):
         pass  # the port is free again
     assert os.path.exists(runs / "mlflow-server.log")

@@ -126,13 +126,13 @@ def test_delete_partial_folds_keeps_done_runs_and_other_folds(tmp_path: Path) ->
         return client.create_run(exp, tags={**tags, "mer.sweep_id": sweep, "mer.subject": subject,
                                             "mer.kind": "fold"}).info.run_id
 
-    done = log_fold_run(client, exp, parent, {**tags, "mer.subject": "s01"}, {"accuracy": 1.0}, [0.5], None,
-                        None, "complete")
+    done = log_fold_run(client, exp, parent, tags={**tags, "mer.subject": "s01"}, metrics={"accuracy": 1.0},
+                        status="complete", loss_curve=[0.5])
     cut_s01, cut_s02, other_sweep = partial("s01"), partial("s02"), partial("s02", sweep="s0")
-    assert delete_partial_folds(client, exp, "s1", "A'rm", "s02") == 1
+    assert delete_partial_folds(client, exp, sweep_id="s1", arm="A'rm", subject="s02") == 1
     assert client.get_run(cut_s02).info.lifecycle_stage == "deleted"
     assert client.get_run(cut_s01).info.lifecycle_stage == "active"  # another fold: not this call's
     assert client.get_run(other_sweep).info.lifecycle_stage == "active"  # another sweep
-    assert delete_partial_folds(client, exp, "s1", "A'rm", "s01") == 1
+    assert delete_partial_folds(client, exp, sweep_id="s1", arm="A'rm", subject="s01") == 1
     assert client.get_run(cut_s01).info.lifecycle_stage == "deleted"
     assert client.get_run(done).info.lifecycle_stage == "active"  # a done fold is never touched

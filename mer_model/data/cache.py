@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_model.data.dataset import RawClips
+from mer_model.data.raw import RawClips
 from mer_model.errors import InputError
 
 CACHE_VERSION = 1

@@ -15,6 +15,8 @@ Every loader produces, per clip, an AU set, an objective class (I..VII) and a se
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 
 OBJECTIVE_CLASSES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI", "VII")
@@ -41,7 +43,8 @@ def combos_of(cls: str) -> list[frozenset[int]]:
     return [frozenset(c) for c in _TABLE.get(cls, [])]
 
 
-SETUPS: tuple[str, ...] = ("objective", "objective5", "self5", "megc3")
+SetupName = Literal["objective", "objective5", "self5", "megc3"]  # spec.py's dataset.setup uses this type
+SETUPS: tuple[str, ...] = get_args(SetupName)
 
 _OBJECTIVE_KEEP = {
     "casme2": ("I", "II", "III", "IV", "V", "VII"),

@@ -16,6 +16,7 @@ import numpy as np
 
 from mer_model.data.au import au_name, multi_hot
 from mer_model.data.classes import SETUPS, apply_setup
+from mer_model.data.raw import RawClips, magnify
 from mer_model.errors import InputError
 
 
@@ -72,43 +73,43 @@ class LandmarkDataset:
             out.append((s, train, test))
         return out
 
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of what a model sees of this dataset: landmarks, labels, subjects, clip ids, class
+        names, AU targets (and vocabulary) and the training views, each with its shape and dtype.
+
+        Two loads of the same data give the same hash on any machine (fixed dtypes, C order, UTF-8 ids);
+        changing one label, one landmark coordinate or a subject id changes it. ``name`` and ``meta`` (paths,
+        cache keys) are left out on purpose: the hash keys results by data, not by where it came from.
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+
+        def add(key: str, a: np.ndarray | None) -> None:
+            if a is None:
+                h.update(f"{key}:none;".encode())
+                return
+            a = np.asarray(a)
+            if a.dtype.kind in "OUS":  # ids: text, joined unambiguously
+                data = "\x00".join(str(x) for x in a.ravel()).encode("utf-8")
+            else:
+                data = np.ascontiguousarray(a).tobytes()
+            h.update(f"{key}:{a.dtype.str if a.dtype.kind not in 'OUS' else 'str'}:{a.shape};".encode())
+            h.update(data)
+
+        add("landmarks", self.landmarks.astype(np.float32, copy=False))
+        add("labels", self.labels.astype(np.int64, copy=False))
+        add("subjects", self.subjects.astype(str))
+        add("clips", self.clips.astype(str))
+        add("class_names", np.asarray(self.class_names, dtype=str))
+        add("aus", self.aus.astype(np.float32, copy=False))
+        add("au_names", np.asarray(self.au_names, dtype=str))
+        add("augment", None if self.augment is None else self.augment.astype(np.float32, copy=False))
+        return h.hexdigest()
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)
         return {c: int(n) for c, n in zip(self.class_names, counts, strict=True)}
-
-
-@dataclass(frozen=True, eq=False)
-class RawClips:
-    """Every clip of a source before a class setup is applied (what the cache stores).
-
-    landmarks (N, 3, 68, 2) raw pixels; augment (N, K, 3, 68, 2) or None; aus: per-clip AU number sets;
-    objective (N,) str "I".."VII"; emotion (N,) str lower-case self-report; au_numbers: AU vocabulary.
-    """
-
-    family: str  # "casme2" | "samm": which class-setup lists apply
-    landmarks: np.ndarray
-    augment: np.ndarray | None
-    subjects: np.ndarray
-    clips: np.ndarray
-    aus: list[frozenset[int]]
-    objective: np.ndarray
-    emotion: np.ndarray
-    au_numbers: tuple[int, ...]
-    meta: dict
-
-
-def magnify(x: np.ndarray, a: float) -> np.ndarray:
-    """Landmark-space motion magnification ``x_onset + a (x - x_onset)`` over the frame axis.
-
-    x: (..., 3, 68, 2) with frame 0 = onset. The paper magnifies the *video* before detection ([47]; it
-    does not state the factor). On detected landmarks the closest map is this one, which scales detector
-    noise and head-pose jitter along with the motion; for the paper's pipeline on real data, magnify the
-    videos before ``mer-orch extract``. SynthME magnifies its motion before the noise (``synthme.generate``).
-    """
-    if a == 1.0:
-        return x
-    onset = x[..., :1, :, :]
-    return (onset + a * (x - onset)).astype(np.float32)
 
 
 def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0) -> LandmarkDataset:
@@ -141,6 +142,12 @@ def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0
 REAL_DATASETS = ("casme2", "samm")
 
 
+def is_synthetic(name: str) -> bool:
+    """Is dataset ``name`` (as loaded, or as recorded in ``mer.dataset``) SynthME? The one place that
+    answers it: every SynthME preset is named ``synthme-*``; its numbers are never CASME II / SAMM numbers."""
+    return name.strip().lower().startswith("synthme")
+
+
 def dataset_names() -> tuple[str, ...]:
     from mer_model.data.synthme import PRESETS
 
@@ -158,7 +165,7 @@ def load_raw(
         return synthme.generate(name, seed=seed, **knobs)
     if name in REAL_DATASETS:
         if root is None:
-            raise InputError(f"{name}: --root is required; expected the folder holding the coding "
+            raise InputError(f"{name}: root is required; expected the folder holding the coding "
                              "spreadsheet and the subject frame folders")
         from mer_model.data.cache import load_or_extract
 
@@ -183,7 +190,7 @@ def load_dataset(
     (``root`` = dataset folder; knobs: ``crop_scales``, ``upsample``, ``spreadsheet``). ``seed`` only
     affects SynthME. ``magnification`` a (default 1 = off): real data, ``x_onset + a (x - x_onset)`` on the
     detected landmarks (``magnify``); SynthME, the facial motion times a before camera and detector noise,
-    as the paper's video magnification acts (``synthme.generate``). The paper does not state its factor.
+    as the paper's video magnification acts (``synthme.generate``). The paper's factor is 3.
     """
     if setup not in SETUPS:
         raise InputError(f"setup: {setup!r} is not a class setup; expected one of {', '.join(SETUPS)}")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mer_model.data.au import parse_au_string
 from mer_model.data.classes import OBJECTIVE_CLASSES, normalise_emotion, objective_class
@@ -98,25 +99,8 @@ def read_rows(
     folders without rows.
     """
     table = read_table(sheet)
-    header_row = None
-    for i in range(min(len(table), 60)):  # SAMM puts title rows above its header
-        cells = {_norm(c) for c in table.iloc[i].tolist()}
-        if "subject" in cells and "filename" in cells:
-            header_row = i
-            break
-    if header_row is None:
-        raise InputError(f"{sheet}: no header row with 'Subject' and 'Filename' in the first 60 rows; "
-                         f"expected columns {', '.join(REQUIRED.values())}")
-    names = [_norm(c) for c in table.iloc[header_row].tolist()]
-    col = {}
-    for j, n in enumerate(names):
-        col.setdefault(n, j)
-    missing = [label for key, label in REQUIRED.items() if key not in col]
-    if missing:
-        raise InputError(f"{sheet}: row {header_row + 1}: missing column(s) {', '.join(missing)}; "
-                         f"expected columns {', '.join(REQUIRED.values())}")
+    header_row, col = _header(table, sheet)
     class_col = next((col[k] for k in _OPTIONAL_CLASS if k in col), None)
-
     rows: list[ClipRow] = []
     repairs: list[str] = []
     seen: set[str] = set()
@@ -124,42 +108,15 @@ def read_rows(
     for i in range(header_row + 1, len(table)):
         r = i + 1
         cells = table.iloc[i].tolist()
-        subj_cell, fname = cells[col["subject"]], cells[col["filename"]]
         if all(c is None or (isinstance(c, float) and c != c) or str(c).strip() == "" for c in cells):
             continue  # blank line (trailing rows of an .xlsx)
-        if fname is None or (isinstance(fname, float) and fname != fname):
-            raise InputError(f"{sheet}: row {r}: empty Filename; expected a clip folder name")
-        try:
-            sdir = subject_dir(subj_cell)
-        except (ValueError, TypeError):
-            raise InputError(f"{sheet}: row {r}: Subject {subj_cell!r} is not a subject id; "
-                             "expected a number such as 1 / 01 / sub01 / 006") from None
-        fname = str(fname).strip()
-        folder = frames_root / sdir / fname
-        if not folder.is_dir():
-            raise InputError(f"{sheet}: row {r}: clip folder {folder} does not exist; "
-                             f"expected <root>/{sdir}/{fname}/ with the frames")
+        sdir, fname, folder = _clip_folder(cells, col, frames_root, subject_dir, sheet, r)
         if folder not in index_cache:
             index_cache[folder] = _frame_index(folder)
         index = index_cache[folder]
-        frames = {}
-        for key in ("onsetframe", "apexframe", "offsetframe"):
-            try:
-                frames[key] = _int_cell(cells[col[key]])
-            except ValueError:
-                raise InputError(f"{sheet}: row {r}: {REQUIRED[key]} {cells[col[key]]!r} is not a frame "
-                                 "number; expected an integer") from None
-        onset, apex, offset = frames["onsetframe"], frames["apexframe"], frames["offsetframe"]
-        if onset is None:
-            raise InputError(f"{sheet}: row {r}: Onset Frame is empty; expected an integer frame number")
-        if offset is None or offset <= onset:  # known bad offsets in released sheets: use the last frame
-            offset = max(index) if index else onset
-            repairs.append(f"row {r}: offset -> last frame {offset}")
-        if apex is None or not onset <= apex <= offset:
-            apex = (onset + offset) // 2
-            repairs.append(f"row {r}: apex -> middle frame {apex}")
+        frames = _frame_numbers(cells, col, index, sheet, r, repairs)
         paths = []
-        for label, n in (("Onset Frame", onset), ("Apex Frame", apex), ("Offset Frame", offset)):
+        for label, n in zip(("Onset Frame", "Apex Frame", "Offset Frame"), frames, strict=True):
             if n not in index:
                 expected = folder / frame_hint(sdir, fname, n)
                 raise InputError(f"{sheet}: row {r}: {label} {n}: no image {expected}; "
@@ -181,6 +138,75 @@ def read_rows(
     if not rows:
         raise InputError(f"{sheet}: no clip rows below the header (row {header_row + 1}); "
                          "expected one row per clip")
+    _check_subject_folders(rows, frames_root, subject_dir, sheet)
+    return rows, repairs
+
+
+def _header(table: Any, sheet: Path) -> tuple[int, dict[str, int]]:
+    """(index of the header row, normalised column name -> column index); the required columns present."""
+    header_row = None
+    for i in range(min(len(table), 60)):  # SAMM puts title rows above its header
+        cells = {_norm(c) for c in table.iloc[i].tolist()}
+        if "subject" in cells and "filename" in cells:
+            header_row = i
+            break
+    if header_row is None:
+        raise InputError(f"{sheet}: no header row with 'Subject' and 'Filename' in the first 60 rows; "
+                         f"expected columns {', '.join(REQUIRED.values())}")
+    col: dict[str, int] = {}
+    for j, n in enumerate(_norm(c) for c in table.iloc[header_row].tolist()):
+        col.setdefault(n, j)
+    missing = [label for key, label in REQUIRED.items() if key not in col]
+    if missing:
+        raise InputError(f"{sheet}: row {header_row + 1}: missing column(s) {', '.join(missing)}; "
+                         f"expected columns {', '.join(REQUIRED.values())}")
+    return header_row, col
+
+
+def _clip_folder(cells: list, col: dict[str, int], frames_root: Path, subject_dir: Callable[[object], str],
+                 sheet: Path, r: int) -> tuple[str, str, Path]:
+    """(subject folder name, clip folder name, clip folder) of spreadsheet row ``r``, which must exist."""
+    subj_cell, fname = cells[col["subject"]], cells[col["filename"]]
+    if fname is None or (isinstance(fname, float) and fname != fname):
+        raise InputError(f"{sheet}: row {r}: empty Filename; expected a clip folder name")
+    try:
+        sdir = subject_dir(subj_cell)
+    except (ValueError, TypeError):
+        raise InputError(f"{sheet}: row {r}: Subject {subj_cell!r} is not a subject id; "
+                         "expected a number such as 1 / 01 / sub01 / 006") from None
+    fname = str(fname).strip()
+    folder = frames_root / sdir / fname
+    if not folder.is_dir():
+        raise InputError(f"{sheet}: row {r}: clip folder {folder} does not exist; "
+                         f"expected <root>/{sdir}/{fname}/ with the frames")
+    return sdir, fname, folder
+
+
+def _frame_numbers(cells: list, col: dict[str, int], index: dict[int, Path], sheet: Path, r: int,
+                   repairs: list[str]) -> tuple[int, int, int]:
+    """(onset, apex, offset) of row ``r``; a bad offset / apex is repaired and the repair noted."""
+    frames = {}
+    for key in ("onsetframe", "apexframe", "offsetframe"):
+        try:
+            frames[key] = _int_cell(cells[col[key]])
+        except ValueError:
+            raise InputError(f"{sheet}: row {r}: {REQUIRED[key]} {cells[col[key]]!r} is not a frame "
+                             "number; expected an integer") from None
+    onset, apex, offset = frames["onsetframe"], frames["apexframe"], frames["offsetframe"]
+    if onset is None:
+        raise InputError(f"{sheet}: row {r}: Onset Frame is empty; expected an integer frame number")
+    if offset is None or offset <= onset:  # known bad offsets in released sheets: use the last frame
+        offset = max(index) if index else onset
+        repairs.append(f"row {r}: offset -> last frame {offset}")
+    if apex is None or not onset <= apex <= offset:
+        apex = (onset + offset) // 2
+        repairs.append(f"row {r}: apex -> middle frame {apex}")
+    return onset, apex, offset
+
+
+def _check_subject_folders(rows: list[ClipRow], frames_root: Path, subject_dir: Callable[[object], str],
+                           sheet: Path) -> None:
+    """Every subject folder under ``frames_root`` has rows (a folder without any is a spreadsheet error)."""
     with_rows = {row.subject for row in rows}
     for d in sorted(p for p in frames_root.iterdir() if p.is_dir()):
         try:
@@ -190,7 +216,6 @@ def read_rows(
         if is_subject and d.name not in with_rows:
             raise InputError(f"{sheet}: subject {d.name} ({d}) has no clips in the spreadsheet; "
                              "expected rows for every subject folder (or remove the folder)")
-    return rows, repairs
 
 
 _ROMAN = {str(i + 1): c for i, c in enumerate(OBJECTIVE_CLASSES)}

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mer_model.data.classes import OBJECTIVE_CLASSES, combos_of, objective_class, setup_classes
-from mer_model.data.dataset import RawClips
+from mer_model.data.raw import RawClips
 from mer_model.errors import InputError
 
 GENERATOR_VERSION = 1
@@ -209,83 +209,14 @@ def generate(
             raise InputError(f"{preset}: {key}={locals().get(key, '?')!r} out of range; expected {allowed}")
 
     ss = np.random.SeedSequence([seed, 0x5E])
+    # one generator per stage, spawned from the seed: each stage's draws are independent of the others'
     r_struct, r_shape, r_motion, r_pose, r_aug = (np.random.default_rng(s) for s in ss.spawn(5))
     base = _canonical_template()
-    templates = au_templates(base)
-
-    # --- structure: clips per subject (uneven, like the real sets), class per clip, AU combo per clip
-    weights = r_struct.gamma(1.5, size=n_subj)
-    per_subj = np.full(n_subj, 1) + r_struct.multinomial(n - n_subj, weights / weights.sum())
-    subj_idx = np.repeat(np.arange(n_subj), per_subj)
-    counts = _allocate(p.class_counts, n, p.family)
-    classes = np.array([c for c in OBJECTIVE_CLASSES for _ in range(counts.get(c, 0))])
-    r_struct.shuffle(classes)
-    au_sets: list[frozenset[int]] = []
-    for c in classes:
-        combos = [k for k in combos_of(c) if k <= set(AU_NUMBERS)] if c != "VII" else \
-            [frozenset(k) for k in OTHER_COMBOS]
-        w = np.array([{1: 2.0, 2: 1.0}.get(len(k), 0.5) for k in combos])
-        au_sets.append(combos[r_struct.choice(len(combos), p=w / w.sum())])
-    assert all(objective_class(a) == c for a, c in zip(au_sets, classes, strict=True))
-    emotions = []
-    emo_names = list(p.emotion_prior)
-    prior = np.array([p.emotion_prior[e] for e in emo_names])
-    for c in classes:
-        if r_struct.random() < agree:
-            usual = p.agree_emotion[c]
-            emotions.append(r_struct.choice(list(usual), p=np.array(list(usual.values()))))
-        else:
-            emotions.append(r_struct.choice(emo_names, p=prior / prior.sum()))
-
-    # --- subject faces (canonical units): proportions varied around the astronaut
-    shapes = np.repeat(base[None], n_subj, 0)
-    mid = np.abs(base[:, 0]) < 0.05
-    sgn = np.where(mid, 0.0, np.sign(base[:, 0]))
-    eyes, brows, mouth = np.r_[36:48], np.r_[17:27], np.r_[48:68]
-    lower = base[:, 1] > 0.3  # below the eye line: nose tip, mouth, jaw
-    for s in range(n_subj):
-        f = shapes[s]
-        f[:, 0] *= r_shape.uniform(0.92, 1.08)  # face width
-        f[lower, 1] = 0.3 + (f[lower, 1] - 0.3) * r_shape.uniform(0.93, 1.07)  # face length
-        f[np.r_[eyes, brows], 0] += sgn[np.r_[eyes, brows]] * r_shape.normal(0, 0.04)  # eye spacing
-        f[brows, 1] += r_shape.normal(0, 0.05) + r_shape.normal(0, 0.01, size=brows.size)  # brow height
-        mc = f[mouth, 0].mean()
-        f[mouth, 0] = mc + (f[mouth, 0] - mc) * r_shape.uniform(0.9, 1.1)  # mouth width
-        f += r_shape.normal(0, 0.01, size=f.shape)  # individual detail
-    expressivity = np.exp(r_shape.normal(0, 0.25, size=n_subj))
-    noise_scale = r_shape.uniform(0.8, 1.2, size=n_subj)
-    iod_px = r_shape.uniform(85, 115, size=n_subj)
-    centre_px = np.array([320.0, 230.0]) + r_shape.normal(0, 15, size=(n_subj, 2))
-
-    # --- motion: apex = neutral + sum_AU amplitude * intensity * template; onset/offset part of it
-    au_index = {a: j for j, a in enumerate(AU_NUMBERS)}
-    stack = np.stack([templates[a] for a in AU_NUMBERS])  # (A, 68, 2)
-    intens = np.zeros((n, len(AU_NUMBERS)))
-    for i, aus in enumerate(au_sets):
-        for a in aus:
-            intens[i, au_index[a]] = r_motion.uniform(0.5, 1.5)
-    disp = np.einsum("na,avd->nvd", intens, stack) * amplitude * expressivity[subj_idx, None, None]
-    disp = disp * magnification  # video magnification acts on the motion, before camera and detector
-    keep = np.stack([r_motion.uniform(0, 0.1, n), np.ones(n), r_motion.uniform(0.1, 0.6, n)], 1)  # (n, 3)
-    canon = shapes[subj_idx][:, None] + keep[:, :, None, None] * disp[:, None]  # (n, 3, 68, 2)
-
-    # --- camera: per-subject size/position, per-clip rotation, per-frame pose jitter, detector noise
-    theta = np.deg2rad(r_pose.normal(0, 4, (n, 1)) + pose * r_pose.normal(0, 0.4, (n, 3)))
-    scale = iod_px[subj_idx, None] * (1 + pose * r_pose.normal(0, 0.004, (n, 3)))
-    shift = centre_px[subj_idx, None] + r_pose.normal(0, 8, (n, 1, 2))
-    shift = shift + pose * r_pose.normal(0, 0.6, (n, 3, 2))
-    clean = np.einsum("nfij,nfvj->nfvi", _rotation(theta), canon) * scale[..., None, None] + shift[:, :, None]
-    sigma = (noise * iod_px * noise_scale)[subj_idx]  # px
-    landmarks = clean + r_pose.normal(size=clean.shape) * sigma[:, None, None, None]
-
-    augment = None
-    if n_augment:
-        # crop-size re-detection: small box-scale / offset change and a fresh detector-noise draw per view
-        k = int(n_augment)
-        centre = clean.mean(axis=(1, 2))[:, None, None, None]  # (n, 1, 1, 1, 2)
-        zoom = 1 + r_aug.normal(0, 0.003, (n, k, 1, 1, 1))
-        aug = centre + (clean[:, None] - centre) * zoom + r_aug.normal(0, 0.3, (n, k, 1, 1, 2))
-        augment = (aug + r_aug.normal(size=aug.shape) * sigma[:, None, None, None, None]).astype(np.float32)
+    subj_idx, classes, au_sets, emotions = _structure(r_struct, p, n, n_subj, agree)
+    face = _faces(r_shape, base, n_subj)
+    canon = _motion(r_motion, au_templates(base), face, subj_idx, au_sets, amplitude, magnification)
+    clean, sigma, landmarks = _camera(r_pose, canon, face, subj_idx, noise, pose)
+    augment = _augment(r_aug, clean, sigma, int(n_augment)) if n_augment else None
 
     width = len(str(n_subj))
     subjects = np.array([f"s{int(s) + 1:0{width}d}" for s in subj_idx])
@@ -307,3 +238,108 @@ def generate(
               "magnification": float(magnification), "magnified": "motion, before detector noise",
               "note": "synthetic: SynthME numbers are not CASME II or SAMM numbers"},
     )
+
+
+@dataclass(frozen=True)
+class _Faces:
+    """Per-subject draws: face shapes (S, 68, 2) in canonical units and (S,) expressivity, noise scale,
+    inter-ocular distance in px, and (S, 2) face centre in px."""
+
+    shapes: np.ndarray
+    expressivity: np.ndarray
+    noise_scale: np.ndarray
+    iod_px: np.ndarray
+    centre_px: np.ndarray
+
+
+def _structure(r: np.random.Generator, p: Preset, n: int, n_subj: int, agree: float
+               ) -> tuple[np.ndarray, np.ndarray, list[frozenset[int]], list[str]]:
+    """Clips per subject (uneven, like the real sets), class per clip, AU combination per clip, self-report:
+    (n,) subject index, (n,) objective class, AU sets, emotions."""
+    weights = r.gamma(1.5, size=n_subj)
+    per_subj = np.full(n_subj, 1) + r.multinomial(n - n_subj, weights / weights.sum())
+    subj_idx = np.repeat(np.arange(n_subj), per_subj)
+    counts = _allocate(p.class_counts, n, p.family)
+    classes = np.array([c for c in OBJECTIVE_CLASSES for _ in range(counts.get(c, 0))])
+    r.shuffle(classes)
+    au_sets: list[frozenset[int]] = []
+    for c in classes:
+        combos = [k for k in combos_of(c) if k <= set(AU_NUMBERS)] if c != "VII" else \
+            [frozenset(k) for k in OTHER_COMBOS]
+        w = np.array([{1: 2.0, 2: 1.0}.get(len(k), 0.5) for k in combos])
+        au_sets.append(combos[r.choice(len(combos), p=w / w.sum())])
+    assert all(objective_class(a) == c for a, c in zip(au_sets, classes, strict=True))
+    emotions = []
+    emo_names = list(p.emotion_prior)
+    prior = np.array([p.emotion_prior[e] for e in emo_names])
+    for c in classes:
+        if r.random() < agree:
+            usual = p.agree_emotion[c]
+            emotions.append(r.choice(list(usual), p=np.array(list(usual.values()))))
+        else:
+            emotions.append(r.choice(emo_names, p=prior / prior.sum()))
+    return subj_idx, classes, au_sets, emotions
+
+
+def _faces(r: np.random.Generator, base: np.ndarray, n_subj: int) -> _Faces:
+    """Subject faces (canonical units): proportions varied around the astronaut, plus camera distances."""
+    shapes = np.repeat(base[None], n_subj, 0)
+    mid = np.abs(base[:, 0]) < 0.05
+    sgn = np.where(mid, 0.0, np.sign(base[:, 0]))
+    eyes, brows, mouth = np.r_[36:48], np.r_[17:27], np.r_[48:68]
+    lower = base[:, 1] > 0.3  # below the eye line: nose tip, mouth, jaw
+    for s in range(n_subj):
+        f = shapes[s]
+        f[:, 0] *= r.uniform(0.92, 1.08)  # face width
+        f[lower, 1] = 0.3 + (f[lower, 1] - 0.3) * r.uniform(0.93, 1.07)  # face length
+        f[np.r_[eyes, brows], 0] += sgn[np.r_[eyes, brows]] * r.normal(0, 0.04)  # eye spacing
+        f[brows, 1] += r.normal(0, 0.05) + r.normal(0, 0.01, size=brows.size)  # brow height
+        mc = f[mouth, 0].mean()
+        f[mouth, 0] = mc + (f[mouth, 0] - mc) * r.uniform(0.9, 1.1)  # mouth width
+        f += r.normal(0, 0.01, size=f.shape)  # individual detail
+    expressivity = np.exp(r.normal(0, 0.25, size=n_subj))
+    noise_scale = r.uniform(0.8, 1.2, size=n_subj)
+    iod_px = r.uniform(85, 115, size=n_subj)
+    centre_px = np.array([320.0, 230.0]) + r.normal(0, 15, size=(n_subj, 2))
+    return _Faces(shapes, expressivity, noise_scale, iod_px, centre_px)
+
+
+def _motion(r: np.random.Generator, templates: dict[int, np.ndarray], face: _Faces, subj_idx: np.ndarray,
+            au_sets: list[frozenset[int]], amplitude: float, magnification: float) -> np.ndarray:
+    """(n, 3, 68, 2) canonical onset / apex / offset: apex = neutral + sum_AU amplitude * intensity *
+    template, onset and offset a part of it."""
+    n = len(subj_idx)
+    au_index = {a: j for j, a in enumerate(AU_NUMBERS)}
+    stack = np.stack([templates[a] for a in AU_NUMBERS])  # (A, 68, 2)
+    intens = np.zeros((n, len(AU_NUMBERS)))
+    for i, aus in enumerate(au_sets):
+        for a in aus:
+            intens[i, au_index[a]] = r.uniform(0.5, 1.5)
+    disp = np.einsum("na,avd->nvd", intens, stack) * amplitude * face.expressivity[subj_idx, None, None]
+    disp = disp * magnification  # video magnification acts on the motion, before camera and detector
+    keep = np.stack([r.uniform(0, 0.1, n), np.ones(n), r.uniform(0.1, 0.6, n)], 1)  # (n, 3)
+    return face.shapes[subj_idx][:, None] + keep[:, :, None, None] * disp[:, None]
+
+
+def _camera(r: np.random.Generator, canon: np.ndarray, face: _Faces, subj_idx: np.ndarray, noise: float,
+            pose: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-subject size / position, per-clip rotation, per-frame pose jitter, detector noise: (n, 3, 68, 2)
+    clean pixels, (n,) noise sd in px, (n, 3, 68, 2) detected landmarks."""
+    n = len(subj_idx)
+    theta = np.deg2rad(r.normal(0, 4, (n, 1)) + pose * r.normal(0, 0.4, (n, 3)))
+    scale = face.iod_px[subj_idx, None] * (1 + pose * r.normal(0, 0.004, (n, 3)))
+    shift = face.centre_px[subj_idx, None] + r.normal(0, 8, (n, 1, 2))
+    shift = shift + pose * r.normal(0, 0.6, (n, 3, 2))
+    clean = np.einsum("nfij,nfvj->nfvi", _rotation(theta), canon) * scale[..., None, None] + shift[:, :, None]
+    sigma = (noise * face.iod_px * face.noise_scale)[subj_idx]  # px
+    return clean, sigma, clean + r.normal(size=clean.shape) * sigma[:, None, None, None]
+
+
+def _augment(r: np.random.Generator, clean: np.ndarray, sigma: np.ndarray, k: int) -> np.ndarray:
+    """(n, k, 3, 68, 2) crop-size re-detections: a small box-scale / offset change and a fresh
+    detector-noise draw per view."""
+    n = len(clean)
+    centre = clean.mean(axis=(1, 2))[:, None, None, None]  # (n, 1, 1, 1, 2)
+    zoom = 1 + r.normal(0, 0.003, (n, k, 1, 1, 1))
+    aug = centre + (clean[:, None] - centre) * zoom + r.normal(0, 0.3, (n, k, 1, 1, 2))
+    return (aug + r.normal(size=aug.shape) * sigma[:, None, None, None, None]).astype(np.float32)

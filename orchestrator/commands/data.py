@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from mer_model.errors import InputError
+from orchestrator.contract import DEFAULT_CACHE_DIR
 
 
 def summary(ds) -> dict:
@@ -41,21 +40,18 @@ def command() -> None:
               help="Class setup: objective | objective5 | self5 | megc3.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (real datasets: coding spreadsheet + frame folders).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("mer-runs/cache"),
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR,
               show_default=True, help="Landmark cache folder (real datasets).")
 @click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int, as_json: bool) -> None:
     """Print subjects, clips and clips per class of DATASET under a class setup."""
     from mer_model.data import load_dataset
+    from mer_model.data.dataset import is_synthetic
     from orchestrator.commands.extract import progress_bar
 
-    try:
-        with progress_bar() as start:  # only real datasets without a cache entry show a bar
-            ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir, progress=start)
-    except InputError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    with progress_bar() as start:  # only real datasets without a cache entry show a bar
+        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir, progress=start)
     info = summary(ds)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -66,7 +62,7 @@ def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int
     console = Console()
     console.print(f"[bold]{ds.name}[/bold]  setup={ds.setup}  subjects={info['subjects']}  "
                   f"clips={info['clips']}")
-    if ds.meta.get("source") == "synthme":
+    if is_synthetic(ds.name):
         console.print("[yellow]synthetic (SynthME): results on it are not CASME II or SAMM results[/yellow]")
     table = Table("class", "clips", "share")
     for name, n in info["classes"].items():

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 
 import click
 
 from mer_model.errors import InputError
+from orchestrator.contract import DEFAULT_CACHE_DIR
 
 
 @contextlib.contextmanager
@@ -32,7 +32,7 @@ def progress_bar():
               help="Dataset folder: coding spreadsheet + subject frame folders, as released.")
 @click.option("--spreadsheet", type=click.Path(path_type=Path), default=None,
               help="Coding spreadsheet (.xlsx / .csv) if not in --root under its released name.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("mer-runs/cache"),
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR,
               show_default=True, help="Landmark cache folder (real datasets).")
 @click.option("--crop-scales", default="1.3,1.6,2.0", show_default=True,
               help="Crop sizes (x face box) for the augmentation views; '' for none.")
@@ -46,15 +46,10 @@ def command(dataset: str, root: Path, spreadsheet: Path | None, cache_dir: Path,
     try:
         scales = tuple(float(s) for s in crop_scales.split(",") if s.strip())
     except ValueError:
-        click.echo(f"error: --crop-scales: {crop_scales!r}; expected comma-separated numbers", err=True)
-        sys.exit(2)
-    try:
-        with progress_bar() as start:
-            raw = load_or_extract(dataset, root, cache_dir=cache_dir, spreadsheet=spreadsheet,
-                                  crop_scales=scales, upsample=upsample, progress=start)
-    except InputError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        raise InputError(f"--crop-scales: {crop_scales!r}; expected comma-separated numbers") from None
+    with progress_bar() as start:
+        raw = load_or_extract(dataset, root, cache_dir=cache_dir, spreadsheet=spreadsheet,
+                              crop_scales=scales, upsample=upsample, progress=start)
     state = "reused" if raw.meta.get("cache_hit") else "built"
     click.echo(f"{state} {raw.meta['cache_file']}: {len(raw.clips)} clips, {len(set(raw.subjects))} subjects")
     for note in raw.meta.get("repairs", []):

@@ -32,8 +32,17 @@ import click
     "from the MLflow runs].",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the permutation test and bootstrap.")
+@click.option(
+    "--correction",
+    type=click.Choice(["holm", "bh", "none"]),
+    default="holm",
+    show_default=True,
+    help="Multiple-comparison correction of each table's family (every arm x metric vs its baseline): "
+    "Holm (family-wise error), bh (Benjamini-Hochberg false discovery rate) or none.",
+)
 def command(
-    experiment: str, tracking_uri: str | None, out: Path | None, storage: str | None, seed: int
+    experiment: str, tracking_uri: str | None, out: Path | None, storage: str | None, seed: int,
+    correction: str,
 ) -> None:
     """Paper-style tables (CSV), figures (PNG) and significance tests of one sweep, linked from report.md."""
     # Figures go to files; never look for a display.
@@ -43,7 +52,6 @@ def command(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from mer_model.errors import InputError
     from orchestrator.report.build import build_report
 
     # the command line as the user would type it again, recorded in the report's header
@@ -53,9 +61,9 @@ def command(
             argv += [flag, shlex.quote(str(value))]
     if seed:
         argv += ["--seed", str(seed)]
-    try:
-        path = build_report(experiment, tracking_uri, out, storage, seed=seed, command=" ".join(argv))
-    except InputError as err:
-        click.echo(f"error: {err}", err=True)
-        raise SystemExit(2) from None
+    if correction != "holm":
+        argv += ["--correction", correction]
+    path = build_report(
+        experiment, tracking_uri, out, storage, seed=seed, correction=correction, command=" ".join(argv)
+    )
     click.echo(str(path))

@@ -34,11 +34,6 @@ def _mlflow_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "mlflow"]
 
 
-def _fail(err: InputError) -> None:
-    click.echo(str(err), err=True)
-    sys.exit(2)
-
-
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the server we started and the workers it forked: its own process group, nothing else."""
     if proc.poll() is not None:
@@ -86,19 +81,16 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
     backend = backend_store_uri or f"sqlite:///{runs / 'mlflow.db'}"
     artifacts = artifacts_destination or str(runs / "artifacts")
     storage = svc.resolve_services(optuna_storage=optuna_storage, runs_dir=runs, env={}).optuna_storage
-    try:
-        svc.check_tracking(backend)  # a writable directory for SQLite; a reachable DB otherwise
-        if "://" not in artifacts:
-            svc.check_writable_dir(artifacts, "--artifacts-destination")
-    except InputError as err:
-        _fail(err)
+    svc.check_tracking(backend)  # a writable directory for SQLite; a reachable DB otherwise
+    if "://" not in artifacts:
+        svc.check_writable_dir(artifacts, "--artifacts-destination")
     try:  # a taken port is the common failure; say so now, not after the server's ~20 s start-up
         with socket.create_server((host, port)):
             pass
     except OSError as err:
         why = os.strerror(err.errno) if err.errno else str(err)
-        _fail(InputError(f"--host/--port {host}:{port}: cannot bind ({why}); allowed: a free port "
-                         "on an interface of this machine"))
+        raise InputError(f"--host/--port {host}:{port}: cannot bind ({why}); allowed: a free port "
+                         "on an interface of this machine") from None
     # the address clients use: a wildcard bind is reached through loopback from this machine
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{client_host}:{port}"
@@ -116,16 +108,16 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
         while True:
             if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                _fail(InputError(f"mlflow server on {host}:{port} exited with code {proc.returncode} "
-                                 f"(log {log_path}): {tail[0][:200]}"))
+                raise InputError(f"mlflow server on {host}:{port} exited with code {proc.returncode} "
+                                 f"(log {log_path}): {tail[0][:200]}")
             try:
                 svc.check_tracking(url, timeout=2.0)
                 break
             except InputError:
                 if time.monotonic() > deadline:
                     _stop(proc)
-                    _fail(InputError(f"mlflow server on {host}:{port} did not answer {url}/health within "
-                                     f"{STARTUP_TIMEOUT:g} s (log {log_path})"))
+                    raise InputError(f"mlflow server on {host}:{port} did not answer {url}/health within "
+                                     f"{STARTUP_TIMEOUT:g} s (log {log_path})") from None
                 time.sleep(0.5)
         click.echo(f"MLflow server: {url}  (backend {backend}, artifacts {artifacts}, log {log_path})")
         click.echo(f"Optuna storage: {storage}")
@@ -152,17 +144,14 @@ def check(spec_file: str | None, tracking_uri: str | None, storage_url: str | No
           timeout: float) -> None:
     """Resolve the services a sweep of SPEC_FILE would use and prove each answers; exit 2 on the first that
     does not."""
-    try:
-        if spec_file:
-            from orchestrator.spec import load_spec
+    if spec_file:
+        from orchestrator.spec import load_spec
 
-            spec = load_spec(spec_file)
-            tracking_uri = tracking_uri or spec.tracking.uri
-            storage_url = storage_url or spec.storage.url
-        s = svc.resolve_services(tracking_uri, storage_url, ray_storage)
-        svc.check_services(s.tracking_uri, s.optuna_storage, timeout, ray_storage=s.ray_storage)
-    except InputError as err:
-        _fail(err)
+        spec = load_spec(spec_file)
+        tracking_uri = tracking_uri or spec.tracking.uri
+        storage_url = storage_url or spec.storage.url
+    s = svc.resolve_services(tracking_uri, storage_url, ray_storage)
+    svc.check_services(s.tracking_uri, s.optuna_storage, timeout, ray_storage=s.ray_storage)
     for name, value, source in zip(("tracking", "optuna", "ray storage"),
                                    (s.tracking_uri, s.optuna_storage, s.ray_storage), s.sources, strict=True):
         click.echo(f"ok  {name:<12} {value}  ({source})")

@@ -8,7 +8,6 @@ names are printed; rerunning the same command retries just their failed folds).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -35,23 +34,19 @@ def command(file: str, address: str | None, resume: bool, dry_run: bool, trackin
     """Run every LOSO fold x configuration of search-space FILE (see docs/sweep.md)."""
     from orchestrator.spec import load_spec
 
-    try:
-        spec = load_spec(file)
-        if dry_run:
-            _dry_run(spec)
-            return
-        if resume:
-            _require_started(spec, tracking_uri)
-        code = _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus)
-    except InputError as e:
-        click.echo(str(e), err=True)
-        sys.exit(2)
-    sys.exit(code)
+    spec = load_spec(file)  # bad input: InputError, one line and exit 2 (orchestrator.cli)
+    if dry_run:
+        _dry_run(spec)
+        return
+    if resume:
+        _require_started(spec, tracking_uri)
+    sys.exit(_run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus))
 
 
 def _dry_run(spec) -> None:  # noqa: ANN001
     from rich.table import Table
 
+    from mer_model.config import SUMMARY_KEYS
     from orchestrator.plan import fold_subjects, grid_configs, sweep_id
     from orchestrator.runner import load_data
 
@@ -59,12 +54,15 @@ def _dry_run(spec) -> None:  # noqa: ANN001
     subjects = fold_subjects(sorted(set(ds.subjects.tolist())), spec)
     plans = grid_configs(spec)
     t = Table(title=f"sweep {sweep_id(spec)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
-    for col in ("arm", "table", "hash", "model", "features", "points", "lam", "fusion", "au_loss", "beta"):
+    keys = [k for k in SUMMARY_KEYS if k != "epochs"]  # epochs: the same for every arm, printed below
+    for col in ("arm", "table", "hash", *keys):
         t.add_column(col)
     for p in plans:
         c = p.config
-        t.add_row(p.arm, p.table, p.config_hash, c["model"], c["features"], str(c["points"]), str(c["lam"]),
-                  str(c["fusion_layer"]) if c["model"] == "gts_gn" else "-", c["au_loss"], f"{c['beta']:g}")
+        cells = {k: f"{c[k]:g}" if isinstance(c[k], float) else str(c[k]) for k in keys}
+        if c["model"] != "gts_gn":
+            cells["fusion_layer"] = "-"  # one-stream models have no fusion layer
+        t.add_row(p.arm, p.table, p.config_hash, *cells.values())
     console = _console()
     console.print(t)
     n_trials = spec.search.n_trials if spec.search else 0
@@ -107,38 +105,41 @@ def _console():  # noqa: ANN202
 def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
     from mlflow.tracking import MlflowClient
 
+    from orchestrator.contract import SWEEP, run_filter, sqlite_path
     from orchestrator.plan import sweep_id
     from orchestrator.runner import resolve
 
     svc = resolve(spec, tracking_uri, None)
     sid = sweep_id(spec)
     runs: list = []
-    db = svc.tracking_uri[len("sqlite:///"):] if svc.tracking_uri.startswith("sqlite:///") else None
-    if db is None or Path(db).exists():  # do not create an empty store just to look into it
+    db = sqlite_path(svc.tracking_uri)
+    if db is None or db.exists():  # do not create an empty store just to look into it
         client = MlflowClient(svc.tracking_uri)
         exp = client.get_experiment_by_name(spec.experiment)
         runs = [] if exp is None else client.search_runs(
-        [exp.experiment_id], f"tags.`mer.kind` = 'sweep' and tags.`mer.sweep_id` = '{sid}'", max_results=1)
+            [exp.experiment_id], run_filter(SWEEP, sweep_id=sid), max_results=1)
     if not runs:
         raise InputError(f"{spec.source}: --resume: sweep {sid} was never started at {svc.tracking_uri}; "
                          "allowed: drop --resume to start it")
 
 
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> int:  # noqa: ANN001
+    from mer_model.data.dataset import is_synthetic
     from orchestrator.progress import SweepProgress, summary_table
     from orchestrator.runner import run_sweep
 
-    prog = SweepProgress(objective=spec.protocol.objective)
+    direction = spec.search.direction if spec.search is not None else "maximize"
+    prog = SweepProgress(objective=spec.protocol.objective, direction=direction)
     try:
         result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
                            tracking_uri=tracking_uri, storage_url=storage_url, progress=prog)
     finally:
         prog.stop()
     console = _console()
-    console.print(summary_table(result.rows(), spec.protocol.objective))
+    console.print(summary_table(result.rows(), spec.protocol.objective, direction))
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
                   f"by this run; MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
-    if spec.dataset.name.startswith("synthme"):
+    if is_synthetic(spec.dataset.name):
         # Said where the numbers are first seen, not only in the README and the report.
         console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
     if result.incomplete:

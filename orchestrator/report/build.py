@@ -27,13 +27,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.report import figures, search, tables
+from mer_model.data.dataset import is_synthetic
+from orchestrator import contract as C
+from orchestrator.report import figures, search, significance, tables
 from orchestrator.report.markdown import FigureItem, ReportContent, TableSection, render
 from orchestrator.report.runs import (
     SweepRuns,
     load_sweep,
     read_csv_artifact,
     read_lam,
+    read_predictions,
     read_text_artifact,
 )
 
@@ -47,7 +50,7 @@ def dataset_statement(dataset: str, setup: str | None) -> str:
     """The sentence under the report title saying where the numbers come from."""
     d = dataset.lower()
     setup_txt = f" (class setup `{setup}`)" if setup else ""
-    if d.startswith("synthme"):
+    if is_synthetic(d):
         return (
             f"These numbers come from **SynthME**{setup_txt}, the synthetic dataset embedded in "
             "mer-orch (landmarks moved by FACS-following AU templates). **They are not CASME II or SAMM "
@@ -67,11 +70,15 @@ def _write_csv(df: pd.DataFrame, path: Path, index: bool = False) -> None:
     df.to_csv(path, index=index)
 
 
-def _table_sections(runs: SweepRuns, out: Path, seed: int) -> list[TableSection]:
+def _table_sections(runs: SweepRuns, out: Path, seed: int, correction: str = "holm") -> list[TableSection]:
     sections = []
     for tag in tables.ordered_tables(runs.configs["table"]):
         t = tables.arm_table(runs.configs, runs.folds, tag)
-        sig = tables.significance_table(runs.configs, runs.folds, tag, seed=seed)
+        ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
+        preds = {rid: read_predictions(runs.client, rid) for rid in ids} if len(ids) > 1 else {}
+        sig = significance.significance_table(
+            runs.configs, runs.folds, tag, preds, seed=seed, correction=correction
+        )
         s = tables.table_slug(tag)
         csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
         _write_csv(t, out / csv)
@@ -168,7 +175,8 @@ def _beta_figure(runs: SweepRuns, out: Path) -> list[FigureItem]:
 
 
 def _confusion_matrix(runs: SweepRuns, run_id: str) -> tuple[np.ndarray, list[str]] | None:
-    df = read_csv_artifact(runs.client, run_id, "confusion.csv")
+    """The pooled confusion matrix the sweep computed and stored (``confusion.csv``); never recomputed."""
+    df = read_csv_artifact(runs.client, run_id, C.CONFUSION_CSV)
     if df is not None and len(df):
         first = df.columns[0]
         if (
@@ -178,13 +186,7 @@ def _confusion_matrix(runs: SweepRuns, run_id: str) -> tuple[np.ndarray, list[st
         ):
             df = df.set_index(first)
         return df.to_numpy(dtype=int), [str(c) for c in df.columns]
-    pred = read_csv_artifact(runs.client, run_id, "predictions.csv")
-    if pred is None or pred.empty:
-        return None
-    from sklearn.metrics import confusion_matrix
-
-    labels = sorted(set(pred["y_true"]) | set(pred["y_pred"]))
-    return confusion_matrix(pred["y_true"], pred["y_pred"], labels=labels), [str(x) for x in labels]
+    return None
 
 
 def _confusion_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[FigureItem]:
@@ -216,12 +218,12 @@ def _search_part(
     runs: SweepRuns, out: Path, storage: str | None, objective: str
 ) -> tuple[list[str], list[FigureItem]]:
     rows = runs.configs[runs.configs["table"] == "search"]
-    names = [runs.sweep_tags.get("mer.optuna_study", ""), runs.experiment_name]
+    names = [runs.sweep_tags.get(C.OPTUNA_STUDY, ""), runs.experiment_name]
     study, source = None, ""
     # --storage, else the storage the sweep recorded, else $MER_OPTUNA_STORAGE / mer-runs/optuna.db
     candidates = [(storage, True)] if storage else []
-    if not storage and runs.sweep_tags.get("mer.optuna_storage"):
-        candidates.append((runs.sweep_tags["mer.optuna_storage"], False))
+    if not storage and runs.sweep_tags.get(C.OPTUNA_STORAGE):
+        candidates.append((runs.sweep_tags[C.OPTUNA_STORAGE], False))
     if not storage:
         from orchestrator.services import resolve_services
 
@@ -302,23 +304,67 @@ def _objective(runs: SweepRuns) -> tuple[str, str | None]:
     """The pooled metric the sweep's search optimised (``protocol.objective`` of its spec.yaml)."""
     import yaml
 
-    text = read_text_artifact(runs.client, runs.sweep_run_id, "spec.yaml") if runs.sweep_run_id else None
+    from orchestrator.spec import ProtocolSpec
+
+    # the spec's own default, whether spec.yaml, its protocol section or only the key is missing
+    default = ProtocolSpec.model_fields["objective"].default
+    text = read_text_artifact(runs.client, runs.sweep_run_id, C.SPEC_YAML) if runs.sweep_run_id else None
     if text is None:
-        return "accuracy", "The sweep run has no spec.yaml: the search objective is assumed to be accuracy."
+        return default, f"The sweep run has no spec.yaml: the search objective is assumed to be {default}."
     try:
         proto = (yaml.safe_load(text) or {}).get("protocol") or {}
     except yaml.YAMLError:
         return (
-            "accuracy",
-            "The sweep's spec.yaml does not parse: the search objective is assumed to be accuracy.",
+            default,
+            f"The sweep's spec.yaml does not parse: the search objective is assumed to be {default}.",
         )
-    return str(proto.get("objective", "uf1")), None
+    return str(proto.get("objective", default)), None
 
 
 def _failures(runs: SweepRuns) -> pd.DataFrame:
     f = runs.folds[~runs.folds["status"].eq("complete")]
     cols = [c for c in ("arm", "subject", "status", "attempt", "node", "error") if c in f]
     return f[cols].fillna("").reset_index(drop=True)
+
+
+def no_paths(text: str) -> str:
+    """``text`` with the folders of absolute paths replaced by ``…/`` (``--out /home/me/r`` -> ``--out …/r``;
+    ``sqlite:////tmp/x/mlflow.db`` -> ``sqlite:///…/mlflow.db``): a report header names no machine path."""
+    # an absolute path starts the text, a word, an option value (=) or a file URI's path (sqlite:////x)
+    return re.sub(r"(?:^|(?<=\s)|(?<==)|(?<=///))/(?:[^\s/'\"]+/)+", "…/", text)
+
+
+def _public_uri(uri: str) -> str:
+    """The tracking URI without a local machine path: a SQLite / file store by its file name only."""
+    if uri.startswith("sqlite:") or "://" not in uri or uri.startswith("file:"):
+        return f"local store `{Path(uri.split(':///')[-1]).name}`"
+    return uri
+
+
+def _environment(runs: SweepRuns) -> tuple[list[str], str | None]:
+    """The sweep's reproducibility record as header lines, and a warning note when it was resumed in a
+    different environment (tag ``mer.environment_changed``)."""
+    import json
+
+    from orchestrator import environment
+
+    text = (
+        read_text_artifact(runs.client, runs.sweep_run_id, environment.ARTIFACT)
+        if runs.sweep_run_id
+        else None
+    )
+    if text is None:
+        return ["no environment.json: this sweep predates the reproducibility record (issue 12)"], None
+    lines = environment.summary_lines(json.loads(text))
+    changed = runs.sweep_tags.get(environment.CHANGED_TAG)
+    note = None
+    if changed:
+        note = (
+            f"**Warning: this sweep was resumed in a different environment** ({changed} differ); folds run "
+            "before and after the change may not be comparable. Every record is in the sweep run's "
+            "`environment.json` and `environment/` artifacts."
+        )
+    return lines, note
 
 
 def build_report(
@@ -328,6 +374,7 @@ def build_report(
     storage: str | None = None,
     *,
     seed: int = 0,
+    correction: str = "holm",
     command: str | None = None,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
@@ -335,13 +382,14 @@ def build_report(
     ``tracking_uri`` / ``storage``: None resolves like ``mer-orch sweep`` does ($MLFLOW_TRACKING_URI, else
     ``mer-runs/mlflow.db``; the Optuna storage the sweep recorded, else $MER_OPTUNA_STORAGE, else
     ``mer-runs/optuna.db``), without ever creating a store that is not there. ``command``: the command
-    line to print in the report's header.
+    line to print in the report's header. ``correction``: multiple-comparison correction of each table's
+    significance family (``holm`` | ``bh`` | ``none``).
     """
     from orchestrator.services import resolve_services
 
     tracking_uri = resolve_services(tracking_uri).tracking_uri
     runs = load_sweep(experiment, tracking_uri)
-    out = Path(out) if out is not None else Path("mer-runs") / "reports" / slug(experiment)
+    out = Path(out) if out is not None else C.DEFAULT_REPORTS_DIR / slug(experiment)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)
@@ -350,25 +398,28 @@ def build_report(
     try:
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
-        setup = runs.sweep_tags.get("mer.setup") or next(iter(runs.configs["setup"].dropna()), None)
+        setup = runs.sweep_tags.get(C.SETUP) or next(iter(runs.configs["setup"].dropna()), None)
         subjects = sorted(runs.folds["subject"].dropna().unique())
         header = {
             "experiment": runs.experiment_name,
             "dataset": runs.dataset,
             "class setup": setup or "unknown",
-            "sweep id": runs.sweep_tags.get("mer.sweep_id", "unknown"),
-            "search-space file": runs.sweep_tags.get("mer.spec", "unknown"),
+            "sweep id": runs.sweep_tags.get(C.SWEEP_ID, "unknown"),
+            "search-space file": runs.sweep_tags.get(C.SPEC, "unknown"),
             "arms / trials": str(len(runs.configs)),
             "LOSO subjects": f"{len(subjects)}",
-            "tracking URI": tracking_uri,
+            "tracking URI": _public_uri(tracking_uri),
             "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         if command:
-            header["made by"] = f"`{command}`"
+            header["made by"] = f"`{no_paths(command)}`"
         content = ReportContent(
             header=header, dataset_statement=dataset_statement(runs.dataset, setup), notes=list(runs.notes)
         )
-        content.tables = _table_sections(runs, tmp, seed)
+        content.environment, env_note = _environment(runs)
+        if env_note:
+            content.notes.append(env_note)
+        content.tables = _table_sections(runs, tmp, seed, correction)
         objective, why = _objective(runs)
         if why:
             content.notes.append(why)

@@ -44,6 +44,7 @@ class ReportContent:
     failures: pd.DataFrame | None = None  # fold runs that did not complete
     folds_csv: str | None = None
     notes: list[str] = field(default_factory=list)
+    environment: list[str] = field(default_factory=list)  # the sweep's reproducibility record, as lines
 
 
 def _pct(x: float) -> str:
@@ -52,6 +53,11 @@ def _pct(x: float) -> str:
 
 def _f3(x: float) -> str:
     return DASH if pd.isna(x) else f"{x:.3f}"
+
+
+def _mean_sd(mean: float, sd: float, fmt) -> str:
+    """``mean ± sd`` over seeds, or the mean alone when there is no sd (one seed) or no value."""
+    return fmt(mean) if pd.isna(sd) or pd.isna(mean) else f"{fmt(mean)} ± {fmt(sd)}"
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -64,7 +70,7 @@ def format_arm_table(t: pd.DataFrame) -> pd.DataFrame:
     out["arm"] = [f"{a} (baseline)" if b else a for a, b in zip(t["arm"], t["baseline"], strict=True)]
     if "optuna_trial" in t:
         out.insert(0, "trial", [DASH if pd.isna(v) else str(int(v)) for v in t["optuna_trial"]])
-    skip = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed"}
+    skip = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed", "n_seeds"}
     for c in t.columns:
         if c not in skip and not c.startswith(("accuracy", "uf1", "uar", "fold_")):
             out[c] = t[c].astype(str).to_numpy()
@@ -72,12 +78,18 @@ def format_arm_table(t: pd.DataFrame) -> pd.DataFrame:
     out["folds ok / failed"] = [
         f"{a} / {b}" for a, b in zip(t["n_folds_complete"], t["n_folds_failed"], strict=True)
     ]
-    if "accuracy" in t:
-        out["ACC % (pooled)"] = t["accuracy"].map(_pct).to_numpy()
-    if "uf1" in t:
-        out["F1 = UF1 (pooled)"] = t["uf1"].map(_f3).to_numpy()
-    if "uar" in t:
-        out["UAR (pooled)"] = t["uar"].map(_f3).to_numpy()
+    seeds = t["n_seeds"] if "n_seeds" in t else pd.Series(1, index=t.index)
+    if seeds.max() > 1:
+        out["seeds"] = [DASH if pd.isna(n) else str(int(n)) for n in seeds]
+    pooled = (
+        ("accuracy", "ACC % (pooled)", _pct),
+        ("uf1", "F1 = UF1 (pooled)", _f3),
+        ("uar", "UAR (pooled)", _f3),
+    )
+    for m, label, fmt in pooled:  # mean ± sd over seeds (sd blank with one seed)
+        if m in t:
+            sd = t[f"{m}_sd"] if f"{m}_sd" in t else pd.Series(float("nan"), index=t.index)
+            out[label] = [_mean_sd(v, e, fmt) for v, e in zip(t[m], sd, strict=True)]
     if {"fold_mean_accuracy", "fold_std_accuracy"} <= set(t.columns):
         out["ACC % per-fold mean ± std"] = [
             DASH if pd.isna(m) else f"{100 * m:.2f} ± {100 * s:.2f}"
@@ -92,19 +104,28 @@ def format_arm_table(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_significance(s: pd.DataFrame) -> pd.DataFrame:
+    """Display form of significance.significance_table: one row per (arm, metric); ACC in %, UF1 / UAR
+    as fractions; the verdict in italics unless significant after correction."""
+    pct = s["metric"].eq("accuracy")
+
+    def num(v: float, is_pct: bool) -> str:
+        return _pct(v) if is_pct else _f3(v)
+
     return pd.DataFrame(
         {
             "arm": s["arm"],
-            "vs baseline": s["baseline"],
+            "metric": s["metric"].map({"accuracy": "ACC %", "uf1": "UF1", "uar": "UAR"}),
             "subjects": s["n_subjects"],
-            "Δ ACC % (pooled)": s["pooled_diff"].map(_pct),
+            "Δ pooled (seed mean)": [num(v, p) for v, p in zip(s["pooled_diff"], pct, strict=True)],
             "95% CI (bootstrap over subjects)": [
-                DASH if pd.isna(lo) else f"[{100 * lo:.2f}, {100 * hi:.2f}]"
-                for lo, hi in zip(s["ci_low"], s["ci_high"], strict=True)
+                DASH if pd.isna(lo) else f"[{num(lo, p)}, {num(hi, p)}]"
+                for lo, hi, p in zip(s["ci_low"], s["ci_high"], pct, strict=True)
             ],
-            "mean per-subject Δ ACC %": s["mean_diff"].map(_pct),
+            "seed sd (larger)": [num(v, p) for v, p in zip(s["seed_sd"], pct, strict=True)],
+            "mean per-subject Δ": [num(v, p) for v, p in zip(s["mean_diff"], pct, strict=True)],
             "p (permutation)": s["p_permutation"].map(lambda p: DASH if pd.isna(p) else f"{p:.3g}"),
-            "p (Wilcoxon)": s["p_wilcoxon"].map(lambda p: DASH if pd.isna(p) else f"{p:.3g}"),
+            "p adjusted": s["p_adj"].map(lambda p: DASH if pd.isna(p) else f"{p:.3g}"),
+            "p (Wilcoxon, uncorrected)": s["p_wilcoxon"].map(lambda p: DASH if pd.isna(p) else f"{p:.3g}"),
             "verdict": [
                 v if sig else f"*{v}*" for v, sig in zip(s["verdict"], s["significant"], strict=True)
             ],
@@ -137,6 +158,9 @@ def render(r: ReportContent) -> str:
     lines: list[str] = [f"# mer-orch report: {r.header.get('experiment', '')}", ""]
     lines += [f"> **Dataset: {r.header.get('dataset', 'unknown')}.** {r.dataset_statement}", ""]
     lines += [f"- **{k}**: {v}" for k, v in r.header.items()]
+    if r.environment:
+        lines += ["", "**Reproducibility record** (the sweep run's `environment.json`):", ""]
+        lines += [f"- {e}" for e in r.environment]
     lines += [
         "",
         "**How to read the numbers.** *Pooled* metrics are computed once on the predictions of all "
@@ -146,13 +170,20 @@ def render(r: ReportContent) -> str:
         "arm whose status is not *complete* keeps its row with blank metrics: a partial mean is never "
         "shown as the arm's result.",
         "",
+        "**Pooled ± sd.** With several training seeds a pooled value is the mean over seeds of each "
+        "seed's pooled metric, ± their sample standard deviation (the seed noise); with one seed there "
+        "is no sd.",
+        "",
         "**Significance.** In each table every arm is compared with the table's baseline (marked; the "
         "first arm of the table in spec order unless a config run carries the tag "
-        "`mer.baseline=true`) on the subjects both completed: a paired sign-flip permutation test (and "
-        "Wilcoxon signed-rank) on the per-subject accuracy differences, and a 95% bootstrap interval of "
-        "the pooled accuracy difference resampling subjects. p < 0.05 (permutation, two-sided, "
-        "uncorrected for the number of arms) is called *significant*; anything else is marked *n.s.* "
-        "in italics. With n subjects p cannot go below 2/2^n.",
+        "`mer.baseline=true`) on the subjects both completed on every seed, for ACC, UF1 and UAR: a "
+        "paired sign-flip permutation test (and Wilcoxon signed-rank, uncorrected, as a second opinion) "
+        "on the seed-averaged per-subject values, and a 95% bootstrap interval of the difference of the "
+        "seed-mean pooled metric resampling whole subjects. The permutation p-values of one table are "
+        "corrected together (the family is stated under each table); an arm is called *significant* only "
+        "when its corrected p < 0.05; anything else is marked *n.s.* in italics. A difference smaller "
+        "than the larger seed sd of the two arms is said to be inside the seed noise. With n subjects p "
+        "cannot go below 2/2^n.",
         "",
     ]
     if r.notes:
@@ -176,6 +207,8 @@ def render(r: ReportContent) -> str:
                 _md(format_significance(s.significance)),
                 "",
             ]
+            if "family" in s.significance:
+                lines += [f"Multiple comparisons: {s.significance['family'].iloc[0]}.", ""]
         else:
             lines += [
                 f"Only one arm in this table: nothing to compare "

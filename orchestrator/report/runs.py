@@ -6,8 +6,8 @@ the sweep run) and one fold run per LOSO subject (child of its config run). This
 - ``configs``: one row per config run: ``run_id, arm, table, status, baseline, order, optuna_trial,
   config_hash, dataset, setup`` + pooled / per-fold metrics (``accuracy, uf1, uar, fold_mean_*, fold_std_*,
   n_folds, n_failed``) + every param as ``param.<key>``.
-- ``folds``: one row per (config run, subject): ``run_id, config_run_id, arm, subject, status, attempt,
-  error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
+- ``folds``: one row per (config run, seed, subject): ``run_id, config_run_id, arm, subject, seed, status,
+  attempt, error, node`` + metrics (``accuracy, uf1, uar, n_test, aau_weight_layer{r}``).
 
 Nothing here averages anything: statuses are carried through so the tables can show failures as such.
 """
@@ -26,12 +26,10 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from mer_model.errors import InputError
+from orchestrator import contract as C
+from orchestrator.contract import ARM, KIND, STATUS, SUBJECT, TABLE, run_filter, search_runs, sqlite_path
 
-# Tag keys of the MLflow layout contract.
-KIND, ARM, TABLE, STATUS, SUBJECT = "mer.kind", "mer.arm", "mer.table", "mer.status", "mer.subject"
-BASELINE_TAG = "mer.baseline"  # optional: "true" on the config run that is its table's baseline
-
-_PAGE = 1000
+BASELINE_TAG = C.BASELINE  # optional: "true" on the config run that is its table's baseline
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,8 @@ class SweepRuns:
     @property
     def dataset(self) -> str:
         """The dataset recorded with the sweep run (else with its config runs)."""
-        if self.sweep_tags.get("mer.dataset"):
-            return self.sweep_tags["mer.dataset"]
+        if self.sweep_tags.get(C.DATASET):
+            return self.sweep_tags[C.DATASET]
         names = sorted(set(self.configs.get("dataset", pd.Series(dtype=str)).dropna()))
         return ", ".join(names) if names else "unknown"
 
@@ -63,14 +61,13 @@ def check_tracking_uri(uri: str) -> None:
 
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme == "sqlite":
-        # sqlite:///relative.db and sqlite:////absolute.db: the path follows the third slash
-        path = uri[len("sqlite:///") :]
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise InputError(f"--tracking-uri {uri}: no SQLite tracking store at {path}; run a sweep first")
+        path = sqlite_path(uri)
+        if path is not None and str(path) not in ("", ".", ":memory:") and not path.is_file():
+            raise InputError(f"tracking URI {uri}: no SQLite tracking store at {path}; run a sweep first")
     elif parsed.scheme in ("", "file"):
         path = parsed.path if parsed.scheme == "file" else uri
         if not Path(path).is_dir():
-            raise InputError(f"--tracking-uri {uri}: no MLflow file store at {path}")
+            raise InputError(f"tracking URI {uri}: no MLflow file store at {path}")
     else:
         # http(s): GET /health with a deadline (MLflow's own client retries a dead server for minutes);
         # postgresql / mysql: one connection; anything else: unsupported scheme
@@ -78,16 +75,7 @@ def check_tracking_uri(uri: str) -> None:
 
 
 def _search_all(client: MlflowClient, experiment_id: str, kind: str) -> list[Run]:
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id], f"tags.`{KIND}` = '{kind}'", max_results=_PAGE, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return search_runs(client, experiment_id, run_filter(kind))
 
 
 def _truthy(value: str | None) -> bool:
@@ -100,7 +88,7 @@ def _arm_order(client: MlflowClient, sweep_run_id: str | None) -> dict[str, int]
         return {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(sweep_run_id, "tables/arms.csv", tmp)
+            path = client.download_artifacts(sweep_run_id, C.ARMS_CSV, tmp)
             arms = pd.read_csv(path)
     except Exception:  # noqa: BLE001 - a missing artifact only loses the order, the fallback is start time
         return {}
@@ -110,7 +98,7 @@ def _arm_order(client: MlflowClient, sweep_run_id: str | None) -> dict[str, int]
 
 def _config_row(run: Run) -> dict:
     tags, data = run.data.tags, run.data
-    trial = tags.get("mer.optuna_trial")
+    trial = tags.get(C.OPTUNA_TRIAL)
     row = {
         "run_id": run.info.run_id,
         "arm": tags.get(ARM) or run.info.run_name,
@@ -118,9 +106,9 @@ def _config_row(run: Run) -> dict:
         "status": tags.get(STATUS, "unknown"),
         "baseline": _truthy(tags.get(BASELINE_TAG)),
         "optuna_trial": float(trial) if trial not in (None, "") else np.nan,
-        "config_hash": tags.get("mer.config_hash"),
-        "sweep_id": tags.get("mer.sweep_id"),
-        "dataset": tags.get("mer.dataset") or data.params.get("dataset"),
+        "config_hash": tags.get(C.CONFIG_HASH),
+        "sweep_id": tags.get(C.SWEEP_ID),
+        "dataset": tags.get(C.DATASET) or data.params.get("dataset"),
         "setup": data.params.get("setup"),
         "start_time": run.info.start_time or 0,
         "run_status": run.info.status,  # MLflow's own RUNNING / FINISHED / FAILED / KILLED
@@ -134,13 +122,15 @@ def _fold_row(run: Run) -> dict:
     tags = run.data.tags
     row = {
         "run_id": run.info.run_id,
-        "config_run_id": tags.get("mlflow.parentRunId"),
+        "config_run_id": tags.get(C.PARENT),
         "arm": tags.get(ARM),
         "subject": tags.get(SUBJECT) or (run.info.run_name or "").rsplit("/", 1)[-1],
+        # training seed (seeds contract); a run of before the seeds axis has one seed, read as 0
+        "seed": int(tags.get(C.SEED) or 0),
         "status": tags.get(STATUS, "unknown"),
-        "attempt": int(tags.get("mer.attempt", 0) or 0),
-        "error": tags.get("mer.error"),
-        "node": tags.get("mer.node"),
+        "attempt": int(tags.get(C.ATTEMPT, 0) or 0),
+        "error": tags.get(C.ERROR),
+        "node": tags.get(C.NODE),
         "start_time": run.info.start_time or 0,
     }
     row.update(run.data.metrics)
@@ -159,12 +149,12 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
     if exp is None:
         names = sorted(e.name for e in client.search_experiments())
         raise InputError(
-            f"--experiment {experiment}: no such experiment at {tracking_uri}; "
+            f"experiment {experiment}: no such experiment at {tracking_uri}; "
             f"expected one of {names[:10]}{' ...' if len(names) > 10 else ''}"
         )
     notes: list[str] = []
 
-    sweeps = sorted(_search_all(client, exp.experiment_id, "sweep"), key=lambda r: r.info.start_time or 0)
+    sweeps = sorted(_search_all(client, exp.experiment_id, C.SWEEP), key=lambda r: r.info.start_time or 0)
     sweep = sweeps[-1] if sweeps else None
     if len(sweeps) > 1:
         notes.append(
@@ -172,47 +162,15 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         )
     sweep_tags = dict(sweep.data.tags) if sweep else {}
 
-    configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, "config")])
-    folds = pd.DataFrame([_fold_row(r) for r in _search_all(client, exp.experiment_id, "fold")])
+    configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, C.CONFIG)])
+    folds = pd.DataFrame([_fold_row(r) for r in _search_all(client, exp.experiment_id, C.FOLD)])
     if configs.empty:
         raise InputError(
-            f"--experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"
+            f"experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"
         )
-    if sweep is not None and sweep_tags.get("mer.sweep_id") and configs["sweep_id"].notna().any():
-        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags["mer.sweep_id"])
-        if (~keep).any():
-            notes.append(f"{int((~keep).sum())} config runs of other sweep ids ignored.")
-        configs = configs[keep]
-
-    configs = configs.sort_values("start_time")
-    dup = configs.duplicated(["table", "arm"], keep="last")
-    if dup.any():
-        notes.append(
-            f"{int(dup.sum())} older duplicate config runs ignored: {sorted(configs.loc[dup, 'arm'])}."
-        )
-        configs = configs[~dup]
-
-    order = _arm_order(client, sweep.info.run_id if sweep else None)
-    # Spec order when the sweep recorded it, then Optuna trial number, then start time.
-    configs = configs.assign(
-        order=[order.get(a, len(order)) for a in configs["arm"]],
-        _trial=configs["optuna_trial"].fillna(-1),
-    ).sort_values(["order", "_trial", "start_time"], kind="stable")
-    configs = configs.drop(columns="_trial").reset_index(drop=True)
-
-    if not folds.empty:
-        folds = folds[folds["config_run_id"].isin(configs["run_id"])]
-        arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
-        folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
-        # latest complete attempt wins, else the latest attempt (a retried fold is one fold, not two)
-        folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
-        n_before = len(folds)
-        folds = folds.drop_duplicates(["config_run_id", "subject"], keep="last").drop(columns="_ok")
-        if len(folds) < n_before:
-            notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
-        folds = folds.sort_values(["config_run_id", "subject"]).reset_index(drop=True)
-    else:
-        folds = pd.DataFrame(columns=["run_id", "config_run_id", "arm", "subject", "status", "accuracy"])
+    configs = _select_configs(configs, sweep_tags, notes)
+    configs = _spec_order(configs, _arm_order(client, sweep.info.run_id if sweep else None))
+    folds = _select_folds(folds, configs, notes)
 
     return SweepRuns(
         tracking_uri=tracking_uri,
@@ -225,6 +183,49 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         folds=folds,
         notes=notes,
     )
+
+
+def _select_configs(configs: pd.DataFrame, sweep_tags: dict[str, str], notes: list[str]) -> pd.DataFrame:
+    """The config runs of the reported sweep id, the latest of each (table, arm); drops go to notes."""
+    if sweep_tags.get(C.SWEEP_ID) and configs["sweep_id"].notna().any():
+        keep = configs["sweep_id"].isna() | (configs["sweep_id"] == sweep_tags[C.SWEEP_ID])
+        if (~keep).any():
+            notes.append(f"{int((~keep).sum())} config runs of other sweep ids ignored.")
+        configs = configs[keep]
+    configs = configs.sort_values("start_time")
+    dup = configs.duplicated(["table", "arm"], keep="last")
+    if dup.any():
+        notes.append(
+            f"{int(dup.sum())} older duplicate config runs ignored: {sorted(configs.loc[dup, 'arm'])}."
+        )
+        configs = configs[~dup]
+    return configs
+
+
+def _spec_order(configs: pd.DataFrame, order: dict[str, int]) -> pd.DataFrame:
+    """Spec order when the sweep recorded it, then Optuna trial number, then start time."""
+    configs = configs.assign(
+        order=[order.get(a, len(order)) for a in configs["arm"]],
+        _trial=configs["optuna_trial"].fillna(-1),
+    ).sort_values(["order", "_trial", "start_time"], kind="stable")
+    return configs.drop(columns="_trial").reset_index(drop=True)
+
+
+def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Fold runs of the selected configs; a retried fold is one fold: its latest complete attempt, else its
+    latest attempt."""
+    if folds.empty:
+        cols = ["run_id", "config_run_id", "arm", "subject", "seed", "status", "accuracy"]
+        return pd.DataFrame(columns=cols)
+    folds = folds[folds["config_run_id"].isin(configs["run_id"])]
+    arm_of = dict(zip(configs["run_id"], configs["arm"], strict=True))
+    folds = folds.assign(arm=folds["config_run_id"].map(arm_of))
+    folds = folds.assign(_ok=folds["status"] == "complete").sort_values(["_ok", "attempt", "start_time"])
+    n_before = len(folds)
+    folds = folds.drop_duplicates(["config_run_id", "seed", "subject"], keep="last").drop(columns="_ok")
+    if len(folds) < n_before:
+        notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
+    return folds.sort_values(["config_run_id", "seed", "subject"]).reset_index(drop=True)
 
 
 def read_csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
@@ -244,6 +245,18 @@ def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str | No
             return Path(client.download_artifacts(run_id, path, tmp)).read_text()
     except Exception:  # noqa: BLE001 - missing artifact
         return None
+
+
+def read_predictions(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """A config run's clip-level ``predictions.csv`` with a ``seed`` column (0 when the run predates the
+    seeds axis); subject / clip ids stay strings ("006" is SAMM's subject, not 6). None when absent."""
+    text = read_text_artifact(client, run_id, C.PREDICTIONS_CSV)
+    if text is None:
+        return None
+    df = pd.read_csv(io.StringIO(text), dtype={"subject": str, "clip": str})
+    if "seed" not in df:
+        df.insert(0, "seed", 0)
+    return df
 
 
 def read_lam(client: MlflowClient, run_id: str) -> dict[str, np.ndarray]:

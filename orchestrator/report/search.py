@@ -9,13 +9,13 @@ which source it used).
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 
 from mer_model.errors import InputError
+from orchestrator.contract import sqlite_path
 
 # mer.status of a config run -> Optuna trial state
 _STATE = {
@@ -30,9 +30,7 @@ def storage_exists(storage: str) -> bool:
     """False for a local SQLite / journal storage whose file is missing (opening it would create it)."""
     from orchestrator.services import journal_path
 
-    path = journal_path(storage)
-    if path is None and storage.startswith("sqlite:///"):
-        path = Path(storage[len("sqlite:///") :])
+    path = journal_path(storage) or sqlite_path(storage)
     return path is None or path.is_file()
 
 
@@ -44,7 +42,7 @@ def load_study(storage: str, names: list[str], *, given: bool) -> optuna.Study |
 
     if not storage_exists(storage):
         if given:
-            raise InputError(f"--storage {storage}: no Optuna storage file at that path")
+            raise InputError(f"Optuna storage {storage}: no storage file at that path")
         return None
     try:
         opened = open_optuna_storage(storage)
@@ -52,7 +50,7 @@ def load_study(storage: str, names: list[str], *, given: bool) -> optuna.Study |
     except Exception as err:  # noqa: BLE001 - any storage failure is one line for the user
         if given:
             msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(f"--storage {storage}: cannot open Optuna storage ({msg})") from None
+            raise InputError(f"Optuna storage {storage}: cannot open ({msg})") from None
         return None
     for name in names:
         if name and name in present:

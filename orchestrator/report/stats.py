@@ -1,14 +1,20 @@
 """Is an arm really better than its table's baseline? Paired tests over LOSO subjects (pure functions).
 
-Both arms are evaluated on the same left-out subjects, so the comparison is paired by subject:
+Both arms are evaluated on the same left-out subjects (and, with ``protocol.seeds``, the same training
+seeds), so the comparison is paired by subject; subjects are the unit of replication (LOSO):
 
-- per-subject accuracy difference ``d_s = acc_arm(s) - acc_base(s)`` over the subjects both arms have
-  completed (a subject missing or failed on either side is dropped from the pair, never imputed);
-- a sign-flip permutation test on ``mean(d)`` (exact when 2^n_subjects fits ``n_resamples``), and the
-  Wilcoxon signed-rank test, both two-sided, from scipy;
-- a bootstrap confidence interval of the *pooled* accuracy difference (the number the tables show:
-  correct / total over all test clips), resampling subjects with replacement so that clips of one subject
-  stay together.
+- paired tests on the **seed-averaged per-subject** metric ``d_s = mean_k m_arm(s, k) - mean_k m_base(s, k)``
+  over the subjects both arms completed on every seed: a sign-flip permutation test (exact when
+  2^n_subjects fits ``n_resamples``) and the Wilcoxon signed-rank test, both two-sided, from scipy;
+- a percentile bootstrap CI of the difference of the **seed-mean pooled** metric (accuracy, UF1, UAR:
+  what the tables show), resampling whole subjects with replacement (a subject's clips stay together, in
+  every seed): for each resample every seed's pooled metric is recomputed from the clip-level predictions
+  (:func:`mer_model.metrics.metrics_from_confusion`, equal to scikit-learn's), averaged over seeds, and
+  the baseline's is subtracted;
+- multiple comparisons: :func:`adjust_pvalues` (Holm by default, Benjamini-Hochberg, or none) over the
+  family of one table (every arm x metric against that table's baseline);
+- seed noise (:func:`inside_seed_noise`): a difference smaller than the larger seed-to-seed standard
+  deviation of the two arms' pooled metric cannot be told from a change of training seed.
 
 With n subjects the smallest two-sided p a sign-flip test can give is 2 / 2^n (0.25 for 3 subjects): a
 "not significant" on a tiny sweep says the sweep is too small, not that the arms are equal.
@@ -16,30 +22,16 @@ With n subjects the smallest two-sided p a sign-flip test can give is 2 / 2^n (0
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
+from mer_model.metrics import METRICS, metrics_from_confusion
+
 ALPHA = 0.05
-
-
-@dataclass(frozen=True)
-class PairedComparison:
-    """Arm vs baseline on their common subjects. Accuracies are fractions in [0, 1]."""
-
-    n_subjects: int
-    mean_diff: float  # mean over subjects of acc_arm - acc_base
-    pooled_diff: float  # pooled accuracy of the arm minus the baseline's, on the common subjects
-    ci_low: float  # bootstrap CI of pooled_diff (subjects resampled)
-    ci_high: float
-    p_permutation: float  # two-sided sign-flip permutation test on mean_diff
-    p_wilcoxon: float  # two-sided Wilcoxon signed-rank test (1.0 when every difference is 0)
-    min_p: float  # smallest p the permutation test can reach with n_subjects
-    significant: bool  # p_permutation < alpha
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+CORRECTIONS = ("none", "holm", "bh")
 
 
 def min_attainable_p(n_subjects: int) -> float:
@@ -77,72 +69,134 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.wilcoxon(d, zero_method="zsplit", alternative="two-sided", method=method).pvalue)
 
 
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values: sorted ascending, ``p_(i) * (m - i + 1)``, made monotone, <= 1.
+
+    p: (m,) raw p-values of one family. Controls the family-wise error rate at any dependence.
+    """
+    p = np.asarray(p, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, p[order] * (m - np.arange(m)))
+    out = np.empty(m)
+    out[order] = np.maximum.accumulate(stepped)
+    return out
+
+
+def adjust_pvalues(p: Sequence[float], method: str = "holm") -> np.ndarray:
+    """Adjusted p-values of one family: ``none`` (as given), ``holm``, or ``bh`` (Benjamini-Hochberg,
+    scipy.stats.false_discovery_control). NaN entries (no test possible) stay NaN and are not counted."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction {method!r}: expected one of {', '.join(CORRECTIONS)}")
+    p = np.asarray(p, float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        if method == "none":
+            out[ok] = p[ok]
+        elif method == "holm":
+            out[ok] = holm(p[ok])
+        else:
+            out[ok] = stats.false_discovery_control(p[ok], method="bh")
+    return out
+
+
+def subject_confusions(
+    pred: pd.DataFrame, subjects: Sequence[str], seeds: Sequence[int], num_classes: int
+) -> np.ndarray:
+    """Per (seed, subject) confusion matrices of clip-level predictions: (n_seeds, n_subjects, C, C).
+
+    pred: columns ``seed, subject, y_true, y_pred`` (a config run's ``predictions.csv``). Summing over
+    subjects gives one seed's pooled confusion, from which the pooled metrics follow.
+    """
+    si = {int(s): i for i, s in enumerate(seeds)}
+    ji = {str(s): j for j, s in enumerate(subjects)}
+    p = pred[pred["seed"].astype(int).isin(si) & pred["subject"].astype(str).isin(ji)]
+    out = np.zeros((len(seeds), len(subjects), num_classes, num_classes))
+    idx = (
+        p["seed"].astype(int).map(si).to_numpy(),
+        p["subject"].astype(str).map(ji).to_numpy(),
+        p["y_true"].to_numpy(int),
+        p["y_pred"].to_numpy(int),
+    )
+    np.add.at(out, idx, 1.0)
+    return out
+
+
+def seed_pooled(conf: np.ndarray, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Pooled metrics of every seed, subjects weighted by ``weights`` (..., n_subjects) (bootstrap counts;
+    None = each subject once). conf: (n_seeds, n_subjects, C, C). Returns metric -> (..., n_seeds)."""
+    w = np.ones(conf.shape[1]) if weights is None else weights
+    pooled = np.einsum("...n,snab->...sab", w, conf)
+    return metrics_from_confusion(pooled)
+
+
 def bootstrap_pooled_diff(
-    correct_a: np.ndarray,
-    correct_b: np.ndarray,
-    n_test: np.ndarray,
+    conf_arm: np.ndarray,
+    conf_base: np.ndarray,
+    metric: str,
     *,
     confidence: float = 0.95,
     n_resamples: int = 5_000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """Pooled accuracy difference and its percentile bootstrap CI, resampling subjects.
+    """Difference of the seed-mean pooled ``metric`` (arm - baseline) and its percentile bootstrap CI.
 
-    correct_a, correct_b, n_test: (n_subjects,) correct predictions of each arm and test clips per subject.
-    Pooled accuracy = sum(correct) / sum(n_test) over the (resampled) subjects.
-    Returns (pooled_diff, ci_low, ci_high).
+    conf_*: (n_seeds, n_subjects, C, C) from :func:`subject_confusions`, subjects aligned. A resample draws
+    n_subjects subject indices with replacement, the same for both arms (paired) and for every seed.
+    Returns (diff, ci_low, ci_high).
     """
-    ca, cb, n = (np.asarray(x, float) for x in (correct_a, correct_b, n_test))
-    point = (ca.sum() - cb.sum()) / n.sum()
-    if len(n) < 2 or np.allclose(ca, cb):
-        return float(point), float(point), float(point)
+    n = conf_arm.shape[1]
 
-    def pooled_diff(x, y, m, axis):
-        return (x.sum(axis=axis) - y.sum(axis=axis)) / m.sum(axis=axis)
+    def diff(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(np.asarray(idx), axis, -1)
+        w = (idx[..., None] == np.arange(n)).sum(axis=-2)  # (..., n) times each subject was drawn
+        a = seed_pooled(conf_arm, w)[metric].mean(axis=-1)
+        b = seed_pooled(conf_base, w)[metric].mean(axis=-1)
+        return a - b
 
+    point = float(diff(np.arange(n)))
+    if n < 2 or np.array_equal(conf_arm, conf_base):
+        return point, point, point
     res = stats.bootstrap(
-        (ca, cb, n),
-        pooled_diff,
-        paired=True,  # one resampled subject brings its clips for both arms
+        (np.arange(n),),
+        diff,
         vectorized=True,
         n_resamples=n_resamples,
         confidence_level=confidence,
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    return float(point), float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def compare_paired(
-    acc_arm: np.ndarray,
-    acc_base: np.ndarray,
-    n_test: np.ndarray,
-    *,
-    alpha: float = ALPHA,
-    seed: int = 0,
-) -> PairedComparison:
-    """Arm vs baseline on the same subjects (all arrays (n_subjects,), aligned by subject).
+def seed_sd(values: np.ndarray) -> float:
+    """Sample standard deviation (ddof=1) over seeds; NaN with fewer than two seeds."""
+    v = np.asarray(values, float)
+    return float(np.std(v, ddof=1)) if len(v) >= 2 else float("nan")
 
-    acc_*: per-subject (per-fold) accuracy in [0, 1]; n_test: test clips of each subject (same for both arms,
-    the fold is the same). Correct counts are recovered as round(acc * n_test).
-    """
-    acc_arm, acc_base, n_test = (np.asarray(x, float) for x in (acc_arm, acc_base, n_test))
-    n = len(acc_arm)
-    if n == 0:
-        nan = float("nan")
-        return PairedComparison(0, nan, nan, nan, nan, nan, nan, 1.0, False)
-    p_perm = permutation_p(acc_arm, acc_base, seed=seed)
-    pooled, lo, hi = bootstrap_pooled_diff(
-        np.round(acc_arm * n_test), np.round(acc_base * n_test), n_test, seed=seed
-    )
-    return PairedComparison(
-        n_subjects=n,
-        mean_diff=float(np.mean(acc_arm - acc_base)),
-        pooled_diff=pooled,
-        ci_low=lo,
-        ci_high=hi,
-        p_permutation=p_perm,
-        p_wilcoxon=wilcoxon_p(acc_arm, acc_base),
-        min_p=min_attainable_p(n),
-        significant=bool(p_perm < alpha),
-    )
+
+def inside_seed_noise(diff: float, sd_arm: float, sd_base: float) -> bool | None:
+    """True when |diff| < the larger of the two arms' seed sds (a change of training seed alone moves the
+    pooled metric that much); None when it cannot be told (one seed: no sd)."""
+    sds = [s for s in (sd_arm, sd_base) if not np.isnan(s)]
+    if not sds or np.isnan(diff):
+        return None
+    return bool(abs(diff) < max(sds))
+
+
+__all__ = [
+    "ALPHA",
+    "CORRECTIONS",
+    "METRICS",
+    "adjust_pvalues",
+    "bootstrap_pooled_diff",
+    "holm",
+    "inside_seed_noise",
+    "min_attainable_p",
+    "permutation_p",
+    "seed_pooled",
+    "seed_sd",
+    "subject_confusions",
+    "wilcoxon_p",
+]

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from orchestrator.report.stats import compare_paired
+from orchestrator.contract import METRICS  # the one definition (mer_model.metrics via the contract)
 
 # Paper table tags (``mer.table``) in the paper's order, with what each compares.
 TABLE_TITLES: dict[str, str] = {
@@ -26,7 +26,6 @@ TABLE_TITLES: dict[str, str] = {
     "IX": "Table IX: landmark point sets",
     "search": "Optuna search over beta and the fusion layer",
 }
-METRICS = ("accuracy", "uf1", "uar")
 COMPLETE = "complete"
 
 
@@ -85,12 +84,24 @@ def baseline_arm(rows: pd.DataFrame) -> str:
     return str((tagged if len(tagged) else rows).iloc[0]["arm"])
 
 
+def n_seeds(rows: pd.DataFrame) -> pd.Series:
+    """Seeds each config run was trained with: its ``seeds`` param ("0,1,2", the seeds contract), else
+    the number of ``<m>_seed<k>`` metrics it logged, else 1 (a one-seed run of before the seeds axis)."""
+    per_seed = [c for c in rows.columns if re.fullmatch(r"accuracy_seed\d+", c)]
+    counted = rows[per_seed].notna().sum(axis=1) if per_seed else pd.Series(0, index=rows.index)
+    param = rows.get("param.seeds", pd.Series(np.nan, index=rows.index))
+    from_param = param.map(lambda v: len(str(v).split(",")) if isinstance(v, str) and v else np.nan)
+    return from_param.fillna(counted.where(counted > 0)).fillna(1).astype(int)
+
+
 def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.DataFrame:
     """One paper table: a row per arm of ``mer.table == table`` in spec order.
 
     Columns: ``arm, status, baseline, n_folds_complete, n_folds_failed``, the varying params (named without
-    the ``param.`` prefix), then ``accuracy, uf1, uar`` (pooled over folds) and ``fold_mean_<m>`` /
-    ``fold_std_<m>`` (per fold), all fractions in [0, 1]; blank (NaN) unless the status is complete.
+    the ``param.`` prefix), then ``<m>`` and ``<m>_sd`` for m in accuracy, uf1, uar (pooled over folds:
+    mean and sample sd over seeds of each seed's pooled value; sd blank with one seed), ``n_seeds``, and
+    ``fold_mean_<m>`` / ``fold_std_<m>`` (per fold, over every (seed, subject) fold), all fractions in
+    [0, 1]; blank (NaN) unless the status is complete.
     Optuna rows also carry ``optuna_trial``.
     """
     rows = configs[configs["table"] == table].copy()
@@ -100,10 +111,16 @@ def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.Data
     rows["n_folds_failed"] = counts["n_folds_failed"].to_numpy()
     base = baseline_arm(rows)
     rows["baseline"] = rows["arm"] == base
-    params = varying_params(rows)
-    metric_cols = [m for m in METRICS if m in rows] + [
-        f"fold_{s}_{m}" for m in METRICS for s in ("mean", "std") if f"fold_{s}_{m}" in rows
-    ]
+    params = [p for p in varying_params(rows) if p != "param.seeds"]
+    rows["n_seeds"] = n_seeds(rows)
+    for m in METRICS:  # sd over seeds: blank with one seed (the contract logs <m>_sd only with >= 2)
+        if m in rows:
+            rows[f"{m}_sd"] = rows[f"{m}_sd"] if f"{m}_sd" in rows else np.nan
+    metric_cols = (
+        [c for m in METRICS for c in (m, f"{m}_sd") if c in rows]
+        + ["n_seeds"]
+        + [f"fold_{s}_{m}" for m in METRICS for s in ("mean", "std") if f"fold_{s}_{m}" in rows]
+    )
     for col in metric_cols:  # a partial mean is not the arm's result: blank it
         rows[col] = rows[col].where(rows["status"] == COMPLETE)
     lead = ["arm", "status", "baseline", "n_folds_complete", "n_folds_failed"]
@@ -113,79 +130,22 @@ def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.Data
     return out.reset_index(drop=True)
 
 
-def per_subject(folds: pd.DataFrame, config_run_id: str, metric: str = "accuracy") -> pd.DataFrame:
-    """Completed folds of one config run: index subject, columns ``metric`` and ``n_test``."""
-    f = folds[(folds["config_run_id"] == config_run_id) & folds["status"].eq(COMPLETE)]
-    n_test = f["n_test"] if "n_test" in f else pd.Series(1.0, index=f.index)
-    return pd.DataFrame(
-        {metric: f[metric].to_numpy(float), "n_test": n_test.to_numpy(float)}, index=f["subject"].to_numpy()
-    )
-
-
-def significance_table(
-    configs: pd.DataFrame, folds: pd.DataFrame, table: str, *, seed: int = 0
-) -> pd.DataFrame:
-    """Each arm of ``table`` against the table's baseline, paired on the subjects both completed.
-
-    Columns: ``arm, baseline, status, n_subjects, mean_diff, pooled_diff, ci_low, ci_high, p_permutation,
-    p_wilcoxon, min_p, significant, verdict`` (differences in accuracy, fractions).
-    """
-    rows = configs[configs["table"] == table].copy()
-    rows["status"] = effective_status(rows, folds)
-    base = baseline_arm(rows)
-    base_run = rows.loc[rows["arm"] == base, "run_id"].iloc[0]
-    b = per_subject(folds, base_run)
-    out = []
-    for _, r in rows[rows["arm"] != base].iterrows():
-        a = per_subject(folds, r["run_id"])
-        common = a.index.intersection(b.index).sort_values()
-        cmp = compare_paired(
-            a.loc[common, "accuracy"].to_numpy(),
-            b.loc[common, "accuracy"].to_numpy(),
-            b.loc[common, "n_test"].to_numpy(),
-            seed=seed,
-        )
-        if cmp.n_subjects == 0:
-            verdict = "no common completed subject"
-        elif cmp.significant:
-            verdict = "significant"
-        elif cmp.min_p >= 0.05:
-            verdict = f"n.s. (n={cmp.n_subjects}: p cannot go below {cmp.min_p:.3g})"
-        else:
-            verdict = "n.s."
-        out.append(
-            {"arm": r["arm"], "baseline": base, "status": r["status"], **cmp.to_dict(), "verdict": verdict}
-        )
-    cols = [
-        "arm",
-        "baseline",
-        "status",
-        "n_subjects",
-        "mean_diff",
-        "pooled_diff",
-        "ci_low",
-        "ci_high",
-        "p_permutation",
-        "p_wilcoxon",
-        "min_p",
-        "significant",
-        "verdict",
-    ]
-    return pd.DataFrame(out, columns=cols)
-
-
 def aau_weight_table(folds: pd.DataFrame, config_run_id: str) -> pd.DataFrame:
     """Paper Table VIII for one arm: rows = subjects + ``Average``, columns = ``layer1`` .. ``layerN``.
 
     Values are the fold runs' ``aau_weight_layer{r}`` (W_r^2 / sum W^2, Eq. 11). Failed folds keep their
-    row with a ``status`` column saying so and do not enter the average.
+    row with a ``status`` column saying so and do not enter the average. With several seeds a subject has
+    one row per seed (a ``seed`` column says which) and the average is over every complete (seed, subject)
+    fold.
     """
     f = folds[folds["config_run_id"] == config_run_id]
+    several_seeds = "seed" in f and f["seed"].nunique() > 1
     wcols = sorted(
         (c for c in f.columns if c.startswith("aau_weight_layer") and f[c].notna().any()),
         key=lambda c: int(c[len("aau_weight_layer") :]),
     )
-    t = f.set_index("subject")[wcols + ["status"]].rename(columns=lambda c: c.replace("aau_weight_", ""))
+    keep = (["seed"] if several_seeds else []) + wcols + ["status"]
+    t = f.set_index("subject")[keep].rename(columns=lambda c: c.replace("aau_weight_", ""))
     t.index.name = "subject"
     layers = [c.replace("aau_weight_", "") for c in wcols]
     ok = t["status"].eq(COMPLETE)

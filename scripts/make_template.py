@@ -1,6 +1,6 @@
-"""Regenerate ``assets/astronaut_68.npy``: the real dlib 68-point detection SynthME's faces start from.
+"""Regenerate ``mer_model/data/assets/astronaut_68.npy``: the dlib 68-point detection SynthME starts from.
 
-Run: ``python -m mer_model.data.make_template``. The photo is ``skimage.data.astronaut()`` (ships inside
+Run: ``python scripts/make_template.py``. The photo is ``skimage.data.astronaut()`` (ships inside
 scikit-image, no download); dlib's HOG detector finds the face (its highest-scoring box; a weak second box
 on the suit patch is ignored) and the 68-point predictor places the points. Output: (68, 2) float32, pixel
 (x, y) in the 512 x 512 photo, dlib-68 indexing.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-TEMPLATE_PATH = Path(__file__).with_name("assets") / "astronaut_68.npy"
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "mer_model" / "data" / "assets" / "astronaut_68.npy"
 
 
 def detect_astronaut() -> np.ndarray:

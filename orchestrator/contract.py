@@ -1,0 +1,142 @@
+"""The MLflow contract of a sweep, owned here and imported by both sides.
+
+Writers: ``tracking.py`` (driver), ``executor.py`` (workers). Reader: ``report/``. The layout itself
+(which run carries what) is documented in docs/architecture.md, "MLflow layout"; this module holds the
+names that layout is spelled with, so the two sides cannot drift apart:
+
+- tag keys (``mer.*`` and MLflow's own ``mlflow.parentRunId``), run kinds and statuses;
+- artifact paths and the column order of ``predictions.csv``;
+- ``METRICS`` (from ``mer_model.metrics``, the one implementation of the metrics);
+- the local-store paths (``./mer-runs/``) and the one place that takes a ``sqlite:///`` URI apart;
+- paginated run search and the fold record a worker returns and the tracker writes.
+
+Imports nothing heavy (no MLflow at import time): Ray workers and the CLI's fast paths import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mer_model.metrics import METRICS
+
+__all__ = ["METRICS", "FoldRecord", "search_runs", "sqlite_path", "run_filter"]
+
+# ------------------------------------------------------------------------------------------------ tags
+KIND = "mer.kind"  # sweep | config | fold
+SWEEP_ID = "mer.sweep_id"
+ARM = "mer.arm"
+TABLE = "mer.table"
+STATUS = "mer.status"  # config: complete | incomplete | pruned | failed; fold: complete | failed
+SUBJECT = "mer.subject"
+SEED = "mer.seed"  # training seed of a fold run (str of the int)
+CONFIG_HASH = "mer.config_hash"
+DATASET = "mer.dataset"
+SETUP = "mer.setup"
+SPEC = "mer.spec"
+NODE = "mer.node"  # hostname / Ray node address / whole Ray node id
+GPU_IDS = "mer.gpu_ids"  # logical GPU ids Ray gave the fold's actor, "-" for none
+DEVICE = "mer.device"  # where a fold trained: cpu | cuda (results depend on it)
+THREADS = "mer.threads"  # torch threads of the worker (results depend on it)
+ENVIRONMENT_CHANGED = "mer.environment_changed"  # on a sweep run resumed in another environment
+ATTEMPT = "mer.attempt"
+ERROR = "mer.error"
+BASELINE = "mer.baseline"  # "true" on the config run its table is tested against
+OPTUNA_TRIAL = "mer.optuna_trial"
+OPTUNA_STUDY = "mer.optuna_study"
+OPTUNA_STORAGE = "mer.optuna_storage"
+PARENT = "mlflow.parentRunId"
+RUN_NAME = "mlflow.runName"
+
+SWEEP, CONFIG, FOLD = "sweep", "config", "fold"
+
+# ------------------------------------------------------------------------------------------- artifacts
+SPEC_YAML = "spec.yaml"
+ENVIRONMENT_JSON = "environment.json"
+ARMS_CSV = "tables/arms.csv"
+AAU_CSV = "tables/aau_weights.csv"
+PREDICTIONS_CSV = "predictions.csv"
+CONFUSION_CSV = "confusion.csv"
+CONFUSION_PNG = "confusion.png"
+LAM_DIR = "lam"
+PREDICTION_COLUMNS = ("subject", "clip", "y_true", "y_pred")
+AAU_COLUMNS = ("arm", "subject", "layer1", "layer2", "layer3", "layer4")
+AAU_METRIC_PREFIX = "aau_weight_layer"
+
+# ------------------------------------------------------------------------------------------- local state
+DEFAULT_RUNS_DIR = Path("mer-runs")  # relative to the working directory (docs/architecture.md)
+DEFAULT_CACHE_DIR = DEFAULT_RUNS_DIR / "cache"
+DEFAULT_REPORTS_DIR = DEFAULT_RUNS_DIR / "reports"
+_SQLITE = "sqlite:///"
+_PAGE = 1000  # MLflow's largest search page
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``sqlite:////abs.db`` -> ``/abs.db``; the path follows
+    the third slash), or None for any other URI."""
+    return Path(uri[len(_SQLITE):]) if uri.startswith(_SQLITE) else None
+
+
+def sqlite_uri(path: Path) -> str:
+    """``sqlite:///`` + ``path`` (absolute paths give the four-slash form)."""
+    return f"{_SQLITE}{path}"
+
+
+def quote(s: str) -> str:
+    """``s`` as a string literal of MLflow's search filter, which has no escapes: an arm named ``Wei's``
+    is found only as ``"Wei's"`` (``'Wei\\'s'`` matches nothing, so resume would miss its runs)."""
+    if "'" not in s:
+        return f"'{s}'"
+    if '"' not in s:
+        return f'"{s}"'
+    raise ValueError(f"name {s!r}: has both quote characters; MLflow's search filter cannot express it")
+
+
+def run_filter(kind: str, **tags: str) -> str:
+    """MLflow filter for runs of ``kind`` whose ``mer.<key>`` tags equal the given values, e.g.
+    ``run_filter("fold", sweep_id="abc", arm="X")``."""
+    parts = [f"tags.`{KIND}` = '{kind}'"]
+    parts += [f"tags.`mer.{k}` = {quote(v)}" for k, v in tags.items()]
+    return " and ".join(parts)
+
+
+def search_runs(client: Any, experiment_id: str, flt: str) -> list[Any]:
+    """Every run of ``experiment_id`` matching ``flt``, all pages (an MLflow page holds at most 1000)."""
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], flt, max_results=_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+@dataclass
+class FoldRecord:
+    """One finished (or failed) fold: what a worker returns, the tracker writes and resume reads back.
+
+    ``error`` is set on a failed attempt; ``actor_died`` only by the pool for a worker that died under the
+    call (it may have left a partial run behind, which the driver deletes before the retry).
+    """
+
+    arm: str
+    subject: str
+    status: str  # complete | failed
+    run_id: str | None
+    seed: int = 0
+    clips: list[str] = field(default_factory=list)
+    y_true: list[int] = field(default_factory=list)
+    y_pred: list[int] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    aau: dict[int, float] = field(default_factory=dict)  # layer -> W_r^2 / sum W^2
+    error: str = ""
+    node: str = ""
+    seconds: float = 0.0
+    attempt: int = 1
+    actor_died: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
