@@ -28,7 +28,12 @@ class NullProgress:
 
     def workers(self, n: int) -> None: ...
 
-    def note(self, msg: str) -> None: ...
+    def note(self, msg: str) -> None:
+        """A line the user must see even without a display (e.g. training on CPU although the file asks
+        for GPUs): Python's logging, since there is no console here."""
+        import logging
+
+        logging.getLogger("orchestrator").warning(msg)
 
     def fold_done(self, ok: bool, resumed: bool = False) -> None: ...
 

@@ -116,3 +116,11 @@ def test_max_concurrent_caps_the_pool(local_ray, store: str) -> None:
     assert pool.size == 1
     pool.shutdown()
     assert pool.size == 0
+
+
+def test_without_a_display_the_cpu_note_still_reaches_the_user(caplog: pytest.LogCaptureFixture) -> None:
+    from orchestrator.progress import NullProgress
+
+    with caplog.at_level("WARNING", logger="orchestrator"):
+        NullProgress().note("gpu_per_fold: 1 asked, but ...: training on CPU")
+    assert [r.getMessage() for r in caplog.records] == ["gpu_per_fold: 1 asked, but ...: training on CPU"]
