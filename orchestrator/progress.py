@@ -28,6 +28,13 @@ class NullProgress:
 
     def workers(self, n: int) -> None: ...
 
+    def note(self, msg: str) -> None:
+        """A line the user must see even without a display (e.g. training on CPU although the file asks
+        for GPUs): Python's logging, since there is no console here."""
+        import logging
+
+        logging.getLogger("orchestrator").warning(msg)
+
     def fold_done(self, ok: bool, resumed: bool = False) -> None: ...
 
     def folds_cancelled(self, n: int) -> None: ...
@@ -78,6 +85,10 @@ class SweepProgress(NullProgress):
     def workers(self, n: int) -> None:
         self.n_workers = n
         self._update()
+
+    def note(self, msg: str) -> None:
+        """One line for the user (e.g. the pool training on CPU although the file asks for GPUs)."""
+        self._line(msg)
 
     def fold_done(self, ok: bool, resumed: bool = False) -> None:
         self.folds_done += 1

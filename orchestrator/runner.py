@@ -184,9 +184,11 @@ def run_sweep(
     if units_left:
         executor.init_ray(address, num_cpus)
         try:
-            sw.make_pool(units_left, max_concurrent)
+            sw.make_pool(max_concurrent)
             sw.loop()
         finally:
+            if sw.pool is not None:
+                sw.pool.shutdown()  # every actor released: an autoscaler may take the workers down
             ray.shutdown()
     return sw.finish()
 
@@ -246,16 +248,18 @@ class _Sweep:
     def trials_left(self) -> int:
         return 0 if self.search is None else len(self.search.orphans) + self.search.budget()
 
-    def make_pool(self, units_left: int, max_concurrent: int | None) -> None:
+    def make_pool(self, max_concurrent: int | None) -> None:
+        """An elastic pool (``orchestrator.pool``): actors for the work there is, pending ones are demand an
+        autoscaler answers; ``loop`` grows and shrinks it."""
         import ray
 
-        from orchestrator import executor
+        from orchestrator.pool import start_pool
 
         res = self.spec.resources
-        n = executor.pool_size(res.cpu_per_fold, res.gpu_per_fold, max_concurrent, units_left)
-        self.pool = executor.make_pool(n, ray.put(self.ds), self.svc.tracking_uri, self.exp_id,
-                                       res.cpu_per_fold, res.gpu_per_fold)
-        self.prog.workers(n)
+        self.pool = start_pool(ray.put(self.ds), self.svc.tracking_uri, self.exp_id,
+                               cpu_per_fold=res.cpu_per_fold, gpu_per_fold=res.gpu_per_fold,
+                               max_concurrent=max_concurrent, packing=res.packing,
+                               save_models=self.spec.tracking.save_models, say=self.prog.note)
 
     # --------------------------------------------------------------------------------------- configs
     def open_config(self, plan: ConfigPlan, trial: Any = None) -> ConfigState:
@@ -376,7 +380,9 @@ class _Sweep:
             self.ask_trials()
             while len(self.queue) and self.pool.idle:
                 self.submit(self.queue.take())
-            if not self.pool.busy:
+            self.pool.fit(len(self.queue))  # grow for queued work, release idle actors when it ran dry
+            self.prog.workers(len(self.pool.actors))
+            if not self.pool.has_work(len(self.queue)):
                 return
             for job, rec in self.pool.wait():
                 self.folds_run += 1
@@ -387,7 +393,7 @@ class _Sweep:
         if self.search is None:
             return
         while (self.active_trials() < self.spec.search.concurrent_trials  # type: ignore[union-attr]
-               and len(self.queue) < len(self.pool.actors)):
+               and len(self.queue) < max(1, self.pool.cap())):
             nxt = self.search.next_trial()
             if nxt is None:
                 return

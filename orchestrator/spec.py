@@ -255,6 +255,8 @@ class ResourcesSpec(_Strict):
 class TrackingSpec(_Strict):
     uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///<abs>/mer-runs/mlflow.db
     experiment: str | None = None  # default: the spec file's stem
+    # log each fold's final model (weights, resolved config, class / AU names) for `mer-orch predict`
+    save_models: bool = False
 
 
 class StorageSpec(_Strict):

@@ -283,8 +283,12 @@ def log_fold_run(
     metrics: Mapping[str, float], status: str, loss_curve: Sequence[float] = (),
     lam: Mapping[str, np.ndarray] | None = None,
     predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None = None,
+    model: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> str:
-    """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED."""
+    """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED.
+
+    ``model``: (state_dict, model.json content) logged as ``model/`` (``mer_model.predict.save_model``)
+    before the status, so a complete fold run of a ``save_models`` sweep always has its model."""
     name = f"{tags[C.ARM]}/{tags[C.SUBJECT]}"
     run = client.create_run(exp_id, tags={**tags, C.PARENT: parent_run_id, C.KIND: C.FOLD}, run_name=name)
     run_id = run.info.run_id
@@ -293,9 +297,13 @@ def log_fold_run(
     ms += [Metric("train_loss", float(v), now, i) for i, v in enumerate(loss_curve) if math.isfinite(v)]
     for i in range(0, len(ms), 900):  # log_batch takes at most 1000 metrics
         client.log_batch(run_id, metrics=ms[i:i + 900])
-    if lam or predictions:
+    if lam or predictions or model:
         with tempfile.TemporaryDirectory() as tmp:
             _fold_artifacts(Path(tmp), tags[C.SUBJECT], lam, predictions)
+            if model is not None:
+                from mer_model.predict import save_model
+
+                save_model(Path(tmp) / "model", *model)
             client.log_artifacts(run_id, tmp)
     client.set_tag(run_id, C.STATUS, status)
     client.set_terminated(run_id, "FINISHED" if status == "complete" else "FAILED")
