@@ -40,11 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
-from torch.nn import functional as F
 
 from mer_model.config import validate_config
 from mer_model.errors import InputError
-from mer_model.losses import aau_loss
+from mer_model.losses import total_loss
 from mer_model.models import build_model
 from mer_model.stacked_layers import stacked_template
 from mer_model.stacked_optim import StackedOptimizer
@@ -63,29 +62,6 @@ ARCH_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss", "n
              "optimizer")
 # What may differ from fold to fold inside one packed group.
 PER_FOLD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "beta")
-
-
-def masked_total_loss(
-    logits: Tensor,
-    labels: Tensor,
-    au_logits: Sequence[Tensor],
-    aus: Tensor,
-    aau_w: Tensor | None,
-    beta: Tensor,
-    weight: Tensor,
-) -> Tensor:
-    """Eq. (12) as ``mer_model.losses.total_loss``, with batch means taken over ``weight`` ``(N,)`` in {0, 1}.
-
-    ``logits`` ``(N, C)``, ``labels`` ``(N,)``, ``au_logits`` one ``(N, A)`` per AU layer, ``aus`` ``(N, A)``.
-    All-zero ``weight`` (a fold sitting this step out) gives 0, hence zero gradients.
-    """
-    n = weight.sum().clamp_min(1.0)
-    loss_me = (F.cross_entropy(logits, labels, reduction="none") * weight).sum() / n
-    if not au_logits:
-        return loss_me
-    layer = [(F.multilabel_soft_margin_loss(a, aus, reduction="none") * weight).sum() / n for a in au_logits]
-    loss_au = aau_loss(layer, aau_w) if aau_w is not None else torch.stack(layer).sum()  # Eq. (11)
-    return loss_me + beta * loss_au  # Eq. (12)
 
 
 def _check_group(cfgs: list[dict[str, Any]]) -> None:
@@ -202,12 +178,12 @@ def train_folds_batched(
             extra = {f"{n}.sample_mask": bn_mask for n in bn_names}
             extra.update({f"{n}.update": active for n in bn_names})
             logits, au = functional_call(template, {**p, **b, **extra}, (x,), {"return_aux": True})
-            return masked_total_loss(logits, y, au, a, p.get("aau_w"), beta, loss_w)
+            return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w)
 
         def fold_loss_full(p, b, x, y, a, beta):
             logits, au = functional_call(full, {**p, **b}, (x,), {"return_aux": True})
             ones = torch.ones_like(y, dtype=x.dtype)
-            return masked_total_loss(logits, y, au, a, p.get("aau_w"), beta, ones)
+            return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=ones)
 
         batched_loss, batched_loss_full = vmap(fold_loss), vmap(fold_loss_full)
         gens = [torch.Generator().manual_seed(s) for s in seed_list]  # fold k's own shuffles

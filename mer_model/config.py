@@ -147,13 +147,28 @@ def error_line(err: ValidationError, model: type[BaseModel]) -> str:
     return f"{key}: got {e['input']!r}; allowed: {allowed}"
 
 
-def parse_config(config: Mapping[str, Any]) -> tuple[ModelConfig, TrainConfig]:
-    """A flat config dict -> (:class:`ModelConfig`, :class:`TrainConfig`), unset keys defaulted.
+ConfigLike = Mapping[str, Any] | BaseModel | tuple[Any, ...]  # flat dict, typed config, or a tuple of them
+
+
+def _flat(config: ConfigLike) -> Any:
+    """A typed config (or a tuple such as ``(ModelConfig, TrainConfig)``) as one flat dict; a mapping (the
+    form that crosses the Ray boundary) as it is; anything else unchanged, for the caller to refuse."""
+    if isinstance(config, BaseModel):
+        return config.model_dump()
+    if isinstance(config, tuple) and all(isinstance(c, BaseModel | Mapping) for c in config):
+        return {k: v for part in config for k, v in _flat(part).items()}
+    return config
+
+
+def parse_config(config: ConfigLike) -> tuple[ModelConfig, TrainConfig]:
+    """A flat config dict, a typed config or a tuple of them -> (:class:`ModelConfig`,
+    :class:`TrainConfig`), unset keys defaulted. ``train_fold`` and ``build_model`` take any of these.
 
     Raises:
         InputError: unknown key, wrong type, out-of-range value or invalid combination; the message names
             the key and the allowed values.
     """
+    config = _flat(config)
     if not isinstance(config, Mapping):
         raise InputError(f"config: expected a mapping of keys to values, got {type(config).__name__}")
     unknown = sorted(set(config) - set(DEFAULTS), key=str)
@@ -168,7 +183,7 @@ def parse_config(config: Mapping[str, Any]) -> tuple[ModelConfig, TrainConfig]:
     return parts[0], parts[1]
 
 
-def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def validate_config(config: ConfigLike) -> dict[str, Any]:
     """Check a flat config dict and return a new flat dict with every default filled in (the form that
     travels to Ray workers and into MLflow params); see :func:`parse_config`."""
     model, train = parse_config(config)

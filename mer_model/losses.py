@@ -40,24 +40,37 @@ def au_layer_loss(au_logits: Tensor, aus: Tensor) -> Tensor:
     return F.multilabel_soft_margin_loss(au_logits, aus)
 
 
+def _batch_mean(per_sample: Tensor, weight: Tensor) -> Tensor:
+    """Mean of ``per_sample`` ``(N,)`` over the samples with weight 1 (0 when there are none)."""
+    return (per_sample * weight).sum() / weight.sum().clamp_min(1.0)
+
+
 def total_loss(
     logits: Tensor,
     labels: Tensor,
     au_logits: Sequence[Tensor] = (),
     aus: Tensor | None = None,
     aau_w: Tensor | None = None,
-    beta: float = 1.0,
+    beta: float | Tensor = 1.0,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Eq. (12): ``L_T = L_ME + beta * L_AU``.
 
     ``L_ME`` is cross entropy on ``logits`` ``(N, C)`` vs ``labels`` ``(N,)``. ``L_AU`` is Eq. (11) over the
     AU heads when ``aau_w`` is given, the single layer's loss for one head (``layer:r``), absent for none.
+    ``weight`` ``(N,)`` in {0, 1}: batch means over the weighted samples only (fold-batched training pads
+    and idles folds this way; all-zero weight gives 0, hence zero gradients); None: the plain means.
     """
-    loss_me = F.cross_entropy(logits, labels)
+    loss_me = _batch_mean(F.cross_entropy(logits, labels, reduction="none"), weight) if weight is not None \
+        else F.cross_entropy(logits, labels)
     if not au_logits:
         return loss_me
     assert aus is not None, "AU heads need AU labels"
-    layer_losses = [au_layer_loss(a, aus) for a in au_logits]
+    if weight is None:
+        layer_losses = [au_layer_loss(a, aus) for a in au_logits]
+    else:
+        layer_losses = [_batch_mean(F.multilabel_soft_margin_loss(a, aus, reduction="none"), weight)
+                        for a in au_logits]
     if aau_w is not None:
         loss_au = aau_loss(layer_losses, aau_w)  # Eq. (11)
     else:

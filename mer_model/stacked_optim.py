@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+from mer_model.config import OPTIMIZERS  # the names train.py's optimisers answer to, defined once
 
 
 def _per_fold(v: Tensor, like: Tensor) -> Tensor:

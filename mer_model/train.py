@@ -59,6 +59,8 @@ class FoldResult:
     n_train: int
     n_test: int
     train_seconds: float = field(default=0.0)
+    # the final model's weights (CPU tensors) when train_fold(..., keep_model=True); not part of to_dict()
+    state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (arrays as nested lists)."""
@@ -203,6 +205,7 @@ def train_fold(
     test: FoldData,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    keep_model: bool = False,
 ) -> FoldResult:
     """Train on ``train`` for the configured epochs, predict ``test`` with the final model.
 
@@ -212,6 +215,9 @@ def train_fold(
             ``.augment (N, K, 3, 68, 2) | None``. Only ``train.augment`` is used.
         seed: the only source of randomness; same seed + device + data -> identical result.
         device: torch device for the whole fold.
+        keep_model: also return the final model's ``state_dict`` (CPU copies, after the BatchNorm
+            recomputation: the weights that made the predictions) in ``FoldResult.state_dict``; the
+            result is otherwise the same.
     """
     t0 = time.perf_counter()
     dev = torch.device(device)
@@ -246,6 +252,8 @@ def train_fold(
 
         result = finish_fold(model, x, test, batch_size=cfg["batch_size"], curve=curve, epochs=cfg["epochs"],
                              seed=seed, n_train=len(train.labels))
+        if keep_model:
+            result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.train_seconds = time.perf_counter() - t0
     return result
 

@@ -21,6 +21,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("extract", "Build the dlib landmark cache for a real dataset."),
     "report": ("report", "Paper-style tables, figures and significance tests from an MLflow experiment."),
     "services": ("services", "Start / check the tracking server and study storage."),
+    "predict": ("predict", "Predict classes of landmark clips with a fold model a sweep logged."),
 }
 
 

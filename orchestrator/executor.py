@@ -1,17 +1,19 @@
-"""Ray scheduling of (config, fold) units: a pool of reused actors, one call per actor at a time.
+"""The fold worker: a Ray actor that trains and logs (config, seed, subject) units, and how the sweep starts
+Ray.
 
 Why actors and not Ray Tune trials (stack-notes): a fresh worker per trial costs 1.5-2 s plus ``import
 torch``; a reused actor pays that once. Each actor is created with the file's ``cpu_per_fold`` /
 ``gpu_per_fold`` (fractional GPUs are Ray bookkeeping, not a memory cap), sets torch's thread count to its
 CPU share, receives the dataset once (an object-store reference ``ray.put`` by the driver), and then trains
-fold after fold. The driver keeps every actor busy (``submit`` / ``wait``); folds of a config run
-concurrently on different actors. With ``resources.packing`` > 1 one call carries up to that many folds of
-one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run each.
+fold after fold. How many actors exist, and when, is ``orchestrator.pool``'s business (an elastic pool whose
+pending actors are demand an autoscaler answers). With ``resources.packing`` > 1 one call carries up to that
+many folds of one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run
+each; with ``tracking.save_models`` each fold also logs its final model (``mer_model.predict``).
 
 The fold is logged to MLflow from the actor (``mer.node`` = where it really ran) in one burst after
-training. A fold that raises, or whose loss is not finite, comes back ``ok=False`` with its error; the
-driver retries it (``protocol.retries``) and only the last attempt's failure is logged. An actor that dies
-(``kill -9``, OOM) is replaced and its fold counts as a failed attempt.
+training. A fold that raises, or whose loss is not finite, comes back as a failed ``FoldRecord`` with its
+error; the driver retries it (``protocol.retries``) and only the last attempt's failure is logged. An actor
+that dies (``kill -9``, OOM) is replaced by the pool and its fold counts as a failed attempt.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class Job:
 
 
 class FoldWorker:
-    """A Ray actor (wrapped by :func:`make_pool`) that trains and logs folds."""
+    """A Ray actor (created by ``orchestrator.pool``) that trains and logs folds."""
 
-    def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str):
+    def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str,
+                 save_models: bool = False):
         import torch
         from mlflow.tracking import MlflowClient
 
@@ -58,9 +61,12 @@ class FoldWorker:
         # "cuda" comes from the cluster's GPU resources; on a node whose GPUs are logical only (`ray start
         # --num-gpus` without hardware, as in the loopback multi-node test) train on its CPU: no failed folds
         self.device = device if device != "cuda" or torch.cuda.is_available() else "cpu"
-        # hostname / node IP, plus the Ray node id: several nodes of one machine share hostname and IP
-        node_id = ray.get_runtime_context().get_node_id()[:8]
-        self.node = f"{socket.gethostname()}/{ray.util.get_node_ip_address()}/{node_id}"
+        # hostname / node IP, plus the whole Ray node id: several nodes of one machine share hostname and IP,
+        # and the fake autoscaler's node ids differ only in their last digits
+        node_id = ray.get_runtime_context().get_node_id()
+        self.node = f"{socket.gethostname()}/{_node_address(node_id)}/{node_id}"
+        self.gpu_ids = ",".join(str(g) for g in ray.get_gpu_ids()) or "-"  # logical ids Ray gave this actor
+        self.save_models = save_models  # tracking.save_models: log each fold's final model
 
     def ping(self) -> str:
         return self.node
@@ -71,7 +77,8 @@ class FoldWorker:
         t0 = time.perf_counter()
         try:
             train, test = self.ds.subset(job.train_idx), self.ds.subset(job.test_idx)
-            res = _finite(train_fold(job.config, train, test, job.unit.seed, self.device))
+            res = _finite(train_fold(job.config, train, test, job.unit.seed, self.device,
+                                     keep_model=self.save_models))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
         return self._complete(job, res, t0)
@@ -79,8 +86,8 @@ class FoldWorker:
     def run_group(self, jobs: list[Job]) -> list[FoldRecord]:
         """Folds of one config trained together (``resources.packing``); one record per job, each logged
         as its own fold run exactly as :meth:`run` logs it. A group that fails as a whole fails every fold."""
-        if len(jobs) == 1:
-            return [self.run(jobs[0])]
+        if len(jobs) == 1 or self.save_models:  # fold-batched training keeps no per-fold model: one by one
+            return [self.run(j) for j in jobs]
         from mer_model.batched import train_folds_batched
 
         t0 = time.perf_counter()
@@ -101,8 +108,8 @@ class FoldWorker:
         return out
 
     def _tags(self, job: Job) -> dict[str, str]:
-        return {**job.tags, C.NODE: self.node, C.ATTEMPT: str(job.unit.attempt), C.DEVICE: self.device,
-                C.THREADS: str(self.threads)}
+        return {**job.tags, C.NODE: self.node, C.GPU_IDS: self.gpu_ids, C.ATTEMPT: str(job.unit.attempt),
+                C.DEVICE: self.device, C.THREADS: str(self.threads)}
 
     def _record(self, job: Job, status: str, run_id: str | None, t0: float) -> FoldRecord:
         u = job.unit
@@ -135,11 +142,31 @@ class FoldWorker:
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
         run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),
                               metrics=metrics, status="complete", loss_curve=res.loss_curve, lam=res.lam,
-                              predictions=(clips, y_true, y_pred))
+                              predictions=(clips, y_true, y_pred), model=self._model(job, res))
         rec = self._record(job, "complete", run_id, t0)
         rec.clips, rec.y_true, rec.y_pred, rec.aau = clips, y_true, y_pred, aau
         rec.metrics = {k: metrics[k] for k in METRICS}
         return rec
+
+
+    def _model(self, job: Job, res: Any) -> tuple[dict, dict] | None:
+        """(state_dict, model.json content) of the fold's final model, when ``tracking.save_models``."""
+        if res.state_dict is None:
+            return None
+        from mer_model.predict import model_meta
+
+        u = job.unit
+        meta = model_meta(job.config, self.ds.class_names, self.ds.au_names, dataset=self.ds.name,
+                          setup=self.ds.setup, magnification=float(self.ds.meta.get("magnification", 1.0)),
+                          subject=u.subject, arm=u.arm, seed=u.seed)
+        return res.state_dict, meta
+
+
+def _node_address(node_id: str) -> str:
+    """The address the Ray node registered with (``ray start --node-ip-address``), from the GCS: a worker
+    process's own ``ray.util.get_node_ip_address()`` answers from its own view of the network instead."""
+    return next((n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == node_id),
+                ray.util.get_node_ip_address())
 
 
 def _finite(res: Any) -> Any:
@@ -151,87 +178,48 @@ def _finite(res: Any) -> Any:
     return res
 
 
-@dataclass
-class Pool:
-    """Fixed pool of FoldWorker actors; ``submit_group`` to an idle one, ``wait`` for any to finish."""
-
-    actors: list[Any]
-    factory: Any  # () -> new actor handle (replaces a dead one)
-    busy: dict[Any, tuple[int, list[Job]]]  # ObjectRef -> (actor index, the jobs of that call)
-
-    @property
-    def idle(self) -> list[int]:
-        used = {i for i, _ in self.busy.values()}
-        return [i for i in range(len(self.actors)) if i not in used]
-
-    def submit_group(self, jobs: list[Job]) -> None:
-        """One actor call for ``jobs`` (folds of one config: fold-batched when more than one)."""
-        i = self.idle[0]
-        self.busy[self.actors[i].run_group.remote(jobs)] = (i, jobs)
-
-    def wait(self, timeout: float | None = None) -> list[tuple[Job, FoldRecord]]:
-        """Block until at least one call finishes (or ``timeout``); return (job, record) pairs."""
-        if not self.busy:
-            return []
-        ready, _ = ray.wait(list(self.busy), num_returns=1, timeout=timeout)
-        out = []
-        for ref in ready:
-            i, jobs = self.busy.pop(ref)
-            try:
-                out.extend(zip(jobs, ray.get(ref), strict=True))
-            except ray.exceptions.RayError as e:
-                # The actor died under this call (kill -9, Ray's OOM killer: OutOfMemoryError, node lost).
-                # FoldWorker catches every Python exception itself, so any RayError here is a dead
-                # worker: replace it and let the driver count a failed attempt for each of its folds.
-                ray.kill(self.actors[i], no_restart=True)
-                self.actors[i] = self.factory()
-                out.extend((job, _died(job, e)) for job in jobs)
-        return out
-
-
 def _died(job: Job, e: Exception) -> FoldRecord:
     u = job.unit
     return FoldRecord(arm=u.arm, subject=u.subject, seed=u.seed, status="failed", run_id=None, node="?",
                       attempt=u.attempt, error=f"worker died: {type(e).__name__}", actor_died=True)
 
 
-def pool_size(cpu_per_fold: float, gpu_per_fold: float, max_concurrent: int | None, n_units: int) -> int:
-    """How many folds fit at once on the cluster's resources (at least 1).
-
-    A cluster without GPUs ignores ``gpu_per_fold``, as ``make_pool`` does (its actors then train on CPU):
-    one search-space file serves a laptop and a GPU cluster.
-    """
-    res = ray.cluster_resources()
-    n = int(res.get("CPU", 1) // cpu_per_fold)
-    if gpu_per_fold > 0 and res.get("GPU", 0) > 0:
-        n = min(n, int(res["GPU"] / gpu_per_fold + 1e-9))
-    if max_concurrent:
-        n = min(n, max_concurrent)
-    return max(1, min(n, n_units))
-
-
-def make_pool(n: int, dataset_ref: Any, tracking_uri: str, experiment_id: str, cpu_per_fold: float,
-              gpu_per_fold: float) -> Pool:
-    """Start ``n`` actors; each receives the dataset (object-store ref) and imports torch once."""
-    use_gpu = gpu_per_fold > 0 and ray.cluster_resources().get("GPU", 0) > 0
-    actor_cls = ray.remote(FoldWorker).options(num_cpus=cpu_per_fold, num_gpus=gpu_per_fold if use_gpu else 0,
-                                               max_restarts=0)
-    threads = max(1, int(cpu_per_fold))
-    device = "cuda" if use_gpu else "cpu"
-
-    def factory() -> Any:
-        return actor_cls.remote(dataset_ref, tracking_uri, experiment_id, threads, device)
-
-    actors = [factory() for _ in range(n)]
-    ray.get([a.ping.remote() for a in actors])  # fail fast here, not in the first fold
-    return Pool(actors, factory, {})
-
-
 def init_ray(address: str | None, num_cpus: int | None) -> None:
-    """Attach to ``address`` (or ``RAY_ADDRESS``) or start a local Ray with ``num_cpus``."""
+    """Attach to ``address`` (or ``RAY_ADDRESS``) or start a local Ray with ``num_cpus`` on loopback only.
+
+    A local Ray would otherwise take the machine's network interface as its node address, and its GCS and
+    raylet would listen on all interfaces. Ray's own switch for single-node Ray (what it does on macOS and
+    Windows), ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, makes every address loopback and the GCS and raylet
+    listen on 127.0.0.1 only (checked with ``ss -ltnp``; tests/test_ray_loopback.py). It is read when
+    ``ray`` is imported, which happened before this call: so it goes into the environment of the processes
+    Ray spawns (GCS, raylet, workers) and into this process's already-read constant. Ray's token
+    authentication stays as Ray sets it.
+    """
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         ray.init(address=address, **kwargs)
     else:
+        _init_loopback(num_cpus, kwargs)
+
+
+def _init_loopback(num_cpus: int | None, kwargs: dict[str, Any]) -> None:
+    """``ray.init`` of a single-node Ray on 127.0.0.1; this process's settings are restored after (a later
+    ``ray.init(address=...)`` in the same process must resolve addresses as usual)."""
+    from ray._private import ray_constants
+
+    before_env, before_const = os.environ.get(LOOPBACK_ONLY), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ONLY] = "0"  # inherited by the GCS, raylet and workers that ray.init starts
+    ray_constants.ENABLE_RAY_CLUSTER = False  # what the variable sets when present at import
+    try:
         ray.init(num_cpus=num_cpus, **kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_const
+        if before_env is None:
+            os.environ.pop(LOOPBACK_ONLY, None)
+        else:
+            os.environ[LOOPBACK_ONLY] = before_env
+
+
+# Ray's switch for clusters on Windows / macOS; "0" makes a single-node Ray bind 127.0.0.1 (stack notes)
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"

@@ -1,4 +1,4 @@
-"""Planning: a validated spec -> named configs (flat dicts) -> (config, fold) units, plus stable ids.
+"""Planning: a validated spec -> named configs (flat dicts) -> (config, seed, subject) units, plus stable ids.
 
 Pure functions, no Ray / MLflow / Optuna. The ids make resume work: ``sweep_id`` depends only on the
 spec's *contents* (validated, defaults filled, so comments and key order do not matter) and the experiment
@@ -20,16 +20,24 @@ def _digest(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
+# Display-only sections: they change no result, so they do not identify a sweep (editing the paper's
+# reference values must not start the sweep over, and files without them keep their old ids).
+_NOT_IDENTITY = {"reference"}
+
+
 def sweep_id(spec: SweepSpec) -> str:
     """12 hex chars from the spec contents + experiment name; the same file re-run gives the same id."""
-    return _digest({"spec": spec.model_dump(mode="json"), "experiment": spec.experiment})
+    contents = spec.model_dump(mode="json", exclude=_NOT_IDENTITY)
+    return _digest({"spec": contents, "experiment": spec.experiment})
 
 
 def config_hash(config: dict[str, Any], spec: SweepSpec) -> str:
-    """12 hex chars from the flat config (minus dataset-derived sizes), the dataset section and the seed."""
+    """12 hex chars from the flat config (minus dataset-derived sizes), the dataset section and the seeds
+    (one seed hashes as ``seed`` did before seeds existed, so one-seed hashes are unchanged)."""
     cfg = {k: v for k, v in config.items() if k not in ("num_classes", "num_aus")}
-    return _digest({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"),
-                    "seed": spec.protocol.seed})
+    seeds = spec.protocol.seed_list
+    key: dict[str, Any] = {"seed": seeds[0]} if len(seeds) == 1 else {"seeds": list(seeds)}
+    return _digest({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"), **key})
 
 
 @dataclass
@@ -52,9 +60,15 @@ class Unit:
 
     arm: str
     subject: str
-    fold_index: int  # position of the subject in the sweep's fold list (Optuna pruning step)
+    fold_index: int  # position of the subject in the sweep's fold list
     seed: int = 0
+    seed_index: int = 0  # position of the seed in protocol.seeds
     attempt: int = 1
+
+    def step(self, n_subjects: int) -> int:
+        """Optuna report step: ``seed_index * n_subjects + fold_index``, the same (seed, subject) pairs at
+        the same steps for every trial, so the pruner compares trials unit by unit."""
+        return self.seed_index * n_subjects + self.fold_index
 
 
 def make_config(spec: SweepSpec, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +108,8 @@ def fold_subjects(all_subjects: list[str], spec: SweepSpec) -> list[str]:
     return [s for s in all_subjects if s in wanted]
 
 
-def units_for(plan: ConfigPlan, subjects: list[str], seed: int) -> list[Unit]:
-    """The units of ``plan``: one per left-out subject, in the sweep's fold order."""
-    return [Unit(arm=plan.arm, subject=s, fold_index=i, seed=seed) for i, s in enumerate(subjects)]
+def units_for(plan: ConfigPlan, subjects: list[str], seeds: tuple[int, ...]) -> list[Unit]:
+    """The units of ``plan``: one per (seed, left-out subject), seed by seed in file order, subjects in the
+    sweep's fold order."""
+    return [Unit(arm=plan.arm, subject=s, fold_index=i, seed=seed, seed_index=k)
+            for k, seed in enumerate(seeds) for i, s in enumerate(subjects)]

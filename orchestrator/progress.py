@@ -28,6 +28,13 @@ class NullProgress:
 
     def workers(self, n: int) -> None: ...
 
+    def note(self, msg: str) -> None:
+        """A line the user must see even without a display (e.g. training on CPU although the file asks
+        for GPUs): Python's logging, since there is no console here."""
+        import logging
+
+        logging.getLogger("orchestrator").warning(msg)
+
     def fold_done(self, ok: bool, resumed: bool = False) -> None: ...
 
     def folds_cancelled(self, n: int) -> None: ...
@@ -78,6 +85,10 @@ class SweepProgress(NullProgress):
     def workers(self, n: int) -> None:
         self.n_workers = n
         self._update()
+
+    def note(self, msg: str) -> None:
+        """One line for the user (e.g. the pool training on CPU although the file asks for GPUs)."""
+        self._line(msg)
 
     def fold_done(self, ok: bool, resumed: bool = False) -> None:
         self.folds_done += 1
@@ -145,12 +156,18 @@ class SweepProgress(NullProgress):
 def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "maximize") -> Table:
     """Arms x (table, status, folds, pooled accuracy / UF1 / UAR, per-fold mean UF1); the best row by
     ``objective`` under ``direction`` in bold green."""
-    t = Table(title="sweep summary (pooled over LOSO folds; fold mean = mean of per-fold values)")
+    n_seeds = max((int(r["n_seeds"]) for r in rows if r.get("n_seeds")), default=1)
+    seeds = f", mean ± sd over {n_seeds} seeds" if n_seeds >= 2 else ""
+    t = Table(title=f"sweep summary (pooled over LOSO folds{seeds}; fold mean = mean of per-fold values)")
     for col in ("arm", "table", "status", "folds ok", "accuracy", "uf1", "uar", "fold mean uf1"):
         t.add_column(col, justify="left" if col in ("arm", "table", "status") else "right")
 
     def f(v: Any) -> str:
         return f"{v:.3f}" if isinstance(v, float) else "-"
+
+    def pooled(r: dict[str, Any], m: str) -> str:
+        sd = r.get(f"{m}_sd")
+        return f"{f(r[m])} ± {sd:.3f}" if isinstance(sd, float) and isinstance(r[m], float) else f(r[m])
 
     pick = min if direction == "minimize" else max
     best = pick((r[objective] for r in rows if isinstance(r.get(objective), float)), default=None)
@@ -159,6 +176,6 @@ def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "
         folds = f"{int(n - nf)}/{int(n)}" if isinstance(n, float) and isinstance(nf, float) else "-"
         style = "bold green" if best is not None and r.get(objective) == best else (
             "red" if r["status"] in ("failed", "incomplete") else "")
-        t.add_row(r["arm"], r["table"], r["status"], folds, f(r["accuracy"]), f(r["uf1"]), f(r["uar"]),
-                  f(r.get("fold_mean_uf1")), style=style)
+        t.add_row(r["arm"], r["table"], r["status"], folds, pooled(r, "accuracy"), pooled(r, "uf1"),
+                  pooled(r, "uar"), f(r.get("fold_mean_uf1")), style=style)
     return t

@@ -44,12 +44,22 @@ ARMS_HEADER = ["arm", "table", "status", "optuna_trial", "config_hash", "n_folds
                *[f"fold_{s}_{m}" for m in METRICS for s in ("mean", "std")], *SUMMARY_KEYS]
 
 
+def arms_header(n_seeds: int) -> list[str]:
+    """``ARMS_HEADER``; with >= 2 seeds also ``n_seeds`` and the sd over seeds ``<m>_sd`` of each metric
+    (one-seed sweeps keep the header they always had)."""
+    if n_seeds < 2:
+        return list(ARMS_HEADER)
+    i = ARMS_HEADER.index("n_failed") + 1
+    j = ARMS_HEADER.index(METRICS[-1]) + 1
+    return [*ARMS_HEADER[:i], "n_seeds", *ARMS_HEADER[i:j], *[f"{m}_sd" for m in METRICS], *ARMS_HEADER[j:]]
+
+
 @dataclass
 class ConfigState:
     plan: ConfigPlan
     run_id: str
     units: list[Unit]
-    records: dict[str, FoldRecord] = field(default_factory=dict)  # subject -> record
+    records: dict[tuple[int, str], FoldRecord] = field(default_factory=dict)  # (seed, subject) -> record
     in_flight: int = 0
     pruned: bool = False
     trial: Any = None  # optuna.trial.Trial for search configs
@@ -70,16 +80,25 @@ class SweepResult:
     experiment: str
     configs: list[ConfigState]
     folds_run: int  # folds trained by this invocation (resume: excludes folds found done)
+    n_seeds: int = 1
+
+    @property
+    def header(self) -> list[str]:
+        return arms_header(self.n_seeds)
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per config, keyed by ``ARMS_HEADER``; pooled metrics only for a complete config."""
+        """One row per config, keyed by :attr:`header`; pooled metrics (mean over seeds, and their sd)
+        only for a complete config."""
         out = []
+        pooled = [*METRICS, *[f"{m}_sd" for m in METRICS if self.n_seeds >= 2]]
         for c in self.configs:
-            row = {"arm": c.plan.arm, "table": c.plan.table, "status": c.status,
-                   "optuna_trial": "" if c.plan.optuna_trial is None else c.plan.optuna_trial,
-                   "config_hash": c.plan.config_hash}
+            row: dict[str, Any] = {"arm": c.plan.arm, "table": c.plan.table, "status": c.status,
+                                   "optuna_trial": "" if c.plan.optuna_trial is None else c.plan.optuna_trial,
+                                   "config_hash": c.plan.config_hash}
             row.update({k: c.summary.get(k, "") for k in ARMS_HEADER if k.startswith(("n_", "fold_"))})
-            row.update({m: c.summary.get(m, "") if c.status == "complete" else "" for m in METRICS})
+            if self.n_seeds >= 2:
+                row["n_seeds"] = self.n_seeds
+            row.update({m: c.summary.get(m, "") if c.status == "complete" else "" for m in pooled})
             row.update({k: c.plan.config.get(k) for k in SUMMARY_KEYS})
             out.append(row)
         return out
@@ -107,6 +126,18 @@ def load_data(spec: SweepSpec) -> Any:
                         cache_dir=d.cache_dir or C.DEFAULT_CACHE_DIR, **d.knobs)
 
 
+def _subject_aau(c: ConfigState, subjects: list[str]) -> list[tuple[str, dict[int, float]]]:
+    """(subject, layer -> AAU weight) over the complete folds of ``c``; a subject's weight is the mean over
+    its seeds (one seed: the fold's own weight)."""
+    per = []
+    for s in subjects:
+        ws = [r.aau for (_, subj), r in c.records.items() if subj == s and r.ok]
+        if ws:
+            layers = sorted(set.intersection(*(set(w) for w in ws)))
+            per.append((s, {r: float(np.mean([w[r] for w in ws])) for r in layers}))
+    return per
+
+
 def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]:
     """Paper Table VIII per AAU arm: ``arm, subject, layer1..layer4`` (blank where the arm has no such
     layer), then the arm's ``Average`` row over its complete folds."""
@@ -114,8 +145,7 @@ def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]
     for c in configs:
         if c.plan.config.get("au_loss") != "aau":
             continue
-        recs = [c.records.get(s) for s in subjects]
-        per = [(r.subject, r.aau) for r in recs if r is not None and r.ok]
+        per = _subject_aau(c, subjects)
         if not per:
             continue
         for s, w in per:
@@ -150,13 +180,15 @@ def run_sweep(
     for plan in grid_configs(spec):  # grid arms, then the trials an earlier run finished (for the tables)
         sw.open_config(plan)
     sw.restore_finished_trials()
-    units_left = len(sw.queue) + sw.trials_left() * len(sw.subjects)
+    units_left = len(sw.queue) + sw.trials_left() * sw.n_units
     if units_left:
         executor.init_ray(address, num_cpus)
         try:
-            sw.make_pool(units_left, max_concurrent)
+            sw.make_pool(max_concurrent)
             sw.loop()
         finally:
+            if sw.pool is not None:
+                sw.pool.shutdown()  # every actor released: an autoscaler may take the workers down
             ray.shutdown()
     return sw.finish()
 
@@ -169,7 +201,8 @@ class _Sweep:
         self.sid = sweep_id(spec)
         self.splits = {s: (tr, te) for s, tr, te in ds.loso_splits()}
         self.subjects = fold_subjects(list(self.splits), spec)
-        self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
+        self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}  # from the data, once
+        self.seeds = spec.protocol.seed_list
         self.configs: list[ConfigState] = []
         self.queue = WorkQueue(spec.resources.packing)
         self.search: Any = None
@@ -193,7 +226,7 @@ class _Sweep:
         # reproducibility record (environment.json); a resume in another environment warns
         environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
             self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold))))
-        self.done, self.stale = tracking.scan_folds(self.client, self.exp_id, self.sid)
+        self.done, self.stale = tracking.scan_folds(self.client, self.exp_id, self.sid, self.seeds[0])
 
     def open_search(self) -> None:
         if self.spec.search is not None:
@@ -205,21 +238,28 @@ class _Sweep:
         s = self.search
         n_search = 0 if s is None else s.n_finished() + len(s.orphans) + s.budget()
         n_cfg = len(grid_configs(self.spec)) + n_search
-        self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * len(self.subjects))
+        self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * self.n_units)
+
+    @property
+    def n_units(self) -> int:
+        """Units per config: seeds x subjects."""
+        return len(self.seeds) * len(self.subjects)
 
     def trials_left(self) -> int:
         return 0 if self.search is None else len(self.search.orphans) + self.search.budget()
 
-    def make_pool(self, units_left: int, max_concurrent: int | None) -> None:
+    def make_pool(self, max_concurrent: int | None) -> None:
+        """An elastic pool (``orchestrator.pool``): actors for the work there is, pending ones are demand an
+        autoscaler answers; ``loop`` grows and shrinks it."""
         import ray
 
-        from orchestrator import executor
+        from orchestrator.pool import start_pool
 
         res = self.spec.resources
-        n = executor.pool_size(res.cpu_per_fold, res.gpu_per_fold, max_concurrent, units_left)
-        self.pool = executor.make_pool(n, ray.put(self.ds), self.svc.tracking_uri, self.exp_id,
-                                       res.cpu_per_fold, res.gpu_per_fold)
-        self.prog.workers(n)
+        self.pool = start_pool(ray.put(self.ds), self.svc.tracking_uri, self.exp_id,
+                               cpu_per_fold=res.cpu_per_fold, gpu_per_fold=res.gpu_per_fold,
+                               max_concurrent=max_concurrent, packing=res.packing,
+                               save_models=self.spec.tracking.save_models, say=self.prog.note)
 
     # --------------------------------------------------------------------------------------- configs
     def open_config(self, plan: ConfigPlan, trial: Any = None) -> ConfigState:
@@ -234,16 +274,18 @@ class _Sweep:
         if plan.baseline:
             tags[C.BASELINE] = "true"
         params = {**plan.config, "dataset": self.ds.name, "setup": self.ds.setup,
-                  "seed": self.spec.protocol.seed}
+                  "seeds": ",".join(map(str, self.seeds))}
+        if len(self.seeds) == 1:
+            params["seed"] = self.seeds[0]  # as before seeds existed
         run_id = tracking.open_config_run(self.client, self.exp_id, sweep_run_id=self.sweep_run,
                                           arm=plan.arm, tags=tags, params=params)
-        for s in self.subjects:  # the config reruns: its stale fold runs (failed, partial) go now
-            for rid in self.stale.pop((plan.arm, s), []):
+        st = ConfigState(plan, run_id, units_for(plan, self.subjects, self.seeds), trial=trial)
+        for u in st.units:  # the config reruns: its stale fold runs (failed, partial) go now
+            for rid in self.stale.pop((plan.arm, u.seed, u.subject), []):
                 self.client.delete_run(rid)
-        st = ConfigState(plan, run_id, units_for(plan, self.subjects, self.spec.protocol.seed), trial=trial)
         self.configs.append(st)
         for u in st.units:
-            rec = self.done.get((plan.arm, u.subject))
+            rec = self.done.get((plan.arm, u.seed, u.subject))
             if rec is not None:
                 self.fold_finished(st, u, rec, resumed=True)
             elif st.pruned:
@@ -258,30 +300,34 @@ class _Sweep:
         return st.in_flight == 0 and self.queue.pending(st.plan.arm) == 0
 
     def fold_finished(self, st: ConfigState, u: Unit, rec: FoldRecord, resumed: bool = False) -> None:
-        """Record a fold; report it to the config's trial, dropping the config's queue when pruned."""
-        st.records[u.subject] = rec
+        """Record a fold; report it to the config's trial, dropping the config's queue when pruned.
+
+        A trial is never pruned on its last unit: once every unit has a record there is nothing left to
+        save, and the trial is told COMPLETE with its seed-mean value."""
+        st.records[(u.seed, u.subject)] = rec
         self.prog.fold_done(rec.ok, resumed=resumed)
         if self.search is not None and st.trial is not None and rec.ok and not st.pruned:
             value = rec.metrics[self.spec.protocol.objective]
-            if self.search.report_fold(st.trial, value, u.fold_index):
+            prune = self.search.report_fold(st.trial, value, u.step(len(self.subjects)))
+            if prune and len(st.records) < len(st.units):
                 st.pruned = True
                 self.prog.folds_cancelled(self.queue.drop(st.plan.arm))
 
     def status(self, st: ConfigState) -> str:
         n_ok = sum(r.ok for r in st.records.values())
+        if n_ok == len(st.units):  # every unit finished: complete, even if the pruner had spoken meanwhile
+            return "complete"
         if st.pruned:
             return "pruned"
-        if n_ok == len(self.subjects):
-            return "complete"
         return "failed" if n_ok == 0 else "incomplete"
 
     def finalise(self, st: ConfigState) -> None:
         """Pooled metrics, artifacts and ``mer.status`` of a config whose folds are all in; Optuna tell."""
         from orchestrator import tracking
 
-        recs = [st.records[s] for s in self.subjects if s in st.records]
+        recs = [st.records[(u.seed, u.subject)] for u in st.units if (u.seed, u.subject) in st.records]
         st.status = self.status(st)
-        st.summary = config_summary(recs, len(self.subjects), self.ds.num_classes)
+        st.summary = self.summary(recs)
         if st.status == "pruned":
             st.summary["n_failed"] = float(sum(not r.ok for r in recs))
         tracking.finish_config_run(self.client, st.run_id, folds=recs, summary=st.summary, status=st.status,
@@ -289,6 +335,10 @@ class _Sweep:
         if self.search is not None and st.trial is not None:
             self.tell(st)
         self.prog.config_done(st.plan.arm, st.status, st.summary.get(self.spec.protocol.objective))
+
+    def summary(self, recs: list[FoldRecord]) -> dict[str, Any]:
+        return config_summary(recs, seeds=self.seeds, n_subjects=len(self.subjects),
+                              num_classes=self.ds.num_classes)
 
     def tell(self, st: ConfigState) -> None:
         from optuna.trial import TrialState
@@ -310,16 +360,17 @@ class _Sweep:
         for t in self.search.study.get_trials(deepcopy=False, states=states):
             plan = search_config(self.spec, t.number, dict(t.params))
             status, run_id = config_run_status(self.client, self.exp_id, self.sid, plan.arm)
-            st = ConfigState(plan, run_id or "", units_for(plan, self.subjects, self.spec.protocol.seed))
-            st.records = {s: self.done[(plan.arm, s)] for s in self.subjects if (plan.arm, s) in self.done}
+            st = ConfigState(plan, run_id or "", units_for(plan, self.subjects, self.seeds))
+            st.records = {(u.seed, u.subject): self.done[(plan.arm, u.seed, u.subject)] for u in st.units
+                          if (plan.arm, u.seed, u.subject) in self.done}
             st.pruned = t.state == TrialState.PRUNED
             by_state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
             st.status = status or by_state.get(t.state, "failed")
-            st.summary = config_summary(list(st.records.values()), len(self.subjects), self.ds.num_classes)
+            st.summary = self.summary(list(st.records.values()))
             self.configs.append(st)
             for _ in st.records:
                 self.prog.fold_done(True, resumed=True)
-            self.prog.folds_cancelled(len(self.subjects) - len(st.records))
+            self.prog.folds_cancelled(len(st.units) - len(st.records))
             self.prog.config_done(plan.arm, st.status, st.summary.get(self.spec.protocol.objective))
 
     # ------------------------------------------------------------------------------------------ loop
@@ -329,7 +380,9 @@ class _Sweep:
             self.ask_trials()
             while len(self.queue) and self.pool.idle:
                 self.submit(self.queue.take())
-            if not self.pool.busy:
+            self.pool.fit(len(self.queue))  # grow for queued work, release idle actors when it ran dry
+            self.prog.workers(len(self.pool.actors))
+            if not self.pool.has_work(len(self.queue)):
                 return
             for job, rec in self.pool.wait():
                 self.folds_run += 1
@@ -340,7 +393,7 @@ class _Sweep:
         if self.search is None:
             return
         while (self.active_trials() < self.spec.search.concurrent_trials  # type: ignore[union-attr]
-               and len(self.queue) < len(self.pool.actors)):
+               and len(self.queue) < max(1, self.pool.cap())):
             nxt = self.search.next_trial()
             if nxt is None:
                 return
@@ -363,7 +416,7 @@ class _Sweep:
             st.in_flight += 1
             tr, te = self.splits[u.subject]
             tags = {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm,
-                    C.SUBJECT: u.subject, C.DATASET: self.ds.name}
+                    C.SUBJECT: u.subject, C.SEED: str(u.seed), C.DATASET: self.ds.name}
             jobs.append(Job(unit=u, config=st.plan.config, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
                             tags=tags, last_attempt=u.attempt > self.spec.protocol.retries))
         self.pool.submit_group(jobs)
@@ -376,7 +429,7 @@ class _Sweep:
         st.in_flight -= 1
         if rec.actor_died:  # it may have died mid-burst: no partial run may remain
             tracking.delete_partial_folds(self.client, self.exp_id, sweep_id=self.sid, arm=u.arm,
-                                          subject=u.subject)
+                                          seed=u.seed, subject=u.subject)
         if not rec.ok and not job.last_attempt:
             self.prog.retry(u.arm, u.subject, rec.error)
             self.queue.retry(u)
@@ -396,10 +449,10 @@ class _Sweep:
         from orchestrator import tracking
 
         self.configs.sort(key=lambda c: (c.plan.optuna_trial is not None, c.plan.optuna_trial or 0))
-        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run)
-        rows = [[r[k] for k in ARMS_HEADER] for r in result.rows()]
+        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds))
+        rows = [[r[k] for k in result.header] for r in result.rows()]
         tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text,
-                                  arms_header=ARMS_HEADER, arms_rows=rows,
+                                  arms_header=result.header, arms_rows=rows,
                                   aau_rows=aau_rows(self.configs, self.subjects),
                                   status="incomplete" if result.incomplete else "complete")
         return result

@@ -22,9 +22,11 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -70,11 +72,54 @@ class DatasetSpec(_Strict):
 
 
 class ProtocolSpec(_Strict):
+    """How every config is evaluated: LOSO over ``subjects``, once per training seed.
+
+    ``seeds: [0, 1, 2]`` trains every (config, subject) once per seed; ``seed: N`` is the one-seed shorthand
+    (``seeds: [N]`` is normalised to it, so both give the same sweep id as before seeds existed).
+    """
+
     scheme: Literal["loso"] = "loso"
-    seed: int = 0  # the training seed of every fold: same seed -> same fold result
-    objective: MetricName = "uf1"  # pooled metric Optuna optimises / "best so far"
+    seed: int = Field(0, ge=0, strict=True)  # one-seed shorthand; with `seeds`, their first
+    seeds: list[Annotated[int, Field(ge=0, strict=True)]] | None = Field(None, min_length=1)  # training seeds
+    objective: MetricName = "uf1"  # pooled metric (mean over seeds) Optuna optimises / "best so far"
     retries: int = Field(1, ge=0)  # extra attempts of a failing fold before it is recorded failed
     subjects: list[str] | None = None  # left-out subjects to run (default: all); training uses all others
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_or_seeds(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "seeds" not in data:
+            return data
+        if "seed" in data:
+            raise ValueError("seed and seeds are both given; allowed: one of them (seeds: [0, 1, 2], or "
+                             "seed: 0 for one seed)")
+        seeds = data["seeds"]
+        first = seeds[0] if isinstance(seeds, list) and seeds else None
+        if not (isinstance(first, int) and not isinstance(first, bool) and first >= 0):
+            return data  # the field's own validation names what is wrong
+        if len(seeds) == 1:  # seeds: [N] is seed: N
+            return {**{k: v for k, v in data.items() if k != "seeds"}, "seed": seeds[0]}
+        return {**data, "seed": seeds[0]}
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"{v} repeats a seed; allowed: distinct integers >= 0")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _without_unset_seeds(self, handler: Any) -> dict[str, Any]:
+        # a one-seed protocol dumps exactly as before `seeds` existed: its sweep id does not change
+        out = handler(self)
+        if self.seeds is None:
+            out.pop("seeds", None)
+        return out
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        """The training seeds, in file order (one-seed protocols: ``(seed,)``)."""
+        return tuple(self.seeds) if self.seeds else (self.seed,)
 
 
 # The model / train sections are mer_model's own typed configs: names, ranges and defaults defined there once.
@@ -185,13 +230,20 @@ class SearchSpec(_Strict):
         for k, p in v.items():
             if k not in MODEL_KEYS + TRAIN_KEYS:
                 raise ValueError(f"unknown key {k!r}; allowed: {', '.join(MODEL_KEYS + TRAIN_KEYS)}")
-            if k == "beta" and isinstance(p, FloatParam) and p.low < 0:
-                raise ValueError(f"beta.low {p.low} is out of range; allowed: >= 0 (Eq. 12)")
-            if k == "fusion_layer" and isinstance(p, CategoricalParam):
-                bad = [c for c in p.choices if c not in (1, 2, 3, 4) or isinstance(c, bool)]
-                if bad:
-                    raise ValueError(f"fusion_layer choice {bad[0]!r}; allowed: 1, 2, 3, 4")
+            values = p.choices if isinstance(p, CategoricalParam) else [p.low, p.high]
+            for value in values:  # each value against mer_model's own field: its type and range, once
+                _check_value(k, value)
         return v
+
+
+def _check_value(key: str, value: Any) -> None:
+    """``value`` is allowed for config key ``key`` (by its field in mer_model.config), else ValueError."""
+    field = _OVERRIDE_FIELDS[key]
+    ann = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    try:
+        TypeAdapter(ann).validate_python(value, strict=True)
+    except ValidationError:
+        raise ValueError(f"{key} value {value!r} is out of range; allowed: {field.description}") from None
 
 
 class ResourcesSpec(_Strict):
@@ -203,6 +255,8 @@ class ResourcesSpec(_Strict):
 class TrackingSpec(_Strict):
     uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///<abs>/mer-runs/mlflow.db
     experiment: str | None = None  # default: the spec file's stem
+    # log each fold's final model (weights, resolved config, class / AU names) for `mer-orch predict`
+    save_models: bool = False
 
 
 class StorageSpec(_Strict):

@@ -3,9 +3,11 @@
 Why ask/tell and not Ray Tune's ``OptunaSearch`` (stack-notes, Ray 2.60 + Optuna 5): ``OptunaSearch``
 hard-codes the ``NopPruner`` and records early-stopped trials COMPLETE with a partial value, and
 ``Tuner.restore`` on a persistent storage crashed after SIGKILL. Here one trial = one config; its value is
-the objective pooled over all LOSO folds, told once all folds are in. Fold metrics are reported with
-``step = fold index`` (the same subject order for every trial) so ``WilcoxonPruner`` compares trials on the
-same subjects; a pruned trial is told ``PRUNED`` and never gets a value.
+the objective pooled over all LOSO folds of a seed, averaged over ``protocol.seeds``, told once every
+(seed, subject) unit is in. Unit metrics are reported with ``step = seed_index * n_subjects + fold_index``
+(the same (seed, subject) at the same step for every trial) so ``WilcoxonPruner`` compares trials on the
+same units; a pruned trial is told ``PRUNED`` and never gets a value, and a trial whose every unit finished
+is told ``COMPLETE``, never ``PRUNED``.
 
 Resume: trials left RUNNING by a killed driver (Optuna heartbeats act only under ``study.optimize``) are
 picked up again with their own parameters and told when their folds finish.
@@ -113,7 +115,7 @@ class SearchState:
         return t, suggest(t, self.spec)
 
     def report_fold(self, trial: Trial, value: float, step: int) -> bool:
-        """Report one fold's metric; True when the pruner says stop this config."""
+        """Report one unit's metric at ``step`` (``Unit.step``); True when the pruner says stop the config."""
         frozen = self.study._storage.get_trial(trial._trial_id)
         if step not in frozen.intermediate_values:  # a resumed trial re-reports its done folds
             trial.report(value, step)

@@ -100,16 +100,18 @@ def _is_done(run: Any) -> bool:
     return run.info.status == "FINISHED" and run.data.tags.get(C.STATUS) == "complete"
 
 
-FoldKey = tuple[str, str]  # (arm, subject)
+FoldKey = tuple[str, int, str]  # (arm, seed, subject)
 
 
-def fold_key(tags: Mapping[str, str]) -> FoldKey:
-    """The key resume uses for a fold run (docs/architecture.md)."""
-    return tags.get(C.ARM, ""), tags.get(C.SUBJECT, "")
+def fold_key(tags: Mapping[str, str], default_seed: int) -> FoldKey:
+    """The key resume uses for a fold run (docs/architecture.md): (arm, seed, subject). A fold run without
+    ``mer.seed`` (written before seeds existed, always one-seed) has ``default_seed``, the sweep's seed."""
+    seed = tags.get(C.SEED)
+    return tags.get(C.ARM, ""), default_seed if seed in (None, "") else int(seed), tags.get(C.SUBJECT, "")
 
 
 def scan_folds(
-    client: MlflowClient, exp_id: str, sweep_id: str,
+    client: MlflowClient, exp_id: str, sweep_id: str, default_seed: int = 0,
 ) -> tuple[dict[FoldKey, FoldRecord], dict[FoldKey, list[str]]]:
     """Done folds of a sweep by :func:`fold_key`, and the other fold runs' ids by the same key.
 
@@ -122,26 +124,28 @@ def scan_folds(
     stale: dict[FoldKey, list[str]] = {}
     runs = search_runs(client, exp_id, run_filter(C.FOLD, sweep_id=sweep_id))
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-        key = fold_key(run.data.tags)
+        key = fold_key(run.data.tags, default_seed)
         ok = _is_done(run)
         if ok and key in done:
             client.delete_run(run.info.run_id)
         elif ok:
-            done[key] = _read_fold(client, run)
+            done[key] = _read_fold(client, run, seed=key[1])
         else:
             stale.setdefault(key, []).append(run.info.run_id)
     return done, stale
 
 
-def delete_partial_folds(client: MlflowClient, exp_id: str, *, sweep_id: str, arm: str, subject: str) -> int:
-    """Delete the fold runs of (arm, subject) in this sweep that are not done; return how many.
+def delete_partial_folds(client: MlflowClient, exp_id: str, *, sweep_id: str, arm: str, seed: int,
+                         subject: str) -> int:
+    """Delete the fold runs of (arm, seed, subject) in this sweep that are not done; return how many.
 
     For a worker that died under a fold: it may have died inside ``log_fold_run``'s burst, leaving a run
     that is not FINISHED+complete. The driver calls this before the retry, so the sweep ends with one run
     per fold even without a later resume (whose ``scan_folds`` would otherwise be what removes it).
     """
     n = 0
-    for run in search_runs(client, exp_id, run_filter(C.FOLD, sweep_id=sweep_id, arm=arm, subject=subject)):
+    flt = run_filter(C.FOLD, sweep_id=sweep_id, arm=arm, seed=str(seed), subject=subject)
+    for run in search_runs(client, exp_id, flt):
         if not _is_done(run):
             client.delete_run(run.info.run_id)
             n += 1
@@ -156,7 +160,7 @@ def config_run_status(client: MlflowClient, exp_id: str, sweep_id: str, arm: str
     return runs[0].data.tags.get(C.STATUS, ""), runs[0].info.run_id
 
 
-def _read_fold(client: MlflowClient, run: Any) -> FoldRecord:
+def _read_fold(client: MlflowClient, run: Any, *, seed: int) -> FoldRecord:
     tags, metrics = run.data.tags, run.data.metrics
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(run.info.run_id, C.PREDICTIONS_CSV, tmp)
@@ -165,30 +169,44 @@ def _read_fold(client: MlflowClient, run: Any) -> FoldRecord:
     pre = C.AAU_METRIC_PREFIX
     aau = {int(k[len(pre):]): v for k, v in metrics.items() if k.startswith(pre)}
     return FoldRecord(
-        arm=tags[C.ARM], subject=tags[C.SUBJECT], status="complete", run_id=run.info.run_id,
+        arm=tags[C.ARM], subject=tags[C.SUBJECT], seed=seed, status="complete", run_id=run.info.run_id,
         clips=[r["clip"] for r in rows], y_true=[int(r["y_true"]) for r in rows],
         y_pred=[int(r["y_pred"]) for r in rows], metrics={m: metrics[m] for m in METRICS if m in metrics},
         aau=aau, node=tags.get(C.NODE, ""),
     )
 
 
-def config_summary(folds: Sequence[FoldRecord], n_folds: int, num_classes: int) -> dict[str, Any]:
-    """Pooled metrics over the complete folds' concatenated predictions + per-fold mean / std, with
-    ``mer_model.metrics`` (the one implementation); ``"confusion"``: the pooled confusion matrix.
+def config_summary(folds: Sequence[FoldRecord], *, seeds: Sequence[int], n_subjects: int,
+                   num_classes: int) -> dict[str, Any]:
+    """The config run's metrics, all with ``mer_model.metrics`` (the one implementation):
+
+    - ``<m>_seed<k>``: metric m pooled over seed k's folds (concatenated predictions of every subject);
+    - ``<m>``: the mean over seeds of ``<m>_seed<k>`` (one seed: the pooled value itself), the headline;
+      ``<m>_sd``: their sample standard deviation (ddof=1), only with >= 2 seeds;
+    - ``fold_mean_<m>`` / ``fold_std_<m>``: mean / population std of the per-fold values over every
+      (seed, subject) fold (per-fold, labelled as such);
+    - ``n_folds`` (seeds x subjects), ``n_failed``; ``"confusion"``: counts over every fold's predictions.
 
     Only meaningful when every fold is complete; the caller marks the config incomplete otherwise.
     """
     from mer_model.metrics import fold_metrics, pooled_metrics
 
     ok = [f for f in folds if f.ok]
+    n_folds = len(seeds) * n_subjects
     out: dict[str, Any] = {"n_folds": float(n_folds), "n_failed": float(n_folds - len(ok))}
     if not ok:
         return out
-    pairs = [(np.asarray(f.y_true, dtype=np.int64), np.asarray(f.y_pred, dtype=np.int64)) for f in ok]
-    pooled = pooled_metrics(pairs, num_classes)
-    out.update({m: float(pooled[m]) for m in METRICS})
-    out.update(fold_metrics(pairs, num_classes))
-    out["confusion"] = pooled["confusion"]
+    pairs = {k: [(np.asarray(f.y_true, dtype=np.int64), np.asarray(f.y_pred, dtype=np.int64))
+                 for f in ok if f.seed == k] for k in seeds}
+    pooled = {k: pooled_metrics(p, num_classes) for k, p in pairs.items() if p}
+    for m in METRICS:
+        vals = [pooled[k][m] for k in seeds if k in pooled]
+        out.update({f"{m}_seed{k}": float(pooled[k][m]) for k in seeds if k in pooled})
+        out[m] = float(np.mean(vals))
+        if len(seeds) >= 2 and len(vals) >= 2:
+            out[f"{m}_sd"] = float(np.std(vals, ddof=1))
+    out.update(fold_metrics([p for k in seeds for p in pairs[k]], num_classes))
+    out["confusion"] = sum(pooled[k]["confusion"] for k in pooled)
     return out
 
 
@@ -206,9 +224,9 @@ def finish_config_run(
     ok = [f for f in folds if f.ok]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        write_csv(d / C.PREDICTIONS_CSV, C.PREDICTION_COLUMNS,
-                  [r for f in ok
-                   for r in zip([f.subject] * len(f.clips), f.clips, f.y_true, f.y_pred, strict=True)])
+        write_csv(d / C.PREDICTIONS_CSV, C.CONFIG_PREDICTION_COLUMNS,
+                  [(f.seed, f.subject, c, t, p) for f in ok
+                   for c, t, p in zip(f.clips, f.y_true, f.y_pred, strict=True)])
         cm = summary.get("confusion")
         if ok and cm is not None:
             write_csv(d / C.CONFUSION_CSV, ["true\\pred", *class_names],
@@ -265,8 +283,12 @@ def log_fold_run(
     metrics: Mapping[str, float], status: str, loss_curve: Sequence[float] = (),
     lam: Mapping[str, np.ndarray] | None = None,
     predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None = None,
+    model: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> str:
-    """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED."""
+    """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED.
+
+    ``model``: (state_dict, model.json content) logged as ``model/`` (``mer_model.predict.save_model``)
+    before the status, so a complete fold run of a ``save_models`` sweep always has its model."""
     name = f"{tags[C.ARM]}/{tags[C.SUBJECT]}"
     run = client.create_run(exp_id, tags={**tags, C.PARENT: parent_run_id, C.KIND: C.FOLD}, run_name=name)
     run_id = run.info.run_id
@@ -275,9 +297,13 @@ def log_fold_run(
     ms += [Metric("train_loss", float(v), now, i) for i, v in enumerate(loss_curve) if math.isfinite(v)]
     for i in range(0, len(ms), 900):  # log_batch takes at most 1000 metrics
         client.log_batch(run_id, metrics=ms[i:i + 900])
-    if lam or predictions:
+    if lam or predictions or model:
         with tempfile.TemporaryDirectory() as tmp:
             _fold_artifacts(Path(tmp), tags[C.SUBJECT], lam, predictions)
+            if model is not None:
+                from mer_model.predict import save_model
+
+                save_model(Path(tmp) / "model", *model)
             client.log_artifacts(run_id, tmp)
     client.set_tag(run_id, C.STATUS, status)
     client.set_terminated(run_id, "FINISHED" if status == "complete" else "FAILED")

@@ -73,7 +73,9 @@ def test_gpu_spot_option_is_documented_and_valid_when_enabled() -> None:
 @pytest.mark.parametrize("path", [GPU, LOCAL], ids=["gpu", "local"])
 def test_project_installed_on_every_node_with_the_right_torch(path: Path) -> None:
     cfg = ray_check(yaml.safe_load(path.read_text()))
-    assert cfg["file_mounts"] == {"~/mer-orch": "."}  # this checkout, run from the repository root
+    assert cfg["file_mounts"]["~/mer-orch"] == "."  # this checkout, run from the repository root
+    if path == GPU:  # Ray's token for every node (RAY_AUTH_MODE=token in ~/mer-env.sh)
+        assert cfg["file_mounts"] == {"~/mer-orch": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
     assert ".gitignore" in cfg["rsync_filter"]  # .venv and mer-runs stay behind
     every = " ; ".join(cfg["setup_commands"])
     head = every + " ; " + " ; ".join(cfg["head_setup_commands"])
@@ -99,6 +101,8 @@ def test_every_node_points_at_the_same_services(path: Path) -> None:
     for role in ("head_setup_commands", "worker_setup_commands"):
         env_file = " ".join(c for c in cfg[role] if "mer-env.sh" in c)
         assert all(f"export {n}=" in env_file for n in names), role
+        if path == GPU:  # token authentication on every node and for the driver (sources mer-env.sh)
+            assert "export RAY_AUTH_MODE=token" in env_file, role
     assert "$RAY_HEAD_IP" in " ".join(cfg["worker_setup_commands"])  # workers reach the head's services
     # the environment is loaded before `ray start`, so Ray worker processes inherit it
     for role in ("head_start_ray_commands", "worker_start_ray_commands"):

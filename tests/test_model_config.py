@@ -112,3 +112,19 @@ def test_fusion_layer_is_ignored_by_one_stream_models_and_training_keys_by_build
         )
     )
     assert m.au_layers == [1, 2, 3, 4]
+
+
+def test_typed_configs_are_accepted_where_a_flat_dict_is():
+    """ModelConfig / TrainConfig (or a tuple of them) go through the same single validation as the dict."""
+    from mer_model.config import ModelConfig, TrainConfig
+
+    model, train = ModelConfig(model="ss_gn", features="A", num_classes=5, num_aus=4), TrainConfig(epochs=3)
+    flat = {"model": "ss_gn", "features": "A", "num_classes": 5, "num_aus": 4, "epochs": 3}
+    assert validate_config((model, train)) == validate_config(flat)
+    assert validate_config(model)["epochs"] == DEFAULTS["epochs"]
+    a, b = build_model(model), build_model(flat)
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    with pytest.raises(ValueError):  # frozen, and the combination rules hold for typed configs too
+        ModelConfig(model="gts_gn", features="A")
+    with pytest.raises(InputError, match="config: epochs: got 0; allowed: an integer >= 1"):
+        validate_config((model, {"epochs": 0}))

@@ -1,4 +1,4 @@
-"""Multi-node proof on one machine: a real two-node Ray cluster on loopback (`ray start --head` and
+"""Multi-node proof on one machine: a real two-node Ray cluster (`ray start --head` and
 `ray start --address` as separate processes, one logical GPU each), a real `mlflow server` subprocess on a
 free loopback port, and `mer-orch sweep --address` run by a separate driver process against both.
 
@@ -14,19 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import free_port, procs_mentioning
+from ray_procs import fail_with_logs, free_port, procs_in_groups, procs_mentioning, stop_all, wait_for
 
 from orchestrator import services as svc
 
@@ -36,66 +34,9 @@ BIN = Path(sys.executable).parent
 N_SUBJECTS = 4
 
 
-def procs_in_groups(pgids: set[int]) -> list[int]:
-    """PIDs whose process group is one of ``pgids`` (the groups this module started)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) in pgids and fields[0] != "Z":  # after "pid (comm)": state, ppid, pgrp
-                out.append(int(d.name))
-    return out
-
-
-def stop_all(started: list[tuple[subprocess.Popen, str]], grace: float = 5.0) -> None:
-    """SIGTERM each process group we started (``ray start --block`` then stops its own raylet / GCS; the
-    server its workers), give them ``grace`` seconds, then SIGKILL whatever is still in those groups or
-    mentions one of our private directories (Ray's graceful stop can take 30 s on a loaded machine, and a
-    test cluster has nothing worth a graceful stop). Nothing else on the machine is touched."""
-    groups = {proc.pid for proc, _ in started}  # start_new_session: each is its own group leader
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    markers = {m for _, m in started}
-
-    def leftovers() -> list[int]:
-        return sorted({pid for m in markers for pid in procs_mentioning(m)} | set(procs_in_groups(groups)))
-
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and (any(p.poll() is None for p, _ in started) or leftovers()):
-        time.sleep(0.25)
-    for pid in leftovers():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for proc, _ in started:
-        proc.wait(timeout=10)
-    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
-    while leftovers() and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def wait_for(cond, what: str, timeout: float, logs: list[Path], started: list) -> None:  # noqa: ANN001
-    """Poll ``cond``; fail with the logs' tails on timeout or as soon as a process we started has exited."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        dead = [p.args[:3] for p, _ in started if p.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            why = f"exited: {dead}" if dead else f"after {timeout:g} s"
-            fail_with_logs(f"{what} not ready ({why})", logs)
-        time.sleep(0.5)
-
-
-def fail_with_logs(message: str, logs: list[Path]) -> None:
-    tails = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in logs if p.exists())
-    pytest.fail(f"{message}\n{tails}")
-
+# The drivers connect through 127.0.0.1 as given: without this Ray rewrites it into the machine's
+# interface address (resolve_ip_for_localhost; stack notes)
+DRIVER_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 NODES_PROBE = """
 import json, sys, time
@@ -124,7 +65,12 @@ def cluster() -> Iterator[Cluster]:
     ray_tmp = tempfile.mkdtemp(prefix="mer-mn-", dir="/tmp")
     server_dir = Path(tempfile.mkdtemp(prefix="mer-mlflow-", dir="/tmp"))
     gcs_port, mlflow_port = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # token authentication on, as on a real cluster: both nodes and the drivers read ~/.ray/auth_token
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Not loopback-only, a limit of Ray 2.60's `ray start`: it rewrites --node-ip-address=127.0.0.1 into the
+    # machine's interface address (checked: mer.node showed it) and its GCS / raylet listen on every
+    # interface; RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which keeps 127.0.0.1, refuses `ray start --address`.
+    # The fake-autoscaler test (tests/test_autoscale.py) is the loopback-only multi-node cluster.
     common = ["--block", "--num-cpus=1", "--num-gpus=1", f"--temp-dir={ray_tmp}", "--disable-usage-stats"]
     logs = [Path(ray_tmp) / "head.log", Path(ray_tmp) / "worker.log", server_dir / "server.log"]
     started: list[tuple[subprocess.Popen, str]] = []
@@ -150,7 +96,7 @@ def cluster() -> Iterator[Cluster]:
         # wait for both nodes from a separate driver process: ray.init here could clash with a Ray that
         # another test of this session left initialised in the pytest process
         probe = subprocess.run([sys.executable, "-c", NODES_PROBE, address], capture_output=True, text=True,
-                               env=env, timeout=240)
+                               env={**env, **DRIVER_LOOPBACK}, timeout=240)
         if probe.returncode != 0:
             fail_with_logs(f"second Ray node not ready: {probe.stderr.strip()[-500:]}", logs)
         node_ids = set(json.loads(probe.stdout.strip().splitlines()[-1]))
@@ -198,6 +144,7 @@ def sweep(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> SweepRu
     (work / "space.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k not in (svc.ENV_TRACKING, svc.ENV_OPTUNA, "RAY_ADDRESS")}
     env[svc.ENV_TRACKING] = cluster.tracking_uri  # as cluster/gpu.yaml sets it on every node
+    env |= {"RAY_AUTH_MODE": "token", **DRIVER_LOOPBACK}
     res = subprocess.run([str(BIN / "mer-orch"), "sweep", "space.yaml", "--address", cluster.address],
                          cwd=work, env=env, capture_output=True, text=True, timeout=420)
     return SweepRun(res.returncode, res.stdout + res.stderr, work, "multinode")

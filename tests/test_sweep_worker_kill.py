@@ -120,19 +120,21 @@ def test_delete_partial_folds_keeps_done_runs_and_other_folds(tmp_path: Path) ->
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("t-partial", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(exp).info.run_id
-    tags = {"mer.sweep_id": "s1", "mer.arm": "A'rm", "mer.attempt": "1"}
+    tags = {"mer.sweep_id": "s1", "mer.arm": "A'rm", "mer.seed": "0", "mer.attempt": "1"}
 
-    def partial(subject: str, sweep: str = "s1") -> str:  # a burst cut short: created, never terminated
+    def partial(subject: str, sweep: str = "s1", seed: str = "0") -> str:  # a burst cut short, never ended
         return client.create_run(exp, tags={**tags, "mer.sweep_id": sweep, "mer.subject": subject,
-                                            "mer.kind": "fold"}).info.run_id
+                                            "mer.seed": seed, "mer.kind": "fold"}).info.run_id
 
     done = log_fold_run(client, exp, parent, tags={**tags, "mer.subject": "s01"}, metrics={"accuracy": 1.0},
                         status="complete", loss_curve=[0.5])
     cut_s01, cut_s02, other_sweep = partial("s01"), partial("s02"), partial("s02", sweep="s0")
-    assert delete_partial_folds(client, exp, sweep_id="s1", arm="A'rm", subject="s02") == 1
+    other_seed = partial("s02", seed="1")
+    assert delete_partial_folds(client, exp, sweep_id="s1", arm="A'rm", seed=0, subject="s02") == 1
     assert client.get_run(cut_s02).info.lifecycle_stage == "deleted"
     assert client.get_run(cut_s01).info.lifecycle_stage == "active"  # another fold: not this call's
     assert client.get_run(other_sweep).info.lifecycle_stage == "active"  # another sweep
-    assert delete_partial_folds(client, exp, sweep_id="s1", arm="A'rm", subject="s01") == 1
+    assert client.get_run(other_seed).info.lifecycle_stage == "active"  # another seed's unit
+    assert delete_partial_folds(client, exp, sweep_id="s1", arm="A'rm", seed=0, subject="s01") == 1
     assert client.get_run(cut_s01).info.lifecycle_stage == "deleted"
     assert client.get_run(done).info.lifecycle_stage == "active"  # a done fold is never touched

@@ -70,9 +70,29 @@ def _dry_run(spec) -> None:  # noqa: ANN001
         console.print(f"search {spec.search.name!r}: {n_trials} Optuna trials over "
                       f"{', '.join(spec.search.params)} ({spec.search.sampler}, "
                       f"pruner {spec.search.pruner.type})")
-    n_cfg = len(plans) + n_trials
-    console.print(f"{n_cfg} configs x {len(subjects)} LOSO folds = {n_cfg * len(subjects)} units "
-                  f"({spec.train.epochs} epochs each)")
+    n_cfg, seeds = len(plans) + n_trials, spec.protocol.seed_list
+    per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
+    console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
+                  f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
+    if spec.tracking.save_models:
+        console.print(_model_storage(spec, ds, plans, len(seeds) * len(subjects)))
+
+
+def _model_storage(spec, ds, plans, n_folds: int) -> str:  # noqa: ANN001
+    """``tracking.save_models``: what the kept fold models cost in the artifact store. Search trials are
+    priced like the search's base config (their sizes differ only by the fusion layer)."""
+    from mer_model.predict import model_bytes
+    from orchestrator.plan import search_config
+
+    sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
+    per = [model_bytes({**p.config, **sizes}) for p in plans]
+    n_trials = spec.search.n_trials if spec.search else 0
+    if n_trials:
+        base = search_config(spec, 0, {})
+        per += [model_bytes({**base.config, **sizes})] * n_trials
+    total = sum(per) * n_folds
+    return (f"save_models: {len(per) * n_folds} fold models, about {total / 1e6:.1f} MB of artifacts "
+            f"({min(per) / 1e3:.0f}-{max(per) / 1e3:.0f} kB each)")
 
 
 def _console():  # noqa: ANN202
