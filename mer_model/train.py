@@ -188,7 +188,7 @@ def _optimizer(cfg: dict[str, Any], params: Any) -> torch.optim.Optimizer:
     """The configured optimiser with ``fused=True``: one kernel over every parameter per step.
 
     Why: on a CPU torch's default is the per-parameter loop (~15 small ops per tensor, ~70 tensors); the
-    fused kernel computes the same update (same equations, float rounding aside) in one pass: 1.01-1.11x per
+    fused kernel computes the same update (same equations, float rounding aside) in one pass: 1.00-1.11x per
     training step in CPU time on the 2-core box (benchmarks/results/throughput.md).
     """
     kw = dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=True)
