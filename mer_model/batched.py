@@ -65,6 +65,12 @@ PER_FOLD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "beta")
 
 
 def _check_group(cfgs: list[dict[str, Any]]) -> None:
+    bf16 = next((i for i, c in enumerate(cfgs) if c["precision"] != "fp32"), None)
+    if bf16 is not None:  # vmapped BatchNorm refuses autocast's bf16 activations (fp32 weights)
+        raise InputError(
+            f"config: precision: fold {bf16} has {cfgs[bf16]['precision']!r}; allowed: 'fp32' for packed "
+            "(fold-batched) training; train bf16 folds alone (resources.packing: 1)"
+        )
     for i, c in enumerate(cfgs[1:], start=1):
         for key in ARCH_KEYS:
             if c[key] != cfgs[0][key]:

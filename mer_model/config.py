@@ -26,10 +26,12 @@ ModelName = Literal["gcn", "ss_gn", "gts_gn"]
 FeatureType = Literal["A", "B"]
 PointSet = Literal[14, 31, 68]
 OptimizerName = Literal["adam", "adamw", "sgd"]
+PrecisionName = Literal["fp32", "bf16"]  # bf16: autocast of the training forward (ours, not the paper's)
 MODELS: tuple[str, ...] = get_args(ModelName)
 FEATURES: tuple[str, ...] = get_args(FeatureType)
 POINTS: tuple[int, ...] = get_args(PointSet)
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 
 _AU_LOSS_RE = re.compile(r"^layer:([1-4])$")
 _AU_LOSS_ALLOWED = "'none', 'layer:1'..'layer:4' or 'aau'"
@@ -103,6 +105,9 @@ class TrainConfig(_Frozen):
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="a finite number > 0")
     weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False, description="a finite number >= 0")
     optimizer: OptimizerName = Field("adam", description=", ".join(OPTIMIZERS))
+    # "bf16": forward + loss under torch.autocast (CPUs with AVX-512 BF16, GPUs with bf16); weights,
+    # optimiser and evaluation stay fp32 (mer_model.train.autocast)
+    precision: PrecisionName = Field("fp32", description=", ".join(PRECISIONS))
 
 
 MODEL_DEFAULTS: dict[str, Any] = ModelConfig().model_dump()

@@ -18,6 +18,7 @@ def test_defaults_are_the_full_model_with_documented_training():
         1,
     )
     assert (cfg["au_loss"], cfg["beta"]) == ("aau", 1.0)
+    assert cfg["precision"] == "fp32"  # bf16 autocast is opt-in
     assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"], cfg["batch_size"], cfg["epochs"]) == (
         "adam",
         1e-3,
@@ -58,6 +59,7 @@ INVALID = [
     ({"lr": 0}, "config: lr: got 0; allowed: a finite number > 0"),
     ({"weight_decay": -1e-4}, "config: weight_decay: got -0.0001; allowed: a finite number >= 0"),
     ({"optimizer": "rmsprop"}, "config: optimizer: got 'rmsprop'; allowed: adam, adamw, sgd"),
+    ({"precision": "fp16"}, "config: precision: got 'fp16'; allowed: fp32, bf16"),
     (
         {"model": "gts_gn", "features": "A"},
         "config: features: got 'A'; allowed: 'B' for model gts_gn (its second stream is (D, alpha))",

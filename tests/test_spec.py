@@ -102,6 +102,7 @@ BAD = [
      "allowed: the dataset folder"),
     ("unknown dataset", _with(dataset={"name": "casme3"}), "dataset.name: 'casme3' is unknown",
      "synthme-tiny"),
+    ("precision fp16", _with(train={"precision": "fp16"}), "train.precision:", "'fp32' or 'bf16'"),
     ("packing 0", _with(resources={"packing": 0}), "resources.packing:", "greater than or equal to 1"),
     ("duplicate arm", _with(grid=[{"name": "x"}, {"name": "x", "lam": False}]), "grid[1] ('x'): arm name",
      "unique names"),

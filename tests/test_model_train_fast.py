@@ -1,0 +1,91 @@
+"""The training step's speed changes of issue 17 keep the mathematics: the fused optimiser and the absence
+of deterministic mode's NaN-fill give, in float64, the same fold as torch's per-parameter optimiser with
+the fill on (to ~1e-9: only summation order differs). Float32 agreement over the 26 real folds is in
+benchmarks/bench_throughput.py.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from fold_data import make_split
+
+import mer_model.train as train_mod
+from mer_model import train_fold
+from mer_model.features import GMGraphFeatures
+from mer_model.train import _deterministic
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core box two threads wait on each other for most of a step."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+@pytest.fixture
+def float64(monkeypatch):
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    orig_tensors, orig_forward = train_mod._training_tensors, GMGraphFeatures.forward
+
+    def tensors64(train, dev):
+        x, y, a = orig_tensors(train, dev)
+        return x.double(), y, a.double()
+
+    monkeypatch.setattr(train_mod, "_training_tensors", tensors64)
+    monkeypatch.setattr(GMGraphFeatures, "forward", lambda self, x: orig_forward(self, x.double()))
+    yield
+    torch.set_default_dtype(prev)
+
+
+@contextlib.contextmanager
+def _with_fill(device):
+    """Deterministic mode as before issue 17: every new tensor NaN-filled."""
+    with _deterministic(device):
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        yield
+
+
+def _reference_optimizer(cfg, params):
+    """The optimiser before issue 17: torch's default (per-parameter loop on a CPU)."""
+    kw = dict(lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(params, **kw)
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, **kw)
+    return torch.optim.SGD(params, momentum=0.9, **kw)
+
+
+CASES = {
+    "ss_gn+sgd": dict(model="ss_gn", features="A", lam=False, au_loss="none", optimizer="sgd", lr=0.01),
+    "gts_gn+LAM+AAU": dict(model="gts_gn", fusion_layer=2, lam=True, au_loss="aau"),
+    "gts_gn+adamw": dict(model="gts_gn", fusion_layer=1, lam=True, au_loss="layer:3", optimizer="adamw"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fast_fold_equals_reference_fold(float64, monkeypatch, name):
+    cfg = {**CASES[name], "epochs": 3, "batch_size": 8}
+    train, test = make_split(21, 0, views=1), make_split(6, 1)
+    fast = train_fold(cfg, train, test, seed=3)
+    monkeypatch.setattr(train_mod, "_optimizer", _reference_optimizer)
+    monkeypatch.setattr(train_mod, "_deterministic", _with_fill)
+    ref = train_fold(cfg, train, test, seed=3)
+    np.testing.assert_allclose(fast.loss_curve, ref.loss_curve, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fast.probs, ref.probs, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(fast.aau_weights, ref.aau_weights, rtol=1e-9, atol=1e-9)
+    for k in ref.lam:
+        np.testing.assert_allclose(fast.lam[k], ref.lam[k], rtol=1e-9, atol=1e-9)
+    assert fast.y_pred.tolist() == ref.y_pred.tolist()
+    assert fast.loss_curve[0] != fast.loss_curve[-1]  # it trained: the comparison is not of two inits
+
+
+def test_deterministic_mode_restores_the_fill_setting():
+    prev = torch.utils.deterministic.fill_uninitialized_memory
+    with train_mod._deterministic(torch.device("cpu")):
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+    assert torch.utils.deterministic.fill_uninitialized_memory == prev
