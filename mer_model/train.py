@@ -102,7 +102,7 @@ def _probs(d: Mapping[str, Any]) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
+def deterministic(device: torch.device) -> Iterator[None]:
     """Deterministic kernels for the duration of one fold, restoring the caller's settings after."""
     prev = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -126,7 +126,7 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.utils.deterministic.fill_uninitialized_memory = prev_fill
 
 
-def _resolve_sizes(cfg: dict[str, Any], train: FoldData, test: FoldData) -> dict[str, Any]:
+def resolve_sizes(cfg: dict[str, Any], train: FoldData, test: FoldData) -> dict[str, Any]:
     """Fill num_classes / num_aus from the data when the config leaves them None; check them otherwise."""
     labels = np.concatenate([np.asarray(train.labels), np.asarray(test.labels)])
     names = getattr(train, "class_names", None)
@@ -148,7 +148,7 @@ def _resolve_sizes(cfg: dict[str, Any], train: FoldData, test: FoldData) -> dict
     return cfg
 
 
-def _training_tensors(
+def training_tensors(
     train: FoldData, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training clips plus their augment views as one set: x (M, 3, 68, 2), y (M,), aus (M, A)."""
@@ -164,7 +164,7 @@ def _training_tensors(
     return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(a).to(device))
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
     """Shuffled index batches; a trailing batch of one joins the previous (BatchNorm needs >= 2)."""
     parts = list(torch.randperm(n, generator=gen).split(batch_size))
     if len(parts) > 1 and len(parts[-1]) == 1:
@@ -221,15 +221,15 @@ def train_fold(
     """
     t0 = time.perf_counter()
     dev = torch.device(device)
-    cfg = _resolve_sizes(validate_config(config), train, test)
-    x, y, a = _training_tensors(train, dev)
+    cfg = resolve_sizes(validate_config(config), train, test)
+    x, y, a = training_tensors(train, dev)
     if len(x) < 2:
         raise InputError(f"train: landmarks: got {len(x)} training samples; allowed: at least 2")
 
     cuda_ids = (
         [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     )
-    with _deterministic(dev), torch.random.fork_rng(devices=cuda_ids):
+    with deterministic(dev), torch.random.fork_rng(devices=cuda_ids):
         torch.manual_seed(seed)
         model = build_model(cfg).to(dev)
         opt = _optimizer(cfg, model.parameters())
@@ -239,7 +239,7 @@ def train_fold(
         model.train()
         for _ in range(cfg["epochs"]):
             total = torch.zeros((), device=dev)
-            for idx in _batches(len(x), cfg["batch_size"], gen):
+            for idx in shuffled_batches(len(x), cfg["batch_size"], gen):
                 idx = idx.to(dev)
                 with autocast(cfg, dev):
                     logits, au = model(x[idx], return_aux=True)

@@ -14,7 +14,7 @@ from fold_data import make_split
 import mer_model.train as train_mod
 from mer_model import train_fold
 from mer_model.features import GMGraphFeatures
-from mer_model.train import _deterministic
+from mer_model.train import deterministic
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +30,13 @@ def one_thread():
 def float64(monkeypatch):
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
-    orig_tensors, orig_forward = train_mod._training_tensors, GMGraphFeatures.forward
+    orig_tensors, orig_forward = train_mod.training_tensors, GMGraphFeatures.forward
 
     def tensors64(train, dev):
         x, y, a = orig_tensors(train, dev)
         return x.double(), y, a.double()
 
-    monkeypatch.setattr(train_mod, "_training_tensors", tensors64)
+    monkeypatch.setattr(train_mod, "training_tensors", tensors64)
     monkeypatch.setattr(GMGraphFeatures, "forward", lambda self, x: orig_forward(self, x.double()))
     yield
     torch.set_default_dtype(prev)
@@ -45,7 +45,7 @@ def float64(monkeypatch):
 @contextlib.contextmanager
 def _with_fill(device):
     """Deterministic mode as before issue 17: every new tensor NaN-filled."""
-    with _deterministic(device):
+    with deterministic(device):
         torch.utils.deterministic.fill_uninitialized_memory = True
         yield
 
@@ -73,7 +73,7 @@ def test_fast_fold_equals_reference_fold(float64, monkeypatch, name):
     train, test = make_split(21, 0, views=1), make_split(6, 1)
     fast = train_fold(cfg, train, test, seed=3)
     monkeypatch.setattr(train_mod, "_optimizer", _reference_optimizer)
-    monkeypatch.setattr(train_mod, "_deterministic", _with_fill)
+    monkeypatch.setattr(train_mod, "deterministic", _with_fill)
     ref = train_fold(cfg, train, test, seed=3)
     np.testing.assert_allclose(fast.loss_curve, ref.loss_curve, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(fast.probs, ref.probs, rtol=1e-9, atol=1e-9)
@@ -86,6 +86,6 @@ def test_fast_fold_equals_reference_fold(float64, monkeypatch, name):
 
 def test_deterministic_mode_restores_the_fill_setting():
     prev = torch.utils.deterministic.fill_uninitialized_memory
-    with train_mod._deterministic(torch.device("cpu")):
+    with train_mod.deterministic(torch.device("cpu")):
         assert torch.utils.deterministic.fill_uninitialized_memory is False
     assert torch.utils.deterministic.fill_uninitialized_memory == prev

@@ -6,12 +6,12 @@ that ``train_fold(config_k, train_k, test_k, seed_k, device)`` gives alone, to f
 - **same initial weights**: fold k's model is built under ``torch.manual_seed(seed_k)`` exactly as
   ``train_fold`` builds it; the K models are stacked with ``torch.func.stack_module_state``;
 - **same mini-batches in the same order**: each fold draws its own shuffles from its own
-  ``torch.Generator().manual_seed(seed_k)`` through ``mer_model.train._batches``; at step s fold k gets
-  its own s-th batch. Batches are padded to the largest batch of the step, with a per-fold sample mask;
+  ``torch.Generator().manual_seed(seed_k)`` through ``mer_model.train.shuffled_batches``; at step s fold k
+  gets its own s-th batch. Batches are padded to the largest batch of the step, with a per-fold sample mask;
 - **same forward and loss**: one ``vmap`` of ``functional_call`` over the stack runs the model's own
   ``forward``, in a copy where every BatchNorm is a :class:`MaskedBatchNorm` (batch statistics over the
   real samples only, running statistics per fold), and the loss of Eq. (12) is a masked mean;
-- **own optimiser state**: :class:`mer_model.stacked_optim.StackedOptimizer`, element-wise per fold with a
+- **own optimiser state**: :class:`mer_model.batched.optim.StackedOptimizer`, element-wise per fold with a
   per-fold step count, lr and weight decay; a fold without a batch at a step (its epoch is shorter, or it
   has fewer epochs) is frozen for that step (weights, moments, running stats);
 - **own AAU weights, LAM matrices, BatchNorm statistics**: they are stacked parameters / buffers like all
@@ -41,21 +41,14 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
+from mer_model import train as fold  # the fold steps train_fold takes, shared (module attributes on purpose)
+from mer_model.batched.layers import stacked_template
+from mer_model.batched.optim import StackedOptimizer
 from mer_model.config import validate_config
 from mer_model.errors import InputError
 from mer_model.losses import total_loss
 from mer_model.models import build_model
-from mer_model.stacked_layers import stacked_template
-from mer_model.stacked_optim import StackedOptimizer
-from mer_model.train import (
-    FoldData,
-    FoldResult,
-    _batches,
-    _deterministic,
-    _resolve_sizes,
-    _training_tensors,
-    finish_fold,
-)
+from mer_model.train import FoldData, FoldResult
 
 # What must agree for folds to share one stacked model (see the module docstring).
 ARCH_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss", "num_classes", "num_aus",
@@ -137,6 +130,39 @@ def train_folds_batched(
         InputError: configs that cannot share one stacked model, a bad config, or too few samples.
     """
     t0 = time.perf_counter()
+    dev = torch.device(device)
+    cfgs, seed_list = _group_configs(config, folds, seeds)
+    data = [fold.training_tensors(tr, dev) for tr, _ in folds]
+    sizes = [len(x) for x, _, _ in data]
+    if min(sizes) < 2:
+        k = sizes.index(min(sizes))
+        raise InputError(f"train: landmarks: fold {k} has {sizes[k]} training samples; allowed: at least 2")
+    with fold.deterministic(dev):
+        models = []
+        for cfg, seed in zip(cfgs, seed_list, strict=True):
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                torch.manual_seed(seed)  # the very init train_fold makes for this seed
+                models.append(build_model(cfg).to(dev))
+        stack = _Stack(models, cfgs, dev)
+        curves = stack.train(data, sizes, seed_list)
+        results = [
+            fold.finish_fold(model, data[k][0], test, batch_size=cfgs[k]["batch_size"], curve=curves[k],
+                             epochs=cfgs[k]["epochs"], seed=seed_list[k], n_train=len(folds[k][0].labels))
+            for k, ((_, test), model) in enumerate(zip(folds, stack.unstacked(), strict=True))
+        ]
+    seconds = (time.perf_counter() - t0) / len(folds)
+    for r in results:
+        r.train_seconds = seconds  # the group's wall time, shared equally
+    return results
+
+
+def _group_configs(
+    config: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    folds: Sequence[tuple[FoldData, FoldData]],
+    seeds: int | Sequence[int],
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """One validated config (sizes from the data) and one seed per fold; refuses groups that cannot share a
+    stacked model."""
     k_folds = len(folds)
     if k_folds == 0:
         raise InputError("folds: got an empty list; allowed: at least one (train, test) pair")
@@ -147,77 +173,79 @@ def train_folds_batched(
             f"train_folds_batched: got {k_folds} folds, {len(configs)} configs, {len(seed_list)} seeds; "
             "allowed: one config / seed, or one per fold"
         )
-    dev = torch.device(device)
-    cfgs = [_resolve_sizes(validate_config(c), tr, te) for c, (tr, te) in zip(configs, folds, strict=True)]
+    cfgs = [fold.resolve_sizes(validate_config(c), tr, te)
+            for c, (tr, te) in zip(configs, folds, strict=True)]
     _check_group(cfgs)
-    data = [_training_tensors(tr, dev) for tr, _ in folds]
-    sizes = [len(x) for x, _, _ in data]
-    if min(sizes) < 2:
-        k = sizes.index(min(sizes))
-        raise InputError(f"train: landmarks: fold {k} has {sizes[k]} training samples; allowed: at least 2")
-    x_all, y_all, a_all = (_padded([d[i] for d in data]) for i in range(3))  # (K, M, ...)
-    rows = torch.arange(k_folds, device=dev)[:, None]
+    return cfgs, seed_list
 
-    with _deterministic(dev):
-        models = []
-        for cfg, seed in zip(cfgs, seed_list, strict=True):
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                torch.manual_seed(seed)  # the very init train_fold makes for this seed
-                models.append(build_model(cfg).to(dev))
-        template, bn_names = stacked_template(models[0])
-        params, all_buffers = stack_module_state(models)  # (K, ...) leaves; params require grad
-        bn_buf = {n: b for n, b in all_buffers.items() if n.rsplit(".", 1)[0] in bn_names}
-        lr, wd, betas = (torch.tensor([float(c[key]) for c in cfgs], device=dev)
-                         for key in ("lr", "weight_decay", "beta"))  # (K,) each
-        names = list(params)
-        opt = StackedOptimizer(cfgs[0]["optimizer"], [params[n] for n in names], lr, wd)
 
-        full, _ = stacked_template(models[0], masked=False)  # steps where no fold is padded or idle
+class _Stack:
+    """K models of one architecture as one stacked model (``torch.func``), with its optimiser and the two
+    vmapped losses (masked: some fold is padded or idle at the step; full: every fold has a whole batch)."""
 
-        def fold_loss(p, b, x, y, a, bn_mask, loss_w, active, beta):  # one fold's slice of the stack
-            extra = {f"{n}.sample_mask": bn_mask for n in bn_names}
-            extra.update({f"{n}.update": active for n in bn_names})
-            logits, au = functional_call(template, {**p, **b, **extra}, (x,), {"return_aux": True})
-            return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w)
+    def __init__(self, models: list[torch.nn.Module], cfgs: list[dict[str, Any]], dev: torch.device):
+        self.models, self.cfgs, self.dev = models, cfgs, dev
+        self.template, self.bn_names = stacked_template(models[0])
+        self.full, _ = stacked_template(models[0], masked=False)
+        self.params, all_buffers = stack_module_state(models)  # (K, ...) leaves; params require grad
+        self.bn_buf = {n: b for n, b in all_buffers.items() if n.rsplit(".", 1)[0] in self.bn_names}
+        lr, wd, self.betas = (torch.tensor([float(c[key]) for c in cfgs], device=dev)
+                              for key in ("lr", "weight_decay", "beta"))  # (K,) each
+        self.names = list(self.params)
+        self.opt = StackedOptimizer(cfgs[0]["optimizer"], [self.params[n] for n in self.names], lr, wd)
+        self.loss_masked, self.loss_full = vmap(self._fold_loss), vmap(self._fold_loss_full)
 
-        def fold_loss_full(p, b, x, y, a, beta):
-            logits, au = functional_call(full, {**p, **b}, (x,), {"return_aux": True})
-            ones = torch.ones_like(y, dtype=x.dtype)
-            return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=ones)
+    def _fold_loss(self, p, b, x, y, a, bn_mask, loss_w, active, beta):  # noqa: ANN001, ANN202
+        """One fold's slice of the stack: Eq. (12) over its real samples, BatchNorm over them only."""
+        extra = {f"{n}.sample_mask": bn_mask for n in self.bn_names}
+        extra.update({f"{n}.update": active for n in self.bn_names})
+        logits, au = functional_call(self.template, {**p, **b, **extra}, (x,), {"return_aux": True})
+        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w)
 
-        batched_loss, batched_loss_full = vmap(fold_loss), vmap(fold_loss_full)
-        gens = [torch.Generator().manual_seed(s) for s in seed_list]  # fold k's own shuffles
+    def _fold_loss_full(self, p, b, x, y, a, beta):  # noqa: ANN001, ANN202
+        logits, au = functional_call(self.full, {**p, **b}, (x,), {"return_aux": True})
+        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=torch.ones_like(y, dtype=x.dtype))
+
+    def train(self, data: list[tuple[Tensor, Tensor, Tensor]], sizes: list[int],
+              seeds: list[int]) -> list[list[float]]:
+        """Every fold's epochs, fold k shuffling with its own generator; returns each fold's loss curve."""
+        k_folds, dev, cfgs = len(sizes), self.dev, self.cfgs
+        x_all, y_all, a_all = (_padded([d[i] for d in data]) for i in range(3))  # (K, M, ...)
+        rows = torch.arange(k_folds, device=dev)[:, None]
+        gens = [torch.Generator().manual_seed(s) for s in seeds]  # fold k's own shuffles
         curves: list[list[float]] = [[] for _ in range(k_folds)]
         for epoch in range(max(c["epochs"] for c in cfgs)):
             parts = [
-                _batches(sizes[k], cfgs[k]["batch_size"], gens[k]) if epoch < cfgs[k]["epochs"] else None
+                fold.shuffled_batches(sizes[k], cfgs[k]["batch_size"], gens[k])
+                if epoch < cfgs[k]["epochs"] else None
                 for k in range(k_folds)
             ]
             total = torch.zeros(k_folds, device=dev)
             for idx, bn_mask, loss_w, active in _step_batches(parts, sizes):
                 idx, bn_mask, loss_w, act = idx.to(dev), bn_mask.to(dev), loss_w.to(dev), active.to(dev)
-                xb, yb, ab = x_all[rows, idx], y_all[rows, idx], a_all[rows, idx]  # (K, B, ...)
-                if bool(active.all()) and bool(bn_mask.all()):
-                    losses = batched_loss_full(params, bn_buf, xb, yb, ab, betas)  # (K,)
-                else:
-                    losses = batched_loss(params, bn_buf, xb, yb, ab, bn_mask, loss_w, act, betas)
-                opt.zero_grad()
-                losses.sum().backward()  # folds are independent: d(sum)/d(theta_k) = dL_k/d(theta_k)
-                opt.step(act)
-                total = total + losses.detach() * loss_w.sum(1)
+                total = total + self._step(x_all[rows, idx], y_all[rows, idx], a_all[rows, idx], bn_mask,
+                                           loss_w, act, whole=bool(active.all()) and bool(bn_mask.all()))
             for k, t in enumerate(total.cpu().tolist()):  # one sync per epoch
                 if epoch < cfgs[k]["epochs"]:
                     curves[k].append(t / sizes[k])
+        return curves
 
-        results = []
-        for k, ((_, test), model) in enumerate(zip(folds, models, strict=True)):
-            state = {n: params[n][k].detach() for n in names} | {n: b[k] for n, b in bn_buf.items()}
-            model.load_state_dict(state, strict=False)  # the rest (graphs, point indices) is shared
-            results.append(
-                finish_fold(model, data[k][0], test, batch_size=cfgs[k]["batch_size"], curve=curves[k],
-                            epochs=cfgs[k]["epochs"], seed=seed_list[k], n_train=len(folds[k][0].labels))
-            )
-    seconds = (time.perf_counter() - t0) / k_folds
-    for r in results:
-        r.train_seconds = seconds  # the group's wall time, shared equally
-    return results
+    def _step(self, xb: Tensor, yb: Tensor, ab: Tensor, bn_mask: Tensor, loss_w: Tensor, act: Tensor,
+              whole: bool) -> Tensor:
+        """One optimiser step of every active fold; returns each fold's summed loss over its real samples."""
+        if whole:
+            losses = self.loss_full(self.params, self.bn_buf, xb, yb, ab, self.betas)  # (K,)
+        else:
+            losses = self.loss_masked(self.params, self.bn_buf, xb, yb, ab, bn_mask, loss_w, act, self.betas)
+        self.opt.zero_grad()
+        losses.sum().backward()  # folds are independent: d(sum)/d(theta_k) = dL_k/d(theta_k)
+        self.opt.step(act)
+        return losses.detach() * loss_w.sum(1)
+
+    def unstacked(self) -> list[torch.nn.Module]:
+        """Each fold's slice loaded back into its own plain model (graphs and point indices are shared)."""
+        for k, model in enumerate(self.models):
+            state = {n: self.params[n][k].detach() for n in self.names}
+            state |= {n: b[k] for n, b in self.bn_buf.items()}
+            model.load_state_dict(state, strict=False)
+        return self.models
