@@ -425,6 +425,10 @@ def _check_config(spec: SweepSpec, where: str, overrides: dict[str, Any]) -> Non
     except InputError as e:
         detail = str(e).removeprefix("config: ")
         raise InputError(f"{spec.source}: {where}: {detail}") from None
+    if spec.resources.packing > 1 and cfg.get("precision", "fp32") != "fp32":
+        # fold-batched training refuses bf16 (vmapped BatchNorm): say so now, not once per fold at run time
+        raise InputError(f"{spec.source}: {where}: precision: {cfg['precision']!r} with resources.packing "
+                         f"{spec.resources.packing}; allowed: 'fp32' when folds are packed, or packing: 1")
 
 
 def _check_search_points(spec: SweepSpec) -> None:

@@ -104,6 +104,8 @@ BAD = [
      "synthme-tiny"),
     ("precision fp16", _with(train={"precision": "fp16"}), "train.precision:", "'fp32' or 'bf16'"),
     ("packing 0", _with(resources={"packing": 0}), "resources.packing:", "greater than or equal to 1"),
+    ("bf16 with packing", _with(train={"precision": "bf16"}, resources={"packing": 2}), "grid[0] ('base'): "
+     "precision: 'bf16' with resources.packing 2", "allowed: 'fp32' when folds are packed"),
     ("duplicate arm", _with(grid=[{"name": "x"}, {"name": "x", "lam": False}]), "grid[1] ('x'): arm name",
      "unique names"),
     ("nothing to run", _with(grid=[]), "(top level): nothing to run", "allowed:"),
