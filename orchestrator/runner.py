@@ -236,7 +236,7 @@ class _Sweep:
 
     def start_progress(self) -> None:
         s = self.search
-        n_search = 0 if s is None else s.n_finished() + len(s.orphans) + s.budget()
+        n_search = 0 if s is None else s.n_trained() + len(s.orphans) + s.budget()
         n_cfg = len(grid_configs(self.spec)) + n_search
         self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * self.n_units)
 
@@ -355,9 +355,12 @@ class _Sweep:
         from optuna.trial import TrialState
 
         from orchestrator.tracking import config_run_status
+        from orchestrator.trial_reuse import is_reused
 
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         for t in self.search.study.get_trials(deepcopy=False, states=states):
+            if is_reused(t):  # took an earlier trial's result: no config run, no row of its own
+                continue
             plan = search_config(self.spec, t.number, dict(t.params))
             status, run_id = config_run_status(self.client, self.exp_id, self.sid, plan.arm)
             st = ConfigState(plan, run_id or "", units_for(plan, self.subjects, self.seeds))
