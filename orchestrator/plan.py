@@ -26,8 +26,13 @@ _NOT_IDENTITY = {"reference"}
 
 
 def sweep_id(spec: SweepSpec) -> str:
-    """12 hex chars from the spec contents + experiment name; the same file re-run gives the same id."""
+    """12 hex chars from the spec contents + experiment name; the same file re-run gives the same id.
+    A test-selected search leaves out ``search.selection`` / ``search.inner`` (added by issue 13), so the
+    ids of every search written before them are unchanged."""
     contents = spec.model_dump(mode="json", exclude=_NOT_IDENTITY)
+    if spec.search is not None and spec.search.selection == "test":
+        for k in ("selection", "inner"):
+            contents["search"].pop(k)
     return _digest({"spec": contents, "experiment": spec.experiment})
 
 
@@ -86,11 +91,13 @@ def grid_configs(spec: SweepSpec) -> list[ConfigPlan]:
     return plans
 
 
-def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any]) -> ConfigPlan:
-    """The config of Optuna trial ``trial_number`` with its suggested ``params``."""
+def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any], *, name: str | None = None,
+                  table: str = "search") -> ConfigPlan:
+    """The config of Optuna trial ``trial_number`` with its suggested ``params``; arm ``<name>-<number>``
+    (``name``: the search's, or a nested search's per-outer-subject prefix)."""
     assert spec.search is not None
     cfg = make_config(spec, {**spec.search.base.set_keys(), **params})
-    return ConfigPlan(arm=f"{spec.search.name}-{trial_number}", table="search", config=cfg,
+    return ConfigPlan(arm=f"{name or spec.search.name}-{trial_number}", table=table, config=cfg,
                       config_hash=config_hash(cfg, spec), optuna_trial=trial_number, params=dict(params))
 
 
