@@ -72,6 +72,15 @@ def exhaustive(s: SearchSpec) -> bool:
     return s.sampler != "grid" and size is not None and size <= s.n_trials
 
 
+def n_configs(s: SearchSpec) -> int:
+    """Configs a search trains: ``n_trials``, or every point of a smaller discrete space (grid sampler,
+    or :func:`exhaustive`)."""
+    size = discrete_size(s)
+    if size is not None and (s.sampler == "grid" or exhaustive(s)):
+        return min(s.n_trials, size)
+    return s.n_trials
+
+
 def _exhaustive_sampler(s: SearchSpec) -> optuna.samplers.BaseSampler:
     # BruteForceSampler skips points of RUNNING trials too (avoid_premature_stop=False), so the
     # concurrent trials of ask/tell never share a point; GridSampler may (stack-notes)
@@ -131,10 +140,7 @@ class SearchState:
         return sum(t.state in FINISHED and not is_reused(t) for t in self.study.get_trials(deepcopy=False))
 
     def total(self) -> int:
-        """Configs the search trains: ``n_trials``, or every point of a smaller discrete space."""
-        size = discrete_size(self.spec)
-        exhaustive_space = self.spec.sampler == "grid" or exhaustive(self.spec)
-        return min(self.spec.n_trials, size) if exhaustive_space and size is not None else self.spec.n_trials
+        return n_configs(self.spec)
 
     def budget(self) -> int:
         """Trials still to train (orphans are already asked). Reused trials cost nothing, but at most

@@ -70,12 +70,73 @@ def _dry_run(spec) -> None:  # noqa: ANN001
         console.print(f"search {spec.search.name!r}: {n_trials} Optuna trials over "
                       f"{', '.join(spec.search.params)} ({spec.search.sampler}, "
                       f"pruner {spec.search.pruner.type})")
+    if spec.search and spec.search.selection == "nested":
+        n_trials = 0  # its units are counted (and priced) apart
+        console.print(_nested_cost(spec, ds, subjects))
     n_cfg, seeds = len(plans) + n_trials, spec.protocol.seed_list
     per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
-    console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
-                  f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
+    if n_cfg or not spec.search:
+        console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
+                      f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
     if spec.tracking.save_models:
         console.print(_model_storage(spec, ds, plans, len(seeds) * len(subjects)))
+
+
+def _nested_cost(spec, ds, subjects: list[str]) -> str:  # noqa: ANN001
+    """Units of a nested search and a time estimate, before anything runs (issue 13): per outer subject,
+    ``trials x inner folds x seeds`` inner units plus ``seeds`` outer units for the chosen config."""
+    from orchestrator.nested import inner_folds, subject_index
+    from orchestrator.study import n_configs
+
+    s, seeds = spec.search, spec.protocol.seed_list
+    idx = subject_index(ds.loso_splits())
+    n_inner = len(inner_folds(idx, subjects[0], s.inner, spec.source).ids)  # exit 2 if k does not fit
+    trials = n_configs(s)
+    inner = len(subjects) * trials * n_inner * len(seeds)
+    outer = len(subjects) * len(seeds)
+    plain = trials * len(subjects) * len(seeds)
+    scheme = "LOSO" if s.inner.scheme == "loso" else f"group {n_inner}-fold"
+    lines = [f"nested selection: {len(subjects)} outer subjects x {trials} trials x {n_inner} inner folds "
+             f"({scheme}) x {len(seeds)} seeds = {inner} inner units, + {outer} outer units (chosen config, "
+             f"every seed) = {inner + outer} units, {(inner + outer) / plain:.1f}x the {plain} units of "
+             "the same search selected on the test subjects (before pruning and reuse)"]
+    lines.append(_time_estimate(spec, inner + outer))
+    return "\n".join(lines)
+
+
+def _time_estimate(spec, n_units: int) -> str:  # noqa: ANN001
+    """Wall time at the wall seconds per fold of the finished sweeps of this experiment on record (a fold
+    run is logged after it trains, so its own duration says nothing; the sweep run's does); says so when
+    there is none."""
+    per = _recorded_seconds_per_fold(spec)
+    if per is None:
+        return (f"time: no finished sweep of experiment {spec.experiment!r} on record to time from; about "
+                f"{n_units} x the wall time per fold of a comparable sweep on this cluster")
+    return (f"time: about {n_units * per / 3600:.2f} h = {n_units} units x {per:.1f} s (wall time per fold "
+            f"of the finished sweeps of {spec.experiment!r} on record, same cluster assumed); inner units "
+            "train on fewer subjects, so this is an upper estimate")
+
+
+def _recorded_seconds_per_fold(spec) -> float | None:  # noqa: ANN001
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.contract import sqlite_path
+    from orchestrator.runner import resolve
+
+    svc = resolve(spec, None, None)
+    db = sqlite_path(svc.tracking_uri)
+    if db is not None and not db.exists():  # do not create an empty store just to look into it
+        return None
+    client = MlflowClient(svc.tracking_uri)
+    exp = client.get_experiment_by_name(spec.experiment)
+    if exp is None:
+        return None
+    sweeps = client.search_runs([exp.experiment_id], "tags.`mer.kind` = 'sweep' and tags.`mer.status` = "
+                                "'complete'", max_results=50)
+    wall = sum((r.info.end_time - r.info.start_time) / 1000 for r in sweeps if r.info.end_time)
+    n = sum(len(client.search_runs([exp.experiment_id], f"tags.`mer.kind` = 'fold' and tags.`mer.sweep_id` = "
+                                   f"'{r.data.tags['mer.sweep_id']}'", max_results=5000)) for r in sweeps)
+    return wall / n if n and wall > 0 else None
 
 
 def _model_storage(spec, ds, plans, n_folds: int) -> str:  # noqa: ANN001
@@ -126,7 +187,7 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
 
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> int:  # noqa: ANN001
     from mer_model.data.dataset import is_synthetic
-    from orchestrator.progress import SweepProgress, summary_table
+    from orchestrator.progress import SweepProgress, selection_lines, summary_table
     from orchestrator.runner import run_sweep
 
     direction = spec.search.direction if spec.search is not None else "maximize"
@@ -138,6 +199,8 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
         prog.stop()
     console = _console()
     console.print(summary_table(result.rows(), spec.protocol.objective, direction))
+    for line in selection_lines(result.rows(), result.nested, spec.protocol.objective, direction):
+        console.print(line, markup=False)
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
                   f"by this run; MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
     if is_synthetic(spec.dataset.name):
