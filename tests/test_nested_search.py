@@ -133,6 +133,16 @@ def test_nested_sweep_killed_and_rerun(tmp_path: Path, start_sweep) -> None:
     assert {f.info.run_id for f in done_before} <= {f.info.run_id for f in folds}
     _check_inner_runs(folds)
     _check_choices_and_estimate(client, exp, folds, tmp_path)
+    _check_report(client, exp, tmp_path)
+
+
+def _check_report(client: MlflowClient, exp: str, tmp: Path) -> None:
+    from orchestrator.report.build import build_report
+
+    sweep = next(r for r in client.search_runs([exp], "tags.`mer.kind` = 'sweep'"))
+    md = build_report("t-nested", f"sqlite:///{tmp / 'mer-runs' / 'mlflow.db'}", tmp / "report").read_text()
+    assert f"**nested LOSO**: {sweep.data.metrics['nested_uf1']:.4f}" in md
+    assert "table_nested" not in md and "**LOSO subjects**: 3" in md  # inner fold ids are no subjects
 
 
 def _check_inner_runs(folds: list) -> None:
@@ -208,3 +218,33 @@ def test_dry_run_prints_the_nested_unit_count_and_refuses_a_k_the_data_cannot_me
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
     r = CliRunner().invoke(main, ["sweep", "space.yaml", "--dry-run"])
     assert r.exit_code == 2 and "search.inner.k: 5" in r.output
+
+
+def test_report_selection_section_labels_both_estimates(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from orchestrator.report.nested import LABEL_NESTED, LABEL_TEST, selection_section
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    sweep = client.create_run(exp, tags={"mer.kind": "sweep", "mer.sweep_id": "nnn"}).info.run_id
+    client.log_metric(sweep, "nested_uf1", 0.41)
+    client.log_metric(sweep, "nested_uf1_sd", 0.02)
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "nested_choices.csv").write_text(
+        "outer_subject,inner_trial,param_beta,status,outer_uf1\ns1,2,0.5,complete,0.4\ns2,0,1.0,complete,0.3\n")
+    client.log_artifact(sweep, str(tmp_path / "tables" / "nested_choices.csv"), "tables")
+    for arm, uf1, status in (("bf-0", 0.55, "complete"), ("bf-1", 0.61, "complete"), ("bf-2", 0.9, "pruned")):
+        r = client.create_run(exp, tags={"mer.kind": "config", "mer.table": "search", "mer.status": status,
+                                         "mer.arm": arm, "mer.sweep_id": "ttt"}).info.run_id
+        client.log_metric(r, "uf1", uf1)
+    runs = SimpleNamespace(client=client, experiment_name="e", sweep_run_id=sweep,
+                           sweep_tags={"mer.sweep_id": "nnn"})
+    out = tmp_path / "out"
+    (out / "tables").mkdir(parents=True)
+    text = "\n".join(selection_section(runs, out, "uf1"))
+    assert f"**{LABEL_NESTED}**: 0.4100 ± 0.0200" in text
+    assert f"**{LABEL_TEST}**: 0.6100 (sweep ttt: best trial bf-1" in text  # the pruned trial is no candidate
+    assert "| s2 " in text and (out / "tables" / "nested_choices.csv").exists()
+    est = list(csv.DictReader(io.StringIO((out / "tables" / "selection_estimates.csv").read_text())))
+    assert [(e["selection"], float(e["uf1"])) for e in est] == [(LABEL_NESTED, 0.41), (LABEL_TEST, 0.61)]

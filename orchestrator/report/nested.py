@@ -73,7 +73,7 @@ def selection_section(runs: SweepRuns, out: Path, objective: str) -> list[str]:
     for _, r in est.iterrows():
         sd = "" if pd.isna(r["sd_over_seeds"]) else f" ± {r['sd_over_seeds']:.4f}"
         lines.append(f"- **{r['selection']}**: {r[objective]:.4f}{sd} ({r['source']})")
-    if not any(est["selection"] == LABEL_TEST) if len(est) else True:
+    if LABEL_TEST not in (set(est["selection"]) if len(est) else set()):
         lines.append(f"- **{LABEL_TEST}**: no test-selected search of this experiment on record")
     lines += ["", "The nested estimate scores the search procedure on subjects that took no part in choosing "
               "its params; the test-selected value was chosen by the very subjects it is scored on. A "
