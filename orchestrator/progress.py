@@ -167,8 +167,8 @@ def selection_lines(rows: list[dict[str, Any]], nested: dict[str, Any], objectiv
         pick = min if direction == "minimize" else max
         b = pick(trials, key=lambda r: r[objective])
         out.append(f"best trial {b['arm']} ({objective} {b[objective]:.3f}): selected on the test subjects, "
-                   "optimistic (the left-out subjects chose it); search.selection: nested gives an "
-                   "unbiased estimate")
+                   "optimistic (the left-out subjects chose it); search.selection: nested estimates the "
+                   "search without that bias")
     if nested:
         est = nested.get("estimate", {})
         v, sd = est.get(objective), est.get(f"{objective}_sd")
