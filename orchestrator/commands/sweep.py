@@ -206,6 +206,12 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
     if is_synthetic(spec.dataset.name):
         # Said where the numbers are first seen, not only in the README and the report.
         console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
+    if result.nested and not result.nested["complete"]:
+        missing = [c["outer_subject"] for c in result.nested["choices"] if c["status"] != "complete"]
+        click.echo(f"nested estimate incomplete: no complete chosen config for outer subjects "
+                   f"{', '.join(missing)}; a rerun retries a chosen config's failed folds ('no choice': "
+                   "every inner trial failed or was pruned, nothing to retrain)", err=True)
+        return 1
     if result.incomplete:
         click.echo(f"{len(result.incomplete)} configs incomplete (failed folds, no pooled value): "
                    f"{', '.join(result.incomplete)}; rerun the same command to retry their failed folds",
