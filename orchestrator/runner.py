@@ -11,6 +11,9 @@ Order of events (each step before the next, so no worker ever races the driver):
    ``mer.status``, Optuna ``tell``);
 5. sweep run: ``tables/arms.csv`` and ``tables/aau_weights.csv``.
 
+A nested search (``search.selection: nested``) runs through the same steps with one study per outer
+subject, its trials on inner folds, then a chosen config per outer subject (``nested_sweep.py``).
+
 ``run_sweep`` is that order; the :class:`_Sweep` methods are its steps.
 """
 
@@ -85,8 +88,7 @@ class SweepResult:
     configs: list[ConfigState]
     folds_run: int  # folds trained by this invocation (resume: excludes folds found done)
     n_seeds: int = 1
-    nested: dict[str, Any] = field(default_factory=dict)  # nested estimate (nested_sweep.nested_estimate)
-    selection: str = ""  # search.selection of a search sweep ("test" | "nested"), "" without a search
+    nested: dict[str, Any] = field(default_factory=dict)  # nested search: _Sweep.finish_nested()
 
     @property
     def header(self) -> list[str]:
@@ -489,8 +491,7 @@ class _Sweep(NestedSteps):
         from orchestrator import tracking
 
         self.configs.sort(key=_table_order)
-        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds),
-                             selection=self.spec.search.selection if self.spec.search else "")
+        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds))
         result.nested = self.finish_nested()
         rows = [[r[k] for k in result.header] for r in result.rows()]
         tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text,
