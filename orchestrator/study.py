@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import Trial, TrialState
 
 from orchestrator.spec import CategoricalParam, FloatParam, SearchSpec
-from orchestrator.trial_reuse import evaluated_twin, is_reused, reuse
+from orchestrator.trial_reuse import REUSED_FROM, evaluated_twin, is_reused, reuse
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -130,7 +130,20 @@ class SearchState:
         study = open_study(s, storage_url, study_name)
         orphans = [Trial(study, t._trial_id) for t in study.get_trials(deepcopy=False)
                    if t.state == TrialState.RUNNING]
-        return cls(study, s, orphans)
+        state = cls(study, s, orphans)
+        state.finish_reuses()
+        return state
+
+    def finish_reuses(self) -> None:
+        """Orphans a killed driver had marked as reuses but not told yet: told from their twin now (they
+        never trained), not rerun."""
+        for t in list(self.orphans):
+            frozen = self.study._storage.get_trial(t._trial_id)
+            if is_reused(frozen):
+                self.orphans.remove(t)
+                twin = self.study.trials[frozen.user_attrs[REUSED_FROM]]
+                value, state = reuse(self.study, t, twin)
+                self.tell(t, value, state)
 
     def n_finished(self) -> int:
         return sum(t.state in FINISHED for t in self.study.get_trials(deepcopy=False))

@@ -105,3 +105,18 @@ def test_pruned_trials_carry_no_value_in_search_trials(tmp_path: Path) -> None:
     assert study.trials[0].value == 0.42  # Optuna keeps the last reported value on a pruned trial ...
     df = trials_frame(study)
     assert df["state"].tolist() == ["PRUNED"] and df["value"].isna().all()  # ... the report does not
+
+
+def test_a_reuse_left_untold_by_a_killed_driver_is_told_on_resume_not_trained(tmp_path: Path) -> None:
+    s = _state(tmp_path, sampler="random", n_trials=3, params={"lr": {"choices": [0.1, 0.2, 0.3, 0.4]}})
+    first, params = s.next_trial()
+    first.report(0.5, 0)
+    s.tell(first, 0.5, TrialState.COMPLETE)
+    s.study.enqueue_trial(params)
+    t = s.study.ask()
+    t.suggest_categorical("lr", [0.1, 0.2, 0.3, 0.4])
+    t.set_user_attr(REUSED_FROM, 0)  # the driver died here, before telling it
+    again = _state(tmp_path, sampler="random", n_trials=3, params={"lr": {"choices": [0.1, 0.2, 0.3, 0.4]}})
+    assert again.orphans == []
+    told = again.study.trials[1]
+    assert told.state == TrialState.COMPLETE and told.value == 0.5 and told.intermediate_values == {0: 0.5}
