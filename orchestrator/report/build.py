@@ -495,7 +495,13 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
                                         n_subjects=ctx.n_subjects, objective=objective,
                                         environment=parse_environment(env_text))
     shown = _shown_arms(runs, objective)
-    if len(shown) < len(runs.configs):
+    if runs.configs["table"].isin(nested.NESTED_TABLES).any():
+        content.notes.append(
+            "A nested search's inner trials and chosen configs get no table of arms and no per-arm figures "
+            "(each scores other subjects); see the Selection section. Their per-fold values are in "
+            "tables/folds.csv (an inner fold's subject is its id `<outer>/v<j>`)."
+        )
+    elif len(shown) < len(runs.configs):
         content.notes.append(
             "Per-arm figures and Table VIII cover the arms of the paper tables and the best Optuna trial "
             f"(by pooled {objective}); every trial's per-fold values are in tables/folds.csv."
