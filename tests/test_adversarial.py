@@ -95,3 +95,99 @@ def test_bad_search_space_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest
     assert needle in err, err
     assert not ray.is_initialized()
     assert not (tmp_path / "mer-runs").exists()
+
+
+# ------------------------------------------------------------------------------------------------ reports
+# A sweep store written run by run in the documented layout (helpers of test_report_layout.py).
+
+
+def _store(tmp: Path, experiment: str, arms: list[tuple[str, dict]], sweep_tags: dict | None = None) -> str:
+    import numpy as np
+    from mlflow import MlflowClient
+    from test_report_layout import SUBJECTS, _log_config
+
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment(experiment, artifact_location=str(tmp / "artifacts"))
+    tags = {"mer.kind": "sweep", "mer.sweep_id": "sw1", "mer.dataset": "synthme-casme2",
+            "mer.setup": "objective", **(sweep_tags or {})}
+    sweep = client.create_run(exp_id, run_name="sweep", tags=tags).info.run_id
+    acc = {s: a for s, a in zip(SUBJECTS, np.linspace(0.34, 0.67, len(SUBJECTS)), strict=True)}
+    for i, (arm, kw) in enumerate(arms):
+        work = tmp / f"arm{i}"
+        work.mkdir()
+        _log_config(client, exp_id, "sw1", sweep, work, arm, "V", {"model": "gts_gn", "beta": 1.0 + i},
+                    {s: min(1.0, a + 0.1 * i) for s, a in acc.items()}, **kw)
+    return uri
+
+
+def _report(uri: str, experiment: str, out: Path | None, cwd: Path, monkeypatch) -> object:
+    monkeypatch.chdir(cwd)
+    args = ["report", "--experiment", experiment, "--tracking-uri", uri]
+    return CliRunner().invoke(main, args + (["--out", str(out)] if out is not None else []))
+
+
+@pytest.fixture(scope="module")
+def two_arm_store(tmp_path_factory) -> tuple[str, Path]:
+    tmp = tmp_path_factory.mktemp("store")
+    return _store(tmp, "names", [("P+Q", {}), ("P Q", {}), ("L" * 300, {})]), tmp
+
+
+def test_report_refuses_a_folder_it_did_not_write(two_arm_store, tmp_path, monkeypatch) -> None:
+    """Item 1: --out on a user's folder deleted everything in it."""
+    uri, _ = two_arm_store
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("months of work")
+    r = _report(uri, "names", out, tmp_path, monkeypatch)
+    assert r.exit_code == 2 and "\n" not in r.stderr.strip() and "--out" in r.stderr, r.output
+    assert (out / "thesis.tex").read_text() == "months of work"
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+    # a previous report is replaced whole, and nothing else is left beside it
+    fresh = tmp_path / "rep"
+    assert _report(uri, "names", fresh, tmp_path, monkeypatch).exit_code == 0
+    (fresh / "tables" / "stale.csv").write_text("old")
+    assert _report(uri, "names", fresh, tmp_path, monkeypatch).exit_code == 0, "a report may replace a report"
+    assert not (fresh / "tables" / "stale.csv").exists() and (fresh / "report.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "rep"]  # no temporary folder left
+
+
+def test_report_file_names_are_distinct_bounded_and_inside(two_arm_store, tmp_path, monkeypatch) -> None:
+    """Item 6: arms 'P+Q' and 'P Q' shared one file name; a 300-character name crashed the report."""
+    uri, _ = two_arm_store
+    out = tmp_path / "rep"
+    r = _report(uri, "names", out, tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    conf = sorted(p.name for p in (out / "figures").glob("confusion_*.csv"))
+    assert len(conf) == 3, conf
+    assert all(len(n.encode()) < 200 for n in conf)
+    import pandas as pd
+
+    a, b = (pd.read_csv(out / "figures" / n, index_col=0) for n in conf if n.startswith("confusion_P_Q"))
+    assert not a.equals(b)  # the two arms' own matrices (their accuracies differ by construction)
+
+
+def test_report_of_an_experiment_named_dotdot_stays_inside(tmp_path, monkeypatch) -> None:
+    """Item 6: an experiment named '..' wrote its report folder outside mer-runs/reports."""
+    uri = _store(tmp_path, "..", [("A", {})])
+    r = _report(uri, "..", None, tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    report = Path(r.stdout.strip().splitlines()[-1]).resolve()
+    assert report.is_relative_to((tmp_path / "mer-runs" / "reports").resolve()), report
+    assert not (tmp_path / "mer-runs" / "report.md").exists()
+
+
+def test_report_of_failed_and_interrupted_sweeps(tmp_path, monkeypatch) -> None:
+    """Item 7: every fold failed ('accuracy') and a search that had not asked a trial yet ('state')
+    raised KeyError; the report must show what exists and say what is missing."""
+    import optuna
+    from test_report_layout import SUBJECTS
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(storage=storage, study_name="s-sw1")  # created, no trial asked yet
+    uri = _store(tmp_path, "failing", [("dead", {"failed_subjects": tuple(SUBJECTS), "status": "failed"})],
+                 {"mer.optuna_study": "s-sw1", "mer.optuna_storage": storage})
+    r = _report(uri, "failing", tmp_path / "rep", tmp_path, monkeypatch)
+    assert r.exit_code == 0, (r.output, r.exception)
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "dead" in text and "failed" in text
