@@ -27,6 +27,8 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from orchestrator.names import safe_name
+
 METRICS = ("accuracy", "uf1", "uar")
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
@@ -70,7 +72,8 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
     location = None
     if artifact_root is not None:
         artifact_root.mkdir(parents=True, exist_ok=True)
-        location = (artifact_root / experiment.replace("/", "_")).resolve().as_uri()
+        # safe_name: an experiment named ".." (or "a/../../x") must not put artifacts outside the root
+        location = (artifact_root / safe_name(experiment)).resolve().as_uri()
     return client.create_experiment(experiment, artifact_location=location)
 
 

@@ -191,3 +191,16 @@ def test_report_of_failed_and_interrupted_sweeps(tmp_path, monkeypatch) -> None:
     assert r.exit_code == 0, (r.output, r.exception)
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "dead" in text and "failed" in text
+
+
+@pytest.mark.parametrize("experiment", ["..", "../../escape", "a/../../b"])
+def test_experiment_artifacts_stay_in_the_artifact_folder(tmp_path: Path, experiment: str) -> None:
+    """Item 6: an experiment named '..' put its artifact location outside mer-runs/artifacts."""
+    from mlflow import MlflowClient
+
+    from orchestrator.tracking import prepare_experiment
+
+    uri, root = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts"
+    exp_id = prepare_experiment(uri, experiment, root)
+    location = MlflowClient(uri).get_experiment(exp_id).artifact_location
+    assert Path(location.removeprefix("file://")).resolve().is_relative_to(root.resolve()), location
