@@ -150,8 +150,9 @@ def run_sweep(
 
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc)
-    sid = sweep_id(spec)
     ds = dataset if dataset is not None else load_data(spec)
+    dh = ds.content_hash()  # a changed dataset is another sweep: nothing trained on the old data is reused
+    sid = sweep_id(spec, dh)
     splits = {s: (tr, te) for s, tr, te in ds.loso_splits()}
     subjects = fold_subjects(list(splits), spec)
     sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
@@ -176,7 +177,7 @@ def run_sweep(
     n_search_total = 0 if search is None else search.n_finished() + len(search.orphans) + search.budget()
     prog = progress
     if prog is not None:
-        n_cfg = len(grid_configs(spec)) + n_search_total
+        n_cfg = len(grid_configs(spec, dh)) + n_search_total
         prog.start(sid, spec.experiment, n_cfg, n_cfg * len(subjects))
 
     def open_config(plan: ConfigPlan, trial: Any = None) -> ConfigState:
@@ -248,11 +249,11 @@ def run_sweep(
             prog.config_done(st.plan.arm, st.status, st.summary.get(spec.protocol.objective), best)
 
     # Grid arms, then the search trials that already finished in an earlier run (for the tables).
-    for plan in grid_configs(spec):
+    for plan in grid_configs(spec, dh):
         open_config(plan)
     if search is not None:
         _restore_finished_trials(search, spec, configs, done, subjects, client, exp_id, sid, prog,
-                                 ds.num_classes)
+                                 ds.num_classes, dh)
 
     n_trials_left = 0 if search is None else len(search.orphans) + search.budget()
     units_left = len(queue) + n_trials_left * len(subjects)
@@ -274,7 +275,7 @@ def run_sweep(
                     if nxt is None:
                         break
                     trial, params = nxt
-                    open_config(search_config(spec, trial.number, params), trial)
+                    open_config(search_config(spec, trial.number, params, dh), trial)
                 while queue and pool.idle:
                     group = [queue.popleft()]
                     # resources.packing: first attempts of further folds of the same config join the call
@@ -345,7 +346,7 @@ def run_sweep(
 
 def _restore_finished_trials(search: Any, spec: SweepSpec, configs: list[ConfigState],
                              done: dict[tuple[str, str], FoldRecord], subjects: list[str], client: Any,
-                             exp_id: str, sid: str, prog: Any, num_classes: int) -> None:
+                             exp_id: str, sid: str, prog: Any, num_classes: int, data_hash: str) -> None:
     """Trials finished by an earlier run of this sweep: their config state for the final tables."""
     from optuna.trial import TrialState
 
@@ -353,7 +354,7 @@ def _restore_finished_trials(search: Any, spec: SweepSpec, configs: list[ConfigS
 
     for t in search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                              TrialState.FAIL)):
-        plan = search_config(spec, t.number, dict(t.params))
+        plan = search_config(spec, t.number, dict(t.params), data_hash)
         status, run_id = config_run_status(client, exp_id, sid, plan.arm)
         st = ConfigState(plan, run_id or "", units_for(plan, subjects))
         st.records = {s: done[(plan.arm, s)] for s in subjects if (plan.arm, s) in done}

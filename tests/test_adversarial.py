@@ -204,3 +204,31 @@ def test_experiment_artifacts_stay_in_the_artifact_folder(tmp_path: Path, experi
     exp_id = prepare_experiment(uri, experiment, root)
     location = MlflowClient(uri).get_experiment(exp_id).artifact_location
     assert Path(location.removeprefix("file://")).resolve().is_relative_to(root.resolve()), location
+
+
+# ------------------------------------------------------------------------------------------ stale results
+
+
+def test_a_corrected_label_is_a_new_sweep_with_new_config_hashes(tmp_path: Path) -> None:
+    """Item 2: sweep id and config hash ignored the data, so after a label was corrected a rerun trained
+    nothing and kept the old predictions. Every id now carries the dataset's content hash."""
+    import dataclasses
+
+    from orchestrator.plan import grid_configs, sweep_id
+    from orchestrator.runner import load_data
+    from orchestrator.spec import load_spec
+
+    (tmp_path / "s.yaml").write_text(HEAD + ARM)
+    spec = load_spec(tmp_path / "s.yaml")
+    ds = load_data(spec)
+    labels = ds.labels.copy()
+    labels[0] = (labels[0] + 1) % ds.num_classes  # one clip re-coded in the spreadsheet
+    fixed = dataclasses.replace(ds, labels=labels)
+    assert load_data(spec).content_hash() == ds.content_hash()  # same data, same id: resume still works
+    assert fixed.content_hash() != ds.content_hash()
+    assert sweep_id(spec, fixed.content_hash()) != sweep_id(spec, ds.content_hash())
+    old = {p.arm: p.config_hash for p in grid_configs(spec, ds.content_hash())}
+    new = {p.arm: p.config_hash for p in grid_configs(spec, fixed.content_hash())}
+    assert old.keys() == new.keys() and all(old[a] != new[a] for a in old)
+    moved = dataclasses.replace(ds, landmarks=ds.landmarks + 0.5)  # landmarks re-extracted
+    assert moved.content_hash() != ds.content_hash()

@@ -9,6 +9,8 @@ so the expensive part (dlib extraction, cached) does not depend on either.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +73,25 @@ class LandmarkDataset:
             train = np.flatnonzero(self.subjects != s)
             out.append((s, train, test))
         return out
+
+    def content_hash(self) -> str:
+        """16 hex chars of sha256 over everything a result depends on: landmark bytes (N, 3, 68, 2), the
+        training views (``augment``), labels, AU matrix, subjects, clip ids, class and AU names.
+
+        Part of the sweep id and every config hash (orchestrator.plan), so a corrected coding spreadsheet
+        (one label changed) makes a new sweep that trains again, instead of a resume that keeps the old
+        predictions and labels. Arrays are hashed with their dtype and shape (a reshape is a change).
+        """
+        h = hashlib.sha256()
+        arrays = [self.landmarks, self.labels, self.aus, self.subjects.astype(str), self.clips.astype(str)]
+        if self.augment is not None:
+            arrays.append(self.augment)
+        for a in arrays:
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        h.update(json.dumps([self.name, self.setup, list(self.class_names), list(self.au_names)]).encode())
+        return h.hexdigest()[:16]
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)

@@ -57,8 +57,9 @@ def _dry_run(spec) -> None:  # noqa: ANN001
 
     ds = load_data(spec)
     subjects = fold_subjects(sorted(set(ds.subjects.tolist())), spec)
-    plans = grid_configs(spec)
-    t = Table(title=f"sweep {sweep_id(spec)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
+    dh = ds.content_hash()
+    plans = grid_configs(spec, dh)
+    t = Table(title=f"sweep {sweep_id(spec, dh)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
     for col in ("arm", "table", "hash", "model", "features", "points", "lam", "fusion", "au_loss", "beta"):
         t.add_column(col)
     for p in plans:
@@ -89,10 +90,10 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
     from mlflow.tracking import MlflowClient
 
     from orchestrator.plan import sweep_id
-    from orchestrator.runner import resolve
+    from orchestrator.runner import load_data, resolve
 
     svc = resolve(spec, tracking_uri, None)
-    sid = sweep_id(spec)
+    sid = sweep_id(spec, load_data(spec).content_hash())
     runs: list = []
     db = svc.tracking_uri[len("sqlite:///"):] if svc.tracking_uri.startswith("sqlite:///") else None
     if db is None or Path(db).exists():  # do not create an empty store just to look into it
