@@ -3,7 +3,8 @@
 Order of events (each step before the next, so no worker ever races the driver):
 
 1. services checked (``orchestrator.services.check_services``), dataset loaded once (cache built here);
-2. tracking DB + experiment + sweep run created; done folds scanned (resume), stale fold runs deleted;
+2. tracking DB + experiment + sweep run created; the driver lease taken (a second driver of the sweep stops
+   here, exit 2); done folds scanned (resume), stale fold runs deleted;
 3. Optuna study opened (only with a ``search`` section); Ray started or attached, actor pool created;
 4. loop: keep every actor busy with (config, fold) units, grid arms first, Optuna trials asked as room frees
    up (at most ``search.concurrent_trials`` in flight); each finished fold is reported to its trial (pruning);
@@ -131,9 +132,21 @@ def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]
     return rows
 
 
-def run_sweep(
+def run_sweep(spec: SweepSpec, **kwargs: Any) -> SweepResult:
+    """Run (or resume) the sweep of ``spec`` (keyword options: see :func:`_run_sweep`), holding the
+    sweep's driver lease (``orchestrator.lease``) from the moment its sweep run exists to the end."""
+    leases: list[Any] = []
+    try:
+        return _run_sweep(spec, leases=leases, **kwargs)
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+def _run_sweep(
     spec: SweepSpec,
     *,
+    leases: list[Any],
     address: str | None = None,
     num_cpus: int | None = None,
     max_concurrent: int | None = None,
@@ -164,6 +177,10 @@ def run_sweep(
     if spec.search is not None:
         sweep_tags |= {"mer.optuna_study": study_name, "mer.optuna_storage": svc.storage_url}
     sweep_run = tracking.open_sweep_run(client, exp_id, sid, sweep_tags)
+    from orchestrator.lease import Lease
+
+    leases.append(Lease(svc.tracking_uri, sweep_run))
+    leases[-1].acquire(spec.source, sid)  # a second driver of this sweep stops here, before any change
     done, stale = tracking.scan_folds(client, exp_id, sid)
 
     search = None

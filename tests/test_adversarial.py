@@ -232,3 +232,45 @@ def test_a_corrected_label_is_a_new_sweep_with_new_config_hashes(tmp_path: Path)
     assert old.keys() == new.keys() and all(old[a] != new[a] for a in old)
     moved = dataclasses.replace(ds, landmarks=ds.landmarks + 0.5)  # landmarks re-extracted
     assert moved.content_hash() != ds.content_hash()
+
+
+# ------------------------------------------------------------------------------------------- two drivers
+
+
+def test_a_second_driver_of_a_sweep_is_refused_and_a_killed_one_frees_it(tmp_path: Path) -> None:
+    """Item 4: two drivers of one sweep both ran. The lease in the tracking store refuses the second, and a
+    driver killed with kill -9 (its pid gone) does not leave the sweep stuck."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from mlflow import MlflowClient
+
+    from mer_model.errors import InputError
+    from orchestrator import lease as lease_mod
+    from orchestrator.lease import Lease
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    first = Lease(uri, run_id)
+    first.acquire("space.yaml", "sw1")
+    with pytest.raises(InputError) as err:
+        Lease(uri, run_id).acquire("space.yaml", "sw1")
+    assert "\n" not in str(err.value) and "being run by another driver" in str(err.value)
+    first.release()
+    Lease(uri, run_id).acquire("space.yaml", "sw1")  # free again once released...
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # ...and when its holder is a process that no longer exists (kill -9 leaves the tag)
+    value = {"host": socket.gethostname(), "pid": dead.pid, "token": "killed", "beat": time.time()}
+    client.set_tag(run_id, lease_mod.TAG, json.dumps(value))
+    taker = Lease(uri, run_id)
+    taker.acquire("space.yaml", "sw1")
+    taker.release()
+    # a driver on another machine: held while it beats, free once its beat is older than the TTL
+    other = {"host": "elsewhere", "pid": 1, "token": "x", "beat": time.time()}
+    assert lease_mod.held_by_other(other, "mine")
+    assert not lease_mod.held_by_other({**other, "beat": time.time() - lease_mod.TTL_S - 1}, "mine")
