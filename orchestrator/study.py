@@ -26,12 +26,16 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _sampler(s: SearchSpec) -> optuna.samplers.BaseSampler:
+    """The search's sampler; random and TPE seeded per trial number, so a resumed study does not replay
+    the stream from its start (orchestrator/trial_seeds.py says what a resume reproduces)."""
+    from orchestrator.trial_seeds import PerTrialSeed
+
     if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return PerTrialSeed(lambda seed: optuna.samplers.RandomSampler(seed=seed), s.seed)
     if s.sampler == "grid":
         return optuna.samplers.GridSampler(grid_space(s), seed=s.seed)
     # constant_liar: trials in flight count as bad guesses, so concurrent trials do not all ask the same point
-    return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True)
+    return PerTrialSeed(lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True), s.seed)
 
 
 def grid_space(s: SearchSpec) -> dict[str, list[Any]]:
