@@ -117,6 +117,11 @@ class Lease:
             return
         self._thread.join(timeout=5)
         self._thread = None
+        from mlflow.exceptions import MlflowException
+
         client = MlflowClient(self.tracking_uri)
-        if (self._read(client) or {}).get("token") == self.token:
-            client.set_tag(self.run_id, TAG, "")
+        try:
+            if (self._read(client) or {}).get("token") == self.token:
+                client.set_tag(self.run_id, TAG, "")
+        except MlflowException:  # the run was deleted (a refused sweep cleans up after itself): no lease
+            pass

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mer_model.errors import InputError
+from orchestrator import tracking
 from orchestrator.plan import (
     ConfigPlan,
     Unit,
@@ -159,7 +161,7 @@ def _run_sweep(
     import ray
     from mlflow.tracking import MlflowClient
 
-    from orchestrator import executor, tracking
+    from orchestrator import executor
 
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc)
@@ -188,6 +190,7 @@ def _run_sweep(
         from orchestrator.study import SearchState
 
         search = SearchState.open(spec.search, svc.storage_url, study_name)
+        _check_study_has_runs(search, spec, svc, client, exp_id, sid, sweep_run)
 
     configs: list[ConfigState] = []
     queue: collections.deque[tuple[ConfigState, Unit, int]] = collections.deque()
@@ -385,6 +388,33 @@ def _restore_finished_trials(search: Any, spec: SweepSpec, configs: list[ConfigS
                 prog.fold_done(True, resumed=True)
             prog.folds_cancelled(len(subjects) - len(st.records))
             prog.config_done(plan.arm, st.status, st.summary.get(spec.protocol.objective), search.best())
+
+
+def _check_study_has_runs(search: Any, spec: SweepSpec, svc: Services, client: Any, exp_id: str, sid: str,
+                          sweep_run: str) -> None:
+    """Refuse an Optuna study whose trials have no config runs in the tracking store (``mlflow.db``
+    deleted beside a kept ``optuna.db``, or another tracking URI): resuming it would report Optuna values
+    with no runs, predictions or folds behind them."""
+    from optuna.trial import TrialState
+
+    from orchestrator.tracking import config_run_status
+
+    assert spec.search is not None
+    # finished trials only: a RUNNING one may have been asked just before its driver was killed, before
+    # its config run existed (the orphan is rerun); a finished one always logged its config run first
+    done = search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                           TrialState.FAIL))
+    lost = [t.number for t in done
+            if config_run_status(client, exp_id, sid, f"{spec.search.name}-{t.number}")[1] is None]
+    if not lost:
+        return
+    if not tracking.config_runs_of(client, exp_id, sid):  # our sweep run is new and empty: leave nothing
+        client.delete_run(sweep_run)
+    raise InputError(
+        f"{spec.source}: search: Optuna study {search.study.study_name!r} in {svc.storage_url} has "
+        f"{len(lost)} trial(s) (first #{lost[0]}) with no run in the tracking store {svc.tracking_uri} "
+        "(was mlflow.db deleted or replaced?); allowed: the tracking store the study ran with, or delete the "
+        "study to start the search again")
 
 
 def _check_services(svc: Services) -> None:

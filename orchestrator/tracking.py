@@ -195,6 +195,11 @@ def config_run_status(client: MlflowClient, exp_id: str, sweep_id: str, arm: str
     return runs[0].data.tags.get("mer.status", ""), runs[0].info.run_id
 
 
+def config_runs_of(client: MlflowClient, exp_id: str, sweep_id: str) -> list[Any]:
+    """Every config run of sweep ``sweep_id``."""
+    return _search(client, exp_id, f"tags.`mer.kind` = 'config' and tags.`mer.sweep_id` = '{sweep_id}'")
+
+
 def _read_fold(client: MlflowClient, run: Any) -> FoldRecord:
     tags, metrics = run.data.tags, run.data.metrics
     with tempfile.TemporaryDirectory() as tmp:

@@ -322,3 +322,35 @@ def test_resumed_grid_search_repeats_no_point(tmp_path: Path) -> None:
     points = [(b, f) for _, b, f, _ in resumed]
     assert len(points) == len(set(points)) == n
     assert set(points) == {(b, f) for _, b, f, _ in whole}
+
+
+def test_optuna_trials_without_runs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 10: a deleted mlflow.db beside a kept optuna.db ran and reported Optuna values with no runs
+    behind them. Now one line, exit 2, before Ray, and no empty sweep run left in the new store."""
+    import optuna
+    from mlflow import MlflowClient
+
+    from orchestrator.plan import sweep_id
+    from orchestrator.runner import load_data
+    from orchestrator.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    for k in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE", "RAY_ADDRESS"):
+        monkeypatch.delenv(k, raising=False)
+    (tmp_path / "s.yaml").write_text(HEAD + "search: {n_trials: 2, params: {beta: {low: 0.1, high: 1}}}\n")
+    spec = load_spec(tmp_path / "s.yaml")
+    name = f"{spec.experiment}-{sweep_id(spec, load_data(spec).content_hash())}"
+    (tmp_path / "mer-runs").mkdir()
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/mer-runs/optuna.db",
+                                direction="maximize")
+    t = study.ask()
+    t.suggest_float("beta", 0.1, 1.0)
+    study.tell(t, 0.9)  # a finished trial whose runs were in the mlflow.db that is now gone
+    r = CliRunner().invoke(main, ["sweep", "s.yaml", "--num-cpus", "1"])
+    assert r.exit_code == 2, (r.output, r.exception)
+    last = r.stderr.strip().splitlines()[-1]  # (lines before it: MLflow's own INFO log of a new store)
+    assert last.startswith("s.yaml: search: ") and "no run in the tracking store" in last, r.stderr
+    assert not ray.is_initialized()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mer-runs/mlflow.db")
+    exp = client.get_experiment_by_name(spec.experiment)
+    assert exp is None or not client.search_runs([exp.experiment_id])
