@@ -73,7 +73,7 @@ class FoldWorker:
             res = _finite(train_fold(job.config, train, test, job.seed, self.device))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
-        return self._complete(job, res, t0)
+        return self._complete_or_log_failure(job, res, t0)
 
     def run_group(self, jobs: list[Job]) -> list[dict[str, Any]]:
         """Folds of one config trained together (``resources.packing``); one outcome per job, each logged
@@ -96,8 +96,18 @@ class FoldWorker:
             except FloatingPointError as e:
                 out.append(self._failed(j, e, t0))
                 continue
-            out.append(self._complete(j, res, t0))
+            out.append(self._complete_or_log_failure(j, res, t0))
         return out
+
+    def _complete_or_log_failure(self, job: Job, res: Any, t0: float) -> dict[str, Any]:
+        """Log a trained fold; a store that refuses the write (read-only, full, gone) is a *logging*
+        failure of this fold, not a dead worker (an exception escaping the actor method read as one)."""
+        try:
+            return self._complete(job, res, t0)
+        except Exception as e:  # noqa: BLE001 - reported to the driver, which deletes the partial run
+            err = f"logging the fold run failed: {type(e).__name__}: {e}".replace("\n", " ")[:480]
+            return {"ok": False, "error": err, "node": self.node, "run_id": None, "log_failed": True,
+                    "seconds": time.perf_counter() - t0}
 
     def _tags(self, job: Job) -> dict[str, str]:
         return {**job.tags, "mer.node": self.node, "mer.attempt": str(job.attempt)}

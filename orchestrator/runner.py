@@ -174,6 +174,9 @@ def _run_sweep(
 
     exp_id = tracking.prepare_experiment(svc.tracking_uri, spec.experiment, svc.artifact_root)
     client = MlflowClient(svc.tracking_uri)
+    from orchestrator.services import check_artifact_location
+
+    check_artifact_location(client.get_experiment(exp_id).artifact_location)  # before any fold trains
     study_name = f"{spec.experiment}-{sid}"
     sweep_tags = {"mer.dataset": ds.name, "mer.setup": ds.setup, "mer.spec": Path(spec.source).name}
     if spec.search is not None:
@@ -325,7 +328,8 @@ def _run_sweep(
                     st = next(c for c in configs if c.plan.arm == job.arm)
                     st.in_flight -= 1
                     u = next(x for x in st.units if x.subject == job.subject)
-                    if out.get("actor_died"):  # it may have died mid-burst: no partial run may remain
+                    # a worker that died, or failed to log, may have left a partial run: none may remain
+                    if out.get("actor_died") or out.get("log_failed"):
                         tracking.delete_partial_folds(client, exp_id, sid, job.arm, job.subject)
                     if not out["ok"] and not job.last_attempt:
                         if prog is not None:
@@ -424,4 +428,8 @@ def _check_services(svc: Services) -> None:
     except ImportError:  # pragma: no cover - services module absent in a partial checkout
         return
     check_services(svc.tracking_uri, svc.storage_url)
+    if svc.artifact_root is not None:  # where a new experiment's artifacts go (checked again per experiment)
+        from orchestrator.services import check_writable_dir
+
+        check_writable_dir(svc.artifact_root, "MLflow artifact folder")
 

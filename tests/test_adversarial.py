@@ -7,6 +7,7 @@ Search-space cases are raw YAML text (duplicate keys, aliases and non-UTF-8 byte
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -354,3 +355,78 @@ def test_optuna_trials_without_runs_are_refused(tmp_path: Path, monkeypatch: pyt
     client = MlflowClient(f"sqlite:///{tmp_path}/mer-runs/mlflow.db")
     exp = client.get_experiment_by_name(spec.experiment)
     assert exp is None or not client.search_runs([exp.experiment_id])
+
+
+# ---------------------------------------------------------------------------------------- unwritable stores
+# chmod does not stop root, which runs these tests: the checks run as user `nobody` (setpriv).
+
+_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _as_nobody(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    import os
+    import shutil
+    import sys
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    env = {**os.environ, "HOME": str(cwd)}
+    return subprocess.run([*_NOBODY, sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture
+def shared_dir(tmp_path_factory) -> Path:
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="mer-adv-", dir="/tmp"))
+    d.chmod(0o777)  # nobody may create files here; root-owned files inside stay read-only to it
+    return d
+
+
+def test_read_only_stores_are_found_before_ray(shared_dir: Path) -> None:
+    """Item 8: a read-only mlflow.db (and a read-only artifact folder) were found only after training."""
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{shared_dir}/mlflow.db").search_experiments()  # root creates the DB: 0644
+    (shared_dir / "artifacts").mkdir(mode=0o755)
+    code = ("from mer_model.errors import InputError\n"
+            "from orchestrator.services import check_tracking, check_artifact_location\n"
+            "for f in (lambda: check_tracking('sqlite:///{d}/mlflow.db'),\n"
+            "          lambda: check_artifact_location('file://{d}/artifacts')):\n"
+            "    try:\n        f()\n        print('ACCEPTED')\n"
+            "    except InputError as e:\n        print('REFUSED', e)\n").replace("{d}", str(shared_dir))
+    r = _as_nobody(code, shared_dir)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 2, (r.stdout, r.stderr)
+    assert lines[0].startswith("REFUSED") and "mlflow.db is not writable" in lines[0]
+    assert lines[1].startswith("REFUSED") and "artifacts is not writable" in lines[1]
+
+
+def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> None:
+    """Item 8: a fold that trained but could not be logged escaped the actor and was reported as a dead
+    worker (its run left RUNNING). The worker now says what failed."""
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from orchestrator.executor import FoldWorker, Job
+    from orchestrator.runner import load_data
+    from orchestrator.spec import load_spec
+
+    (tmp_path / "s.yaml").write_text(HEAD + ARM)
+    spec = load_spec(tmp_path / "s.yaml")
+    ds = load_data(spec)
+    w = FoldWorker.__new__(FoldWorker)  # the actor's code without Ray: a worker whose store refuses writes
+    w.ds, w.node, w.device = ds, "test", "cpu"
+    w.client, w.exp_id = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "999"  # no such experiment
+    subject, tr, te = ds.loso_splits()[0]
+    from mer_model.config import validate_config
+
+    cfg = validate_config({"model": "gcn", "features": "A", "lam": False, "au_loss": "none", "epochs": 1,
+                           "num_classes": ds.num_classes, "num_aus": len(ds.au_names)})
+    job = Job(arm="A", subject=subject, config=cfg, seed=0, train_idx=tr, test_idx=te, parent_run_id="p",
+              tags={"mer.arm": "A", "mer.subject": subject}, attempt=1, last_attempt=True)
+    out = w.run(job)
+    assert not out["ok"] and out.get("log_failed") and not out.get("actor_died")
+    assert out["error"].startswith("logging the fold run failed:") and "\n" not in out["error"]
+    assert np.isfinite(out["seconds"])
