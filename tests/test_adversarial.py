@@ -430,3 +430,50 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
     assert not out["ok"] and out.get("log_failed") and not out.get("actor_died")
     assert out["error"].startswith("logging the fold run failed:") and "\n" not in out["error"]
     assert np.isfinite(out["seconds"])
+
+
+# ---------------------------------------------------------------------------------------- landmark cache
+
+
+@pytest.fixture(scope="module")
+def casme2_root(tmp_path_factory) -> Path:
+    from mer_model.data.fixtures import default_clips, write_casme2
+
+    root = tmp_path_factory.mktemp("casme2") / "CASME2"
+    write_casme2(root, default_clips(n_subjects=2, clips_per_subject=1))
+    return root
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_corrupt_cache_entry_is_said_and_rebuilt(casme2_root: Path, tmp_path: Path, damage: str) -> None:
+    """Item 9: a truncated or empty .npz failed every later load until deleted by hand."""
+    import numpy as np
+
+    from mer_model.data import load_dataset
+
+    first = load_dataset("casme2", setup="objective", root=casme2_root, cache_dir=tmp_path, crop_scales=())
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2] if damage == "truncated" else b"")
+    with pytest.warns(UserWarning, match="corrupt landmark cache entry"):
+        again = load_dataset("casme2", setup="objective", root=casme2_root, cache_dir=tmp_path,
+                             crop_scales=())
+    assert again.meta["cache_hit"] is False and "cache_rebuilt" in again.meta
+    np.testing.assert_array_equal(again.landmarks, first.landmarks)
+    third = load_dataset("casme2", setup="objective", root=casme2_root, cache_dir=tmp_path, crop_scales=())
+    assert third.meta["cache_hit"] is True  # the rebuilt entry is whole
+
+
+def test_an_unwritable_cache_folder_is_refused_before_extraction(casme2_root: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 9: an unwritable cache folder failed only after the whole (minutes-long) extraction."""
+    from mer_model.data import dlib_landmarks, load_dataset
+    from mer_model.errors import InputError
+
+    def no_dlib(*args, **kwargs):
+        raise AssertionError("extraction ran although its result cannot be stored")
+
+    monkeypatch.setattr(dlib_landmarks, "extract_rows", no_dlib)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="landmark cache folder is not writable") as err:
+        load_dataset("casme2", setup="objective", root=casme2_root, cache_dir=tmp_path / "file" / "cache")
+    assert "\n" not in str(err.value)
