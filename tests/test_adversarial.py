@@ -477,3 +477,77 @@ def test_an_unwritable_cache_folder_is_refused_before_extraction(casme2_root: Pa
     with pytest.raises(InputError, match="landmark cache folder is not writable") as err:
         load_dataset("casme2", setup="objective", root=casme2_root, cache_dir=tmp_path / "file" / "cache")
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------- hostile datasets
+
+
+def _cell(root: Path, **cells) -> None:
+    """Set cells of the first clip row of the CASME II fixture's coding sheet."""
+    import pandas as pd
+
+    sheet = next(root.glob("*.xlsx"))
+    df = pd.read_excel(sheet, dtype=object)
+    for k, v in cells.items():
+        df.loc[0, k] = v
+    df.to_excel(sheet, index=False)
+
+
+def _apex(root: Path) -> Path:
+    return root / "sub01" / "EP02_01f" / "img15.jpg"
+
+
+def _loop(root: Path) -> None:
+    _apex(root).unlink()
+    _apex(root).symlink_to(_apex(root).name)  # a symlink to itself
+
+
+def _bomb_png(root: Path) -> None:
+    from PIL import Image
+
+    Image.new("1", (10_000, 10_000)).save(_apex(root), format="PNG")  # 1e8 px in a few kB
+
+
+DATA_CASES = [
+    ("filename climbs out", lambda r: _cell(r, Filename="../../.."), "is not a clip folder name"),
+    ("absolute filename", lambda r: _cell(r, Filename="/etc"), "is not a clip folder name"),
+    ("onset after offset, no motion left", lambda r: _cell(r, OnsetFrame=21, ApexFrame=15, OffsetFrame=10),
+     "no frame after Onset Frame 21"),
+    ("AU that does not exist", lambda r: _cell(r, **{"Action Units": "4+99"}),
+     "AU99 is not a FACS action unit"),
+    ("AU3", lambda r: _cell(r, **{"Action Units": "3"}), "AU3 is not a FACS action unit"),
+    ("frame is a symlink loop", _loop, "img15.jpg"),
+    ("PNG decompression bomb", _bomb_png, "unreadable image"),
+]
+
+
+@pytest.mark.parametrize("breaker,needle", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_hostile_dataset_is_one_line(casme2_root: Path, tmp_path: Path, breaker, needle: str) -> None:
+    """Item 11 / 14: tracebacks, reads outside the dataset root and silent repairs of real-data input."""
+    import shutil
+
+    from mer_model.data import load_dataset
+    from mer_model.errors import InputError
+
+    root = tmp_path / "CASME2"
+    shutil.copytree(casme2_root, root)
+    breaker(root)
+    cache = tmp_path / "cache"
+    with pytest.raises(InputError) as err:
+        load_dataset("casme2", setup="objective", root=root, cache_dir=cache, crop_scales=())
+    assert "\n" not in str(err.value) and needle in str(err.value), str(err.value)
+    assert not cache.exists() or not list(cache.glob("*.npz"))  # nothing half-built
+
+
+def test_a_repaired_offset_is_a_warning_the_user_sees(casme2_root: Path, tmp_path: Path) -> None:
+    """Item 14: an onset after the offset was repaired silently (the repair sat in meta only)."""
+    import shutil
+
+    from mer_model.data import load_dataset
+
+    root = tmp_path / "CASME2"
+    shutil.copytree(casme2_root, root)
+    _cell(root, OnsetFrame=10, ApexFrame=15, OffsetFrame=9)  # offset coded before onset; frames follow
+    with pytest.warns(UserWarning, match=r"offset -> last frame 21 \(coded 9, not after onset 10\)"):
+        ds = load_dataset("casme2", setup="objective", root=root, cache_dir=tmp_path / "c", crop_scales=())
+    assert any("coded 9" in r for r in ds.meta["repairs"])

@@ -50,7 +50,11 @@ def cache_key(name: str, sheet: Path, frames_root: Path, rows: Sequence, setting
     h.update(sheet.read_bytes())
     for row in rows:
         for p in row.frames:
-            st = p.stat()
+            try:
+                st = p.stat()
+            except OSError as e:  # a frame that is a symlink loop, or vanished since the sheet was read
+                raise InputError(f"{sheet}: row {row.row}: frame {p} cannot be read ({e.strerror or e}); "
+                                 "expected an image file") from None
             h.update(f"{p.relative_to(frames_root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
