@@ -107,9 +107,14 @@ class SearchState:
 
     def next_trial(self) -> tuple[Trial, dict[str, Any]] | None:
         """An orphan first (its own params), else a new trial if the budget allows."""
-        if self.orphans:
+        while self.orphans:
             t = self.orphans.pop(0)
             frozen = self.study._storage.get_trial(t._trial_id)
+            if set(frozen.params) != set(self.spec.params):
+                # asked but never given its parameters (the driver died, or a suggest raised, in between):
+                # rerun it would train the default config under the trial's name; it failed, say so
+                self.tell(t, None, TrialState.FAIL)
+                continue
             return t, dict(frozen.params)
         if self.budget() <= 0:
             return None

@@ -551,3 +551,21 @@ def test_a_repaired_offset_is_a_warning_the_user_sees(casme2_root: Path, tmp_pat
     with pytest.warns(UserWarning, match=r"offset -> last frame 21 \(coded 9, not after onset 10\)"):
         ds = load_dataset("casme2", setup="objective", root=root, cache_dir=tmp_path / "c", crop_scales=())
     assert any("coded 9" in r for r in ds.meta["repairs"])
+
+
+def test_an_orphan_trial_without_parameters_is_never_trained_as_the_default(tmp_path: Path) -> None:
+    """Item 12: a trial left RUNNING with no parameters (a crash between ask and suggest) was rerun on
+    every resume as the default config. It is now told FAIL and a real trial is asked instead."""
+    import optuna
+
+    from orchestrator.spec import SearchSpec
+    from orchestrator.study import SearchState
+
+    storage = f"sqlite:///{tmp_path}/o.db"
+    optuna.create_study(study_name="s", storage=storage, direction="maximize").ask()  # no suggest
+    spec = SearchSpec(n_trials=3, sampler="random", params={"beta": {"low": 0.1, "high": 1.0}})
+    state = SearchState.open(spec, storage, "s")
+    trial, params = state.next_trial()
+    assert set(params) == {"beta"} and trial.number == 1
+    states = [t.state.name for t in state.study.trials]
+    assert states == ["FAIL", "RUNNING"]
