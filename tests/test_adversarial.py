@@ -569,3 +569,20 @@ def test_an_orphan_trial_without_parameters_is_never_trained_as_the_default(tmp_
     assert set(params) == {"beta"} and trial.number == 1
     states = [t.state.name for t in state.study.trials]
     assert states == ["FAIL", "RUNNING"]
+
+
+def test_report_text_from_hostile_names_is_inert(tmp_path: Path, monkeypatch) -> None:
+    """Also: raw <img onerror=...>, '|', newlines and remote-image links in arm names reached report.md."""
+    hostile = "<img src=x onerror=alert(1)>|col\n![p](http://evil.example/p.png)"
+    uri = _store(tmp_path, "hostile", [(hostile, {}), ("plain", {})])
+    r = _report(uri, "hostile", tmp_path / "rep", tmp_path, monkeypatch)
+    assert r.exit_code == 0, (r.output, r.exception)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    import re
+
+    assert "<img" not in md and not re.search(r"(?<!\\)\]\(http", md)  # no live link or remote image
+    assert "&lt;img src=x onerror=alert(1)&gt;" in md  # still readable as text
+    tables = [b.splitlines() for b in md.split("\n\n") if b.startswith("|")]
+    assert any("onerror" in "".join(t) for t in tables)
+    for t in tables:  # every row of every table has its header's columns: no '|' from a name split one
+        assert len({ln.count("|") - ln.count("\\|") for ln in t}) == 1, t

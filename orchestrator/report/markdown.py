@@ -6,6 +6,8 @@ three, like the paper; blanks (an arm that did not complete) are shown as an em 
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -54,8 +56,21 @@ def _f3(x: float) -> str:
     return DASH if pd.isna(x) else f"{x:.3f}"
 
 
+_MD_SPECIAL = re.compile(r"([\\`\[\]|])")
+
+
+def esc(text: object) -> str:
+    """User text (arm names, errors, params) made inert in Markdown and HTML: one line (a newline would
+    end a table row), ``<`` ``>`` ``&`` as entities (``<img onerror=...>`` is shown, never run), and
+    backslash, backtick, ``[``, ``]``, ``|`` backslash-escaped (no link, remote image, code span or extra
+    table column)."""
+    s = html.escape(" ".join(str(text).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
 def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, disable_numparse=True)
+    safe = df.rename(columns=esc).map(lambda v: esc(v) if isinstance(v, str) else v)
+    return safe.to_markdown(index=False, disable_numparse=True)
 
 
 def format_arm_table(t: pd.DataFrame) -> pd.DataFrame:
@@ -134,9 +149,9 @@ def format_grid(g: pd.DataFrame) -> pd.DataFrame:
 
 def render(r: ReportContent) -> str:
     """The whole report as Markdown text."""
-    lines: list[str] = [f"# mer-orch report: {r.header.get('experiment', '')}", ""]
+    lines: list[str] = [f"# mer-orch report: {esc(r.header.get('experiment', ''))}", ""]
     lines += [f"> **Dataset: {r.header.get('dataset', 'unknown')}.** {r.dataset_statement}", ""]
-    lines += [f"- **{k}**: {v}" for k, v in r.header.items()]
+    lines += [f"- **{k}**: {v if k == 'made by' else esc(v)}" for k, v in r.header.items()]
     lines += [
         "",
         "**How to read the numbers.** *Pooled* metrics are computed once on the predictions of all "
@@ -191,14 +206,14 @@ def render(r: ReportContent) -> str:
             "",
         ]
         for arm, t, csv in r.aau:
-            lines += [f"### {arm}", "", f"data: [{csv}]({csv})", "", _md(format_aau(t)), ""]
+            lines += [f"### {esc(arm)}", "", f"data: [{csv}]({csv})", "", _md(format_aau(t)), ""]
     if r.search:
         lines += ["## Optuna search", ""] + r.search + [""]
     if r.figures:
         lines += ["## Figures", ""]
     for f in r.figures:
         data = f" · data: [{f.data}]({f.data})" if f.data else ""
-        lines += [f"### {f.title}", "", f"![{f.title}]({f.png})", "", f"{f.caption}{data}", ""]
+        lines += [f"### {esc(f.title)}", "", f"![{esc(f.title)}]({f.png})", "", f"{f.caption}{data}", ""]
     lines += ["## Folds that did not complete", ""]
     if r.failures is not None and len(r.failures):
         lines += [_md(r.failures), ""]
