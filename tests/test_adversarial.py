@@ -7,6 +7,7 @@ Search-space cases are raw YAML text (duplicate keys, aliases and non-UTF-8 byte
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -586,3 +587,57 @@ def test_report_text_from_hostile_names_is_inert(tmp_path: Path, monkeypatch) ->
     assert any("onerror" in "".join(t) for t in tables)
     for t in tables:  # every row of every table has its header's columns: no '|' from a name split one
         assert len({ln.count("|") - ln.count("\\|") for ln in t}) == 1, t
+
+
+# ---------------------------------------------------------------------------------------- services up
+
+
+def test_services_up_on_all_interfaces_warns(tmp_path: Path) -> None:
+    """Also: --host 0.0.0.0 exposes an unauthenticated MLflow server to the network: say so first."""
+    import socket
+
+    with socket.create_server(("0.0.0.0", 0)) as taken:  # the bind check then stops before any server
+        port = taken.getsockname()[1]
+        r = CliRunner().invoke(main, ["services", "up", "--host", "0.0.0.0", "--port", str(port),
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("warning: --host 0.0.0.0: the MLflow server will be reachable from the "
+                               "network, with no authentication")
+    quiet = CliRunner().invoke(main, ["services", "up", "--host", "127.0.0.1", "--port", str(port),
+                                      "--runs-dir", str(tmp_path / "runs")])
+    assert "warning" not in quiet.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_of_services_up_stops_the_mlflow_server(tmp_path: Path) -> None:
+    """Also: kill -9 of `mer-orch services up` left `mlflow server` (and its workers) running."""
+    import signal
+    import sys
+    import time
+
+    from test_services import _procs_mentioning, free_port
+
+    runs, port = tmp_path / "mer-runs", free_port()
+    out = tmp_path / "up.out"
+    with open(out, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "services", "up", "--port",
+                                 str(port), "--runs-dir", str(runs)], stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "export MLFLOW_TRACKING_URI=" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.5)
+        assert len(_procs_mentioning(str(runs))) >= 2  # `services up` and the server it started
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while _procs_mentioning(str(runs)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _procs_mentioning(str(runs)) == []
+    finally:
+        for pid in _procs_mentioning(str(runs)):  # never leave a server behind, even when failing
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
