@@ -408,8 +408,10 @@ def _check_study_has_runs(search: Any, spec: SweepSpec, svc: Services, client: A
     # its config run existed (the orphan is rerun); a finished one always logged its config run first
     done = search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
                                                            TrialState.FAIL))
+    prefix = spec.search.name + "-"
+    # (a trial failed before it had parameters never had a run either: not a lost one)
     lost = [t.number for t in done
-            if config_run_status(client, exp_id, sid, f"{spec.search.name}-{t.number}")[1] is None]
+            if t.params and config_run_status(client, exp_id, sid, prefix + str(t.number))[1] is None]
     if not lost:
         return
     if not tracking.config_runs_of(client, exp_id, sid):  # our sweep run is new and empty: leave nothing
