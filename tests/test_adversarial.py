@@ -596,15 +596,16 @@ def test_services_up_on_all_interfaces_warns(tmp_path: Path) -> None:
     """Also: --host 0.0.0.0 exposes an unauthenticated MLflow server to the network: say so first."""
     import socket
 
-    with socket.create_server(("0.0.0.0", 0)) as taken:  # the bind check then stops before any server
+    # the port stays taken during both calls: the bind check stops each before any server starts
+    with socket.create_server(("0.0.0.0", 0)) as taken:
         port = taken.getsockname()[1]
         r = CliRunner().invoke(main, ["services", "up", "--host", "0.0.0.0", "--port", str(port),
                                       "--runs-dir", str(tmp_path / "runs")])
-    assert r.exit_code == 2
+        quiet = CliRunner().invoke(main, ["services", "up", "--host", "127.0.0.1", "--port", str(port),
+                                          "--runs-dir", str(tmp_path / "runs")])
+    assert r.exit_code == 2 and quiet.exit_code == 2, (r.output, quiet.output)
     assert r.stderr.startswith("warning: --host 0.0.0.0: the MLflow server will be reachable from the "
                                "network, with no authentication")
-    quiet = CliRunner().invoke(main, ["services", "up", "--host", "127.0.0.1", "--port", str(port),
-                                      "--runs-dir", str(tmp_path / "runs")])
     assert "warning" not in quiet.stderr
 
 
