@@ -413,7 +413,10 @@ def build_report(
         fold_cols = [c for c in runs.folds.columns if c not in ("config_run_id", "start_time")]
         _write_csv(runs.folds[fold_cols], tmp / "tables/folds.csv")
         content.folds_csv = "tables/folds.csv"
-        (tmp / "report.md").write_text(render(content))
+        (tmp / "report.md").write_text(
+            render(content) + f"\nThis folder was written by `mer-orch report`; the file "
+            f"[{MARKER}]({MARKER}) marks it as a report that a later `--out` may replace whole.\n"
+        )
         (tmp / MARKER).write_text("written by mer-orch report; --out may replace this folder\n")
         # swap the finished folder in: the old report stays whole until the new one is complete
         if out.exists():
