@@ -411,6 +411,7 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
     from mlflow import MlflowClient
 
     from orchestrator.executor import FoldWorker, Job
+    from orchestrator.plan import Unit
     from orchestrator.runner import load_data
     from orchestrator.spec import load_spec
 
@@ -418,19 +419,19 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
     spec = load_spec(tmp_path / "s.yaml")
     ds = load_data(spec)
     w = FoldWorker.__new__(FoldWorker)  # the actor's code without Ray: a worker whose store refuses writes
-    w.ds, w.node, w.device = ds, "test", "cpu"
+    w.ds, w.node, w.device, w.threads, w.gpu_ids, w.save_models = ds, "test", "cpu", 1, "-", False
     w.client, w.exp_id = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "999"  # no such experiment
     subject, tr, te = ds.loso_splits()[0]
     from mer_model.config import validate_config
 
     cfg = validate_config({"model": "gcn", "features": "A", "lam": False, "au_loss": "none", "epochs": 1,
                            "num_classes": ds.num_classes, "num_aus": len(ds.au_names)})
-    job = Job(arm="A", subject=subject, config=cfg, seed=0, train_idx=tr, test_idx=te, parent_run_id="p",
-              tags={"mer.arm": "A", "mer.subject": subject}, attempt=1, last_attempt=True)
+    job = Job(unit=Unit(arm="A", subject=subject, fold_index=0), config=cfg, train_idx=tr, test_idx=te,
+              parent_run_id="p", tags={"mer.arm": "A", "mer.subject": subject}, last_attempt=True)
     out = w.run(job)
-    assert not out["ok"] and out.get("log_failed") and not out.get("actor_died")
-    assert out["error"].startswith("logging the fold run failed:") and "\n" not in out["error"]
-    assert np.isfinite(out["seconds"])
+    assert not out.ok and out.log_failed and not out.actor_died and out.run_id is None
+    assert out.error.startswith("logging the fold run failed:") and "\n" not in out.error
+    assert np.isfinite(out.seconds)
 
 
 # ---------------------------------------------------------------------------------------- landmark cache
@@ -438,7 +439,7 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def casme2_root(tmp_path_factory) -> Path:
-    from mer_model.data.fixtures import default_clips, write_casme2
+    from real_fixtures import default_clips, write_casme2
 
     root = tmp_path_factory.mktemp("casme2") / "CASME2"
     write_casme2(root, default_clips(n_subjects=2, clips_per_subject=1))
