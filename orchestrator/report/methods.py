@@ -57,7 +57,8 @@ def _data(dataset: dict[str, Any], name: str) -> str:
     else:
         aug = "the crop-size re-detection views of the landmark cache, when extracted with them"
     if n_aug or not synth:
-        return f"{mag_txt} Augmentation: {aug}, for training subjects only; test subjects are never augmented."
+        return (f"{mag_txt} Augmentation: {aug}, for training subjects only; test subjects are never "
+                "augmented.")
     return f"{mag_txt} No augmentation."
 
 
