@@ -617,7 +617,8 @@ def test_kill_9_of_services_up_stops_the_mlflow_server(tmp_path: Path) -> None:
     import sys
     import time
 
-    from test_services import _procs_mentioning, free_port
+    from conftest import free_port
+    from conftest import procs_mentioning as _procs_mentioning
 
     runs, port = tmp_path / "mer-runs", free_port()
     out = tmp_path / "up.out"
