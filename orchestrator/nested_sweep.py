@@ -110,7 +110,8 @@ class NestedSteps:
     def open_inner(self, slot: OuterSearch, trial: Any, params: dict[str, Any]) -> Any:
         from orchestrator.plan import search_config
 
-        plan = search_config(self.spec, trial.number, params, name=slot.name, table=INNER_TABLE)
+        plan = search_config(self.spec, trial.number, params, self.data_hash, name=slot.name,
+                             table=INNER_TABLE)
         return self.open_config(plan, trial, folds=slot.folds, search=slot.state,
                                 extra_tags={OUTER_SUBJECT: slot.outer, NESTED_ROLE: "inner",
                                             C.OPTUNA_STUDY: slot.study_name})
@@ -139,7 +140,7 @@ class NestedSteps:
         params = dict(slot.state.study.trials[number].params)
         cfg = make_config(self.spec, {**self.spec.search.base.set_keys(), **params})
         return ConfigPlan(arm=f"{slot.name}-chosen", table=CHOSEN_TABLE, config=cfg,
-                          config_hash=config_hash(cfg, self.spec), params=params)
+                          config_hash=config_hash(cfg, self.spec, self.data_hash), params=params)
 
     def chosen_tags(self, slot: OuterSearch, number: int, value: float) -> dict[str, str]:
         return {OUTER_SUBJECT: slot.outer, NESTED_ROLE: "chosen", INNER_BEST_TRIAL: str(number),
