@@ -46,6 +46,8 @@ BASELINE = "mer.baseline"  # "true" on the config run its table is tested agains
 OPTUNA_TRIAL = "mer.optuna_trial"
 OPTUNA_STUDY = "mer.optuna_study"
 OPTUNA_STORAGE = "mer.optuna_storage"
+UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (orchestrator/reuse.py)
+REUSED_FROM = "mer.reused_from"  # on a fold run linked, not trained: the run id that trained the unit
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 
@@ -137,6 +139,7 @@ class FoldRecord:
     seconds: float = 0.0
     attempt: int = 1
     actor_died: bool = False
+    reused_from: str = ""  # run id that trained this unit, when the fold was linked (orchestrator/reuse.py)
 
     @property
     def ok(self) -> bool:

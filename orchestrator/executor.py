@@ -136,6 +136,7 @@ class FoldWorker:
         m = classification_metrics(res.y_true, res.y_pred, nc)
         metrics = {k: float(m[k]) for k in METRICS}
         metrics["n_test"] = float(res.n_test)
+        metrics["train_seconds"] = float(res.train_seconds)  # what --dry-run estimates a sweep's time from
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
         metrics.update({f"{C.AAU_METRIC_PREFIX}{r}": w for r, w in aau.items()})
         clips = [str(c) for c in self.ds.clips[job.test_idx]]

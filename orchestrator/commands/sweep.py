@@ -29,18 +29,22 @@ from mer_model.errors import InputError
               help="At most this many folds at once (default: as many as the resources allow).")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None,
               help="CPUs of the local Ray (default: all); ignored with --address.")
+@click.option("--no-reuse", is_flag=True,
+              help="Train every unit this sweep has not done, even when the tracking store already holds "
+                   "an identical one (same config, seed, subject and data).")
 def command(file: str, address: str | None, resume: bool, dry_run: bool, tracking_uri: str | None,
-            storage_url: str | None, max_concurrent: int | None, num_cpus: int | None) -> None:
+            storage_url: str | None, max_concurrent: int | None, num_cpus: int | None,
+            no_reuse: bool) -> None:
     """Run every LOSO fold x configuration of search-space FILE (see docs/sweep.md)."""
     from orchestrator.spec import load_spec
 
     spec = load_spec(file)  # bad input: InputError, one line and exit 2 (orchestrator.cli)
     if dry_run:
-        _dry_run(spec)
+        _dry_run(spec, tracking_uri, reuse=not no_reuse)
         return
     if resume:
         _require_started(spec, tracking_uri)
-    sys.exit(_run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus))
+    sys.exit(_run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse=not no_reuse))
 
 
 def _dry_run(spec) -> None:  # noqa: ANN001
@@ -124,7 +128,7 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
                          "allowed: drop --resume to start it")
 
 
-def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> int:  # noqa: ANN001
+def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse: bool) -> int:  # noqa: ANN001
     from mer_model.data.dataset import is_synthetic
     from orchestrator.progress import SweepProgress, summary_table
     from orchestrator.runner import run_sweep
@@ -133,13 +137,14 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
     prog = SweepProgress(objective=spec.protocol.objective, direction=direction)
     try:
         result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                           tracking_uri=tracking_uri, storage_url=storage_url, progress=prog)
+                           tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse)
     finally:
         prog.stop()
     console = _console()
     console.print(summary_table(result.rows(), spec.protocol.objective, direction))
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
-                  f"by this run; MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
+                  f"and {result.folds_reused} reused (linked to identical earlier units) by this run; "
+                  f"MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
     if is_synthetic(spec.dataset.name):
         # Said where the numbers are first seen, not only in the README and the report.
         console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
