@@ -86,3 +86,30 @@ def link_fold(client: Any, exp_id: str, parent_run_id: str, source: Any, tags: M
     client.set_tag(run_id, C.STATUS, "complete")
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def plan_units(configs: list[Mapping[str, Any]], seeds: tuple[int, ...], subjects: list[str], data_hash: str,
+               index: Mapping[str, Any]) -> tuple[int, int]:
+    """(units to train, units reused) of a sweep's configs (flat, sizes set) before anything runs: a unit
+    is reused when the store holds its key or an earlier config of the sweep trains it (``--dry-run``)."""
+    seen: set[str] = set()
+    n_train = n_reused = 0
+    for cfg in configs:
+        for seed in seeds:
+            for s in subjects:
+                key = unit_key(cfg, seed, s, data_hash)
+                if key in index or key in seen:
+                    n_reused += 1
+                else:
+                    n_train += 1
+                    seen.add(key)
+    return n_train, n_reused
+
+
+def seconds_per_unit(index: Mapping[str, Any], dataset: str) -> tuple[float, int] | None:
+    """(mean ``train_seconds``, how many runs) of the store's trained fold runs of ``dataset``, or None
+    when it has none (fold runs before issue 14 do not log ``train_seconds``)."""
+    vals = [r.data.metrics["train_seconds"] for r in index.values()
+            if C.REUSED_FROM not in r.data.tags and r.data.tags.get(C.DATASET) == dataset
+            and "train_seconds" in r.data.metrics]
+    return (sum(vals) / len(vals), len(vals)) if vals else None

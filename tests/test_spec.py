@@ -173,3 +173,19 @@ def test_resume_of_a_sweep_never_started_is_bad_input(tmp_path: Path, monkeypatc
     assert r.stderr.startswith(f"{path}: --resume: sweep ") and "was never started" in r.stderr
     assert not ray.is_initialized()
     assert not (tmp_path / "mer-runs").exists()  # looking did not create a store
+
+
+def test_ablation_dry_run_counts_distinct_configs_and_reuse(tmp_path: Path, monkeypatch) -> None:
+    """ablation.yaml: 33 arms but 21 distinct configs (tables share rows), so with an empty store 12 arms'
+    units are reused from the arm that trains them first; --no-reuse trains all 2574."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = Path(__file__).resolve().parents[1] / "search_spaces" / "ablation.yaml"
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.stdout.split())
+    assert "33 arms, 21 distinct configs: 1638 units to train, 936 reused" in out  # 21 x 78 trained
+    assert "no time estimate" in out
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--no-reuse"])
+    assert "2574 units to train, 0 reused (--no-reuse)" in " ".join(r.stdout.split())
+    assert not (tmp_path / "mer-runs" / "mlflow.db").exists()  # looking did not create a store

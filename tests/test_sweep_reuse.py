@@ -67,6 +67,10 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
 
     # the second sweep shares SS-GN with the first (another arm name, another table) and adds GTS-GN
     second = [{"name": "SS-GN+Type A", "table": "IV(a)", **SSGN}, {"name": "GTS-GN", "table": "V", **GTS}]
+    (tmp_path / "second.yaml").write_text(yaml.safe_dump(_spec("second", second)))
+    dry = " ".join(CliRunner().invoke(main, ["sweep", "second.yaml", "--dry-run"]).stdout.split())
+    assert "2 arms, 2 distinct configs: 3 units to train, 3 reused; about " in dry, dry
+    assert "the mean of 6 earlier fold runs of synthme-tiny" in dry, dry  # the trained ones, not the links
     out = _sweep(tmp_path, "second", _spec("second", second))
     assert "3 folds trained and 3 reused" in out, out
     trained2, linked2 = _folds(client, "second")

@@ -47,7 +47,7 @@ def command(file: str, address: str | None, resume: bool, dry_run: bool, trackin
     sys.exit(_run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse=not no_reuse))
 
 
-def _dry_run(spec) -> None:  # noqa: ANN001
+def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from mer_model.config import SUMMARY_KEYS
@@ -78,8 +78,37 @@ def _dry_run(spec) -> None:  # noqa: ANN001
     per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
     console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
                   f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
+    console.print(_reuse_plan(spec, ds, plans, subjects, tracking_uri, reuse))
     if spec.tracking.save_models:
         console.print(_model_storage(spec, ds, plans, len(seeds) * len(subjects)))
+
+
+def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool) -> str:  # noqa: ANN001
+    """Arms, distinct configs, units to train / reused (orchestrator/reuse.py) and an estimated time from
+    the store's earlier fold runs of this dataset. Optuna trials are counted as trained."""
+    import os
+
+    from orchestrator import reuse as R
+
+    client = _existing_store(spec, tracking_uri)
+    stored = R.scan_store(client) if client is not None else {}
+    index = stored if reuse else {}
+    sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
+    seeds = spec.protocol.seed_list
+    configs = [{**p.config, **sizes} for p in plans]
+    n_train, n_reused = R.plan_units(configs, seeds, subjects, ds.content_hash(), index) if reuse else (
+        len(configs) * len(seeds) * len(subjects), 0)
+    n_train += (spec.search.n_trials if spec.search else 0) * len(seeds) * len(subjects)
+    distinct = len({p.config_hash for p in plans})
+    line = (f"{len(plans)} arms, {distinct} distinct configs: {n_train} units to train, {n_reused} reused"
+            + ("" if reuse else " (--no-reuse)"))
+    per = R.seconds_per_unit(stored, ds.name)
+    if per is None:
+        return line + f"; no time estimate: the store holds no earlier fold run of {ds.name}"
+    workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
+    hours = n_train * per[0] / workers / 3600
+    return (line + f"; about {hours:.1f} h on {workers} workers ({per[0]:.1f} s per unit, the mean of "
+            f"{per[1]} earlier fold runs of {ds.name} in the store; start-up not included)")
 
 
 def _model_storage(spec, ds, plans, n_folds: int) -> str:  # noqa: ANN001
@@ -107,19 +136,29 @@ def _console():  # noqa: ANN202
     return c if c.is_terminal else Console(width=200)
 
 
-def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
+def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
+    """An MlflowClient on the sweep's tracking store, or None for a local store that does not exist yet
+    (looking must not create an empty store)."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.contract import SWEEP, run_filter, sqlite_path
+    from orchestrator.contract import sqlite_path
+    from orchestrator.runner import resolve
+
+    uri = resolve(spec, tracking_uri, None).tracking_uri
+    db = sqlite_path(uri)
+    return MlflowClient(uri) if db is None or db.exists() else None
+
+
+def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
+    from orchestrator.contract import SWEEP, run_filter
     from orchestrator.plan import sweep_id
     from orchestrator.runner import resolve
 
     svc = resolve(spec, tracking_uri, None)
     sid = sweep_id(spec)
     runs: list = []
-    db = sqlite_path(svc.tracking_uri)
-    if db is None or db.exists():  # do not create an empty store just to look into it
-        client = MlflowClient(svc.tracking_uri)
+    client = _existing_store(spec, tracking_uri)
+    if client is not None:
         exp = client.get_experiment_by_name(spec.experiment)
         runs = [] if exp is None else client.search_runs(
             [exp.experiment_id], run_filter(SWEEP, sweep_id=sid), max_results=1)
