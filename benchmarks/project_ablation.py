@@ -8,7 +8,8 @@ before / after CPU-time rates of one fold on one thread: what a 1-CPU worker rea
 ``--startup-s`` the fixed start-up of a sweep (``bench_startup.py``). Every arm's training FLOPs are
 counted (``bench_batched.arm_flops``); the file's ``cpu_per_fold`` sets the number of parallel workers
 on this machine's cores. "With reuse": arms whose flat config, dataset and seed are identical (same
-``config_hash``) train once, as `mer-orch sweep` does since issue 14 (orchestrator/reuse.py); both figures are given.
+``config_hash``) train once, as `mer-orch sweep` does since issue 14 (orchestrator/reuse.py); both
+figures are given.
 Orchestration per fold (Ray call, MLflow logging: under 5% of a fold, BENCHMARKS.md) is not added.
 """
 

@@ -189,3 +189,37 @@ def test_ablation_dry_run_counts_distinct_configs_and_reuse(tmp_path: Path, monk
     r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--no-reuse"])
     assert "2574 units to train, 0 reused (--no-reuse)" in " ".join(r.stdout.split())
     assert not (tmp_path / "mer-runs" / "mlflow.db").exists()  # looking did not create a store
+
+
+def test_set_overrides_change_the_resolved_spec_and_the_sweep_id(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD)
+    base = load_spec(path)
+    sets = ("train.epochs=5", "grid[0].beta=0.2", "dataset.name=synthme-samm", "dataset.knobs.n_subjects=4")
+    spec = load_spec(path, sets)
+    assert spec.train.epochs == 5 and isinstance(spec.train.epochs, int)  # YAML-typed
+    assert spec.dataset.name == "synthme-samm" and spec.dataset.knobs == {"n_subjects": 4, "n_clips": 30}
+    assert grid_configs(spec)[0].config["beta"] == 0.2 and grid_configs(base)[0].config["beta"] == 1.0
+    assert sweep_id(spec) != sweep_id(base)
+    stored = yaml.safe_load(spec.text)  # spec.yaml: the resolved document
+    assert stored["train"]["epochs"] == 5 and stored["grid"][0]["beta"] == 0.2
+    assert sweep_id(load_spec(path, sets)) == sweep_id(spec)  # the same overrides, the same sweep
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--set", "train.epochs=5"])
+    assert r.exit_code == 0 and sweep_id(load_spec(path, ("train.epochs=5",))) in r.stdout
+    assert "epochs: 5" in r.stdout  # the resolved spec is shown
+
+
+@pytest.mark.parametrize("override,where", [
+    ("train.epochs=0", "train.epochs: "),
+    ("train.epoch=3", "train.epoch: unknown key"),
+    ("grid[9].beta=1", "--set: grid[9].beta: index [9] is out of range"),
+    ("train.epochs", "--set 'train.epochs': no '='"),
+    ("train..epochs=3", "--set: key 'train..epochs' is not a dotted key"),
+    ("dataset.name=nope", "dataset.name: 'nope' is unknown"),
+])
+def test_bad_set_exits_2_with_one_line_naming_the_key(tmp_path: Path, override: str, where: str) -> None:
+    path = _write(tmp_path, GOOD)
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--set", override])
+    assert r.exit_code == 2, r.output
+    msg = r.stderr.strip()
+    assert "\n" not in msg and msg.startswith(f"{path}: {where}"), msg
+    assert not ray.is_initialized()

@@ -29,18 +29,24 @@ from mer_model.errors import InputError
               help="At most this many folds at once (default: as many as the resources allow).")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None,
               help="CPUs of the local Ray (default: all); ignored with --address.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of FILE (dotted, e.g. train.epochs=5, 'grid[0].beta=0.2'; the value is "
+                   "YAML); validated like the file. Repeatable.")
 @click.option("--no-reuse", is_flag=True,
               help="Train every unit this sweep has not done, even when the tracking store already holds "
                    "an identical one (same config, seed, subject and data).")
 def command(file: str, address: str | None, resume: bool, dry_run: bool, tracking_uri: str | None,
             storage_url: str | None, max_concurrent: int | None, num_cpus: int | None,
-            no_reuse: bool) -> None:
+            no_reuse: bool, sets: tuple[str, ...]) -> None:
     """Run every LOSO fold x configuration of search-space FILE (see docs/sweep.md)."""
     from orchestrator.spec import load_spec
 
-    spec = load_spec(file)  # bad input: InputError, one line and exit 2 (orchestrator.cli)
+    spec = load_spec(file, sets)  # bad input: InputError, one line and exit 2 (orchestrator.cli)
     if dry_run:
         _dry_run(spec, tracking_uri, reuse=not no_reuse)
+        if sets:  # what will be hashed and stored as spec.yaml
+            _console().print(f"resolved spec ({len(sets)} --set):\n{spec.text}", highlight=False,
+                             markup=False)
         return
     if resume:
         _require_started(spec, tracking_uri)
