@@ -136,7 +136,7 @@ def load_data(spec: SweepSpec) -> Any:
 
     d = spec.dataset
     return load_dataset(d.name, setup=d.setup, root=d.root, seed=d.seed, magnification=d.magnification,
-                        cache_dir=d.cache_dir or C.DEFAULT_CACHE_DIR, **d.knobs)
+                        cache_dir=d.cache_dir or C.cache_dir(), **d.knobs)
 
 
 def _subject_aau(c: ConfigState, subjects: list[str]) -> list[tuple[str, dict[int, float]]]:
@@ -189,7 +189,7 @@ def run_sweep(
     from orchestrator import executor
 
     svc = resolve(spec, tracking_uri, storage_url)
-    _check_services(svc)
+    _check_services(svc, needs_storage=spec.search is not None)
     sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
     sw.open_tracking()
     sw.open_reuse(reuse)
@@ -238,7 +238,8 @@ class _Sweep:
                                                   self.svc.artifact_root)
         self.client = MlflowClient(self.svc.tracking_uri)
         self.study_name = f"{self.spec.experiment}-{self.sid}"
-        tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name}
+        tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name,
+                C.OBJECTIVE: self.spec.protocol.objective}
         if self.spec.search is not None:
             tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
         self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
@@ -267,6 +268,7 @@ class _Sweep:
         n_search = 0 if s is None else s.n_finished() + len(s.orphans) + s.budget()
         n_cfg = len(grid_configs(self.spec)) + n_search
         self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * self.n_units)
+        self.client.set_tag(self.sweep_run, C.N_UNITS, str(n_cfg * self.n_units))  # for mer-orch ls
 
     @property
     def n_units(self) -> int:
@@ -538,8 +540,12 @@ class _Sweep:
         return result
 
 
-def _check_services(svc: Services) -> None:
-    """The issue-5 hook: prove the tracking store and the Optuna storage answer before Ray starts."""
-    from orchestrator.services import check_services
+def _check_services(svc: Services, needs_storage: bool) -> None:
+    """The issue-5 hook: prove the tracking store and (for a ``search``) the Optuna storage answer before
+    Ray starts. A grid-only sweep never touches the Optuna storage, so it creates no Optuna database."""
+    from orchestrator.services import check_services, check_tracking
 
-    check_services(svc.tracking_uri, svc.storage_url)
+    if needs_storage:
+        check_services(svc.tracking_uri, svc.storage_url)
+    else:
+        check_tracking(svc.tracking_uri)

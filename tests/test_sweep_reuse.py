@@ -7,6 +7,7 @@ Counts come from the fold runs in the store (trained = no ``mer.reused_from`` ta
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,10 @@ def _sweep(d: Path, name: str, spec: dict, *extra: str) -> str:
     return r.output
 
 
-def _folds(client: MlflowClient, experiment: str) -> tuple[list, list]:
-    """(trained, linked) fold runs of ``experiment``."""
+def _folds(client: MlflowClient, experiment: str, **tags: str) -> tuple[list, list]:
+    """(trained, linked) fold runs of ``experiment`` (with these ``mer.*`` tags)."""
     exp = client.get_experiment_by_name(experiment)
-    runs = C.search_runs(client, exp.experiment_id, C.run_filter(C.FOLD))
+    runs = C.search_runs(client, exp.experiment_id, C.run_filter(C.FOLD, **tags))
     assert all(r.data.tags[C.STATUS] == "complete" for r in runs)
     return ([r for r in runs if C.REUSED_FROM not in r.data.tags],
             [r for r in runs if C.REUSED_FROM in r.data.tags])
@@ -53,7 +54,7 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
     first = [{"name": "GCN", "table": "III", **GCN}, {"name": "GCN (IV)", "table": "IV(a)", **GCN},
              {"name": "SS-GN", "table": "III", **SSGN}]
     out = _sweep(tmp_path, "first", _spec("first", first))
-    assert "6 folds trained and 3 reused" in out, out
+    assert "6 folds trained by this run, 3 reused" in out, out
     client = MlflowClient(f"sqlite:///{tmp_path / 'mer-runs' / 'mlflow.db'}")
     trained, linked = _folds(client, "first")
     assert len(trained) == 6 and len(linked) == 3
@@ -72,7 +73,7 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
     assert "2 arms, 2 distinct configs: 3 units to train, 3 reused; about " in dry, dry
     assert "the mean of 6 earlier fold runs of synthme-tiny" in dry, dry  # the trained ones, not the links
     out = _sweep(tmp_path, "second", _spec("second", second))
-    assert "3 folds trained and 3 reused" in out, out
+    assert "3 folds trained by this run, 3 reused" in out, out
     trained2, linked2 = _folds(client, "second")
     assert {r.data.tags[C.ARM] for r in trained2} == {"GTS-GN"} and len(trained2) == 3
     assert {r.data.tags[C.ARM] for r in linked2} == {"SS-GN+Type A"} and len(linked2) == 3
@@ -87,8 +88,52 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
         pooled[name] = run.data.metrics["uf1"]
     assert pooled["first"] == pooled["second"]
 
-    # --no-reuse trains the shared arm again, in a third experiment of the same store
-    out = _sweep(tmp_path, "third", _spec("third", [{"name": "SS-GN", "table": "III", **SSGN}]), "--no-reuse")
-    assert "3 folds trained and 0 reused" in out, out
-    trained3, linked3 = _folds(client, "third")
+    # --no-reuse trains the shared arm again: a second sweep of experiment "second"
+    ss_gn_again = _spec("second", [{"name": "SS-GN", "table": "III", **SSGN}])
+    out = _sweep(tmp_path, "third", ss_gn_again, "--no-reuse")
+    assert "3 folds trained by this run, 0 reused" in out, out
+    third = re.search(r"sweep (\w{12}): ", out).group(1)
+    trained3, linked3 = _folds(client, "second", sweep_id=third)
     assert len(trained3) == 3 and not linked3
+    assert not (tmp_path / "mer-runs" / "optuna.db").exists()  # grid-only sweeps create no Optuna storage
+    _listing_and_report(tmp_path, third)
+    # one home: from another directory, --home (or $MER_HOME) finds the same store
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert "no tracking store" in CliRunner().invoke(main, ["ls"]).stderr  # ./mer-runs is not here
+    home = str(tmp_path / "mer-runs")
+    assert third in CliRunner().invoke(main, ["--home", home, "ls"]).stdout
+    monkeypatch.setenv("MER_HOME", home)
+    r = CliRunner().invoke(main, ["report", "--experiment", "second"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "mer-runs" / "reports" / "second" / "report.md").exists()
+    assert not (elsewhere / "mer-runs").exists()
+
+
+def _listing_and_report(d: Path, third: str) -> None:
+    """``ls``, ``status`` and ``report --sweep-id`` on the store of three sweeps (two in "second")."""
+    ls = CliRunner().invoke(main, ["ls"])
+    assert ls.exit_code == 0, ls.output
+    rows = {c[3]: c for c in ([x.strip() for x in ln.split("│")] for ln in ls.stdout.splitlines())
+            if len(c) == 11 and re.fullmatch(r"[0-9a-f]{12}", c[1])}  # file -> cells
+    assert sorted(rows) == ["first.yaml", "second.yaml", "third.yaml"], ls.stdout
+    # id, experiment, file, started, status, done/total, failed, reused, best
+    assert rows["first.yaml"][5:9] == ["complete", "9/9", "0", "3"]  # 6 trained + 3 linked of 9 planned
+    assert rows["second.yaml"][5:9] == ["complete", "6/6", "0", "3"]
+    assert rows["third.yaml"][5:9] == ["complete", "3/3", "0", "0"] and rows["third.yaml"][1] == third
+    assert all(c[9].startswith("uf1 0.") for c in rows.values())
+    only = CliRunner().invoke(main, ["ls", "--experiment", "second"]).stdout
+    assert "first.yaml" not in only and "second.yaml" in only and "third.yaml" in only
+    st = CliRunner().invoke(main, ["status", third])
+    assert st.exit_code == 0 and "SS-GN" in st.stdout and "3/3" in st.stdout, st.output
+    bad = CliRunner().invoke(main, ["status", "000000000000"])
+    assert bad.exit_code == 2 and "no such sweep" in bad.stderr and third in bad.stderr
+    second_id = rows["second.yaml"][1]
+    for args, sid, says in ((["--experiment", "second"], third, "the latest of 2 sweeps"),
+                            (["--sweep-id", second_id], second_id, "chosen with --sweep-id")):
+        r = CliRunner().invoke(main, ["report", *args, "--out", str(d / sid)])
+        assert r.exit_code == 0, r.output
+        md = (d / sid / "report.md").read_text()
+        assert f"{sid} ({says}" in md, md[:1500]
+        assert ("SS-GN+Type A" in md) == (sid == second_id)  # each report shows its own sweep's arms

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.contract import DEFAULT_CACHE_DIR
+from orchestrator.contract import cache_dir as home_cache_dir
 
 
 def summary(ds) -> dict:
@@ -40,18 +40,20 @@ def command() -> None:
               help="Class setup: objective | objective5 | self5 | megc3.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (real datasets: coding spreadsheet + frame folders).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR,
-              show_default=True, help="Landmark cache folder (real datasets).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Landmark cache folder (real datasets) [default: <home>/cache].")
 @click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int, as_json: bool) -> None:
+def show(dataset: str, setup: str, root: Path | None, cache_dir: Path | None, seed: int,
+         as_json: bool) -> None:
     """Print subjects, clips and clips per class of DATASET under a class setup."""
     from mer_model.data import load_dataset
     from mer_model.data.dataset import is_synthetic
     from orchestrator.commands.extract import progress_bar
 
     with progress_bar() as start:  # only real datasets without a cache entry show a bar
-        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir, progress=start)
+        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir or home_cache_dir(),
+                          progress=start)
     info = summary(ds)
     if as_json:
         click.echo(json.dumps(info, indent=2))
