@@ -35,7 +35,7 @@ def command() -> None:
 
 
 @command.command("show")
-@click.argument("dataset")
+@click.argument("dataset", required=False)
 @click.option("--setup", default="objective", show_default=True,
               help="Class setup: objective | objective5 | self5 | megc3.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
@@ -44,9 +44,13 @@ def command() -> None:
               help="Landmark cache folder (real datasets) [default: <home>/cache].")
 @click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def show(dataset: str, setup: str, root: Path | None, cache_dir: Path | None, seed: int,
+def show(dataset: str | None, setup: str, root: Path | None, cache_dir: Path | None, seed: int,
          as_json: bool) -> None:
-    """Print subjects, clips and clips per class of DATASET under a class setup."""
+    """Print subjects, clips and clips per class of DATASET under a class setup; without DATASET, list the
+    datasets."""
+    if dataset is None:
+        _list_datasets(as_json)
+        return
     from mer_model.data import load_dataset
     from mer_model.data.dataset import is_synthetic
     from orchestrator.commands.extract import progress_bar
@@ -71,3 +75,17 @@ def show(dataset: str, setup: str, root: Path | None, cache_dir: Path | None, se
         table.add_row(name, str(n), f"{n / max(1, info['clips']):.1%}")
     console.print(table)
     console.print("clips per subject: " + ", ".join(f"{s}={n}" for s, n in info["clips_per_subject"].items()))
+
+
+def _list_datasets(as_json: bool) -> None:
+    """The dataset names ``load_dataset`` knows, generated (SynthME) or real (needing ``--root``)."""
+    from mer_model.data.dataset import dataset_names, is_synthetic
+
+    rows = [{"name": n, "kind": "SynthME (generated; not CASME II / SAMM numbers)" if is_synthetic(n)
+             else "real (your licensed copy: --root DIR)"} for n in dataset_names()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:16s} {r['kind']}")
+    click.echo("mer-orch data show NAME [--setup SETUP] [--root DIR]: subjects, clips, clips per class")

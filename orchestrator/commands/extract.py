@@ -47,6 +47,13 @@ def command(dataset: str, root: Path, spreadsheet: Path | None, cache_dir: Path 
         scales = tuple(float(s) for s in crop_scales.split(",") if s.strip())
     except ValueError:
         raise InputError(f"--crop-scales: {crop_scales!r}; expected comma-separated numbers") from None
+    if spreadsheet is None and root.is_dir():  # said here, naming the option as typed (the library can't)
+        from mer_model.data.cache import find_spreadsheet
+
+        try:
+            find_spreadsheet(dataset, root)
+        except InputError as e:
+            raise InputError(f"{e}: --spreadsheet PATH") from None
     with progress_bar() as start:
         raw = load_or_extract(dataset, root, cache_dir=cache_dir or home_cache_dir(), spreadsheet=spreadsheet,
                               crop_scales=scales, upsample=upsample, progress=start)
