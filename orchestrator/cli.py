@@ -19,6 +19,7 @@ from mer_model.errors import InputError
 # MLflow's own INFO lines ("Creating initial MLflow database tables...") are not the user's business; set
 # before any sub-command imports mlflow, and inherited by the local Ray workers. A user's setting wins.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per fold read on resume
 
 # name -> module under orchestrator.commands exposing ``command`` (a click.Command or click.Group)
 _COMMANDS: dict[str, tuple[str, str]] = {

@@ -7,7 +7,11 @@ names are printed; rerunning the same command retries just their failed folds).
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
@@ -173,6 +177,27 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
                          "allowed: drop --resume to start it")
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the driver like Ctrl-C's KeyboardInterrupt so the same clean-up runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` inside the block (main thread only; elsewhere, as before)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse: bool) -> int:  # noqa: ANN001
     from mer_model.data.dataset import is_synthetic
     from orchestrator.progress import SweepProgress, summary_table
@@ -181,14 +206,22 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reu
     direction = spec.search.direction if spec.search is not None else "maximize"
     prog = SweepProgress(objective=spec.protocol.objective, direction=direction)
     try:
-        result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                           tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse)
+        with _sigterm_raises():
+            result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                               tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse)
+    except (KeyboardInterrupt, _Terminated) as e:
+        # run_sweep's own finally has released the pool and shut the local Ray down by now; what finished
+        # is in the store as done fold runs, which the same command picks up (resume)
+        prog.stop()
+        click.echo(f"interrupted: {prog.folds_done} units finished and kept; run the same command to resume",
+                   err=True)
+        return 143 if isinstance(e, _Terminated) else 130  # 128 + SIGTERM / SIGINT, as a shell reports
     finally:
         prog.stop()
     console = _console()
     console.print(summary_table(result.rows(), spec.protocol.objective, direction))
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
-                  f"and {result.folds_reused} reused (linked to identical earlier units) by this run; "
+                  f"by this run, {result.folds_reused} reused (linked to identical earlier units); "
                   f"MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
     if is_synthetic(spec.dataset.name):
         # Said where the numbers are first seen, not only in the README and the report.
