@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +19,7 @@ from mer_model.config import au_layers as config_au_layers
 from mer_model.config import parse_au_loss, validate_config
 from mer_model.errors import InputError
 from mer_model.features import GMGraphFeatures
-from mer_model.landmarks import gm_graph_adjacency, point_set
+from mer_model.landmarks import PointSet, gm_graph_adjacency, point_set
 from mer_model.layers import GraphConv, InputNorm, SSModule
 from mer_model.losses import aau_weights
 
@@ -76,8 +77,9 @@ class _GraphModel(nn.Module):
         return logits, au
 
 
-class SSGN(_GraphModel):
-    """SS-GN: input BatchNorm, four stacked SS modules (Eq. 8), global pool, FC."""
+class _OneStream(_GraphModel):
+    """One stream of Type A or B node features: input BatchNorm, then four graph layers of Table II widths
+    (``_layer`` says which kind), global pool, FC."""
 
     def __init__(
         self,
@@ -94,9 +96,26 @@ class SSGN(_GraphModel):
         self.features = GMGraphFeatures(points, features)
         self.input_norm = InputNorm(self.features.out_channels, ps.num_nodes)
         chans = (self.features.out_channels, *LAYER_CHANNELS)
-        self.layers = nn.ModuleList(
-            SSModule(chans[i], chans[i + 1], ps.adjacency, lam) for i in range(len(LAYER_CHANNELS))
-        )
+        graph = self._graph(ps, points)
+        self.layers = nn.ModuleList(self._layer(chans[i], chans[i + 1], graph, lam)
+                                    for i in range(len(chans) - 1))
+
+    def _graph(self, ps: PointSet, points: int) -> np.ndarray:
+        """The adjacency every layer convolves over."""
+        raise NotImplementedError
+
+    def _layer(self, c_in: int, c_out: int, graph: np.ndarray, lam: bool) -> nn.Module:
+        raise NotImplementedError
+
+
+class SSGN(_OneStream):
+    """SS-GN: input BatchNorm, four stacked SS modules (Eq. 8), global pool, FC."""
+
+    def _graph(self, ps: PointSet, points: int) -> np.ndarray:
+        return ps.adjacency  # one frame's V x V graph; the TCN joins the frames
+
+    def _layer(self, c_in: int, c_out: int, graph: np.ndarray, lam: bool) -> nn.Module:
+        return SSModule(c_in, c_out, graph, lam)
 
     def _graph_convs(self) -> list[tuple[str, GraphConv]]:
         return [(f"layer{i + 1}", m.gcn) for i, m in enumerate(self.layers)]
@@ -163,7 +182,7 @@ class GTSGN(_GraphModel):
         return h, per_layer
 
 
-class VanillaGCN(_GraphModel):
+class VanillaGCN(_OneStream):
     """Baseline: Kipf-style GCN over the whole 42-node GM-Graph (3 frames x 14 nodes for 14 points).
 
     Spatial edges inside each frame plus temporal edges joining each node to itself in the next frame
@@ -171,26 +190,11 @@ class VanillaGCN(_GraphModel):
     graph; no separate TCN, no residual. Input BatchNorm, four layers of Table II widths, pool, FC.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        points: int = 14,
-        features: str = "A",
-        lam: bool = True,
-        num_aus: int | None = None,
-        au_layers: list[int] | None = None,
-        aau: bool = False,
-    ) -> None:
-        super().__init__(num_classes, num_aus, au_layers or [], aau)
-        ps = point_set(points)
-        self.features = GMGraphFeatures(points, features)
-        self.input_norm = InputNorm(self.features.out_channels, ps.num_nodes)
-        big = gm_graph_adjacency(points)
-        chans = (self.features.out_channels, *LAYER_CHANNELS)
-        self.layers = nn.ModuleList(
-            GraphConv(chans[i], chans[i + 1], big, lam) for i in range(len(LAYER_CHANNELS))
-        )
-        self.relu = nn.ReLU()
+    def _graph(self, ps: PointSet, points: int) -> np.ndarray:
+        return gm_graph_adjacency(points)  # the whole 3V x 3V GM-Graph
+
+    def _layer(self, c_in: int, c_out: int, graph: np.ndarray, lam: bool) -> nn.Module:
+        return GraphConv(c_in, c_out, graph, lam)
 
     def _graph_convs(self) -> list[tuple[str, GraphConv]]:
         return [(f"layer{i + 1}", g) for i, g in enumerate(self.layers)]
@@ -201,7 +205,7 @@ class VanillaGCN(_GraphModel):
         h = h.reshape(n, c, 1, t * v)  # one graph of 3V nodes, node t*V + v
         per_layer = {}
         for r, layer in enumerate(self.layers, start=1):
-            h = self.relu(layer(h))
+            h = torch.relu(layer(h))
             per_layer[r] = h
         return h, per_layer
 

@@ -144,7 +144,7 @@ def test_predict_on_the_left_out_subject_reproduces_the_folds_predictions(swept:
         assert meta["subject"] == subject and meta["dataset"] == "synthme-tiny"
         assert {g["pred_class"] for g in got} <= set(meta["class_names"])
         probs = np.array([[float(g[f"p_{c}"]) for c in meta["class_names"]] for g in got])
-        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-9)
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-6)  # a float32 softmax, summed
 
 
 @pytest.mark.slow
