@@ -356,17 +356,23 @@ class _Sweep:
         self.fold_finished(st, u, tracking.read_fold_run(self.client, run_id, seed=u.seed), reused=True)
 
     def release(self, st: ConfigState, u: Unit, rec: FoldRecord) -> None:
-        """``u`` (an owner) has its final record: link the units waiting for it, or, when it failed, queue
-        them to train themselves."""
+        """``u`` has its final record: a complete one joins the index (a config opened later, e.g. an
+        Optuna trial, links to it); an owner's waiting units are linked, or, when it failed, queued to
+        train themselves."""
         key, r = self.key(st, u), self.reuse
+        if not r.enabled:
+            return
+        done = rec.ok and rec.run_id is not None
+        if done:
+            r.index[key] = self.client.get_run(rec.run_id)
         owner = r.owners.get(key)
         if owner is None or (owner.arm, owner.seed, owner.subject) != (u.arm, u.seed, u.subject):
             return  # not an owner (a retry of an owner has a higher attempt: compare the unit, not it)
         del r.owners[key]
         for wst, wu in r.waiting.pop(key, []):
             wst.in_flight -= 1
-            if rec.ok and rec.run_id is not None:
-                self.link(wst, wu, self.client.get_run(rec.run_id))
+            if done:
+                self.link(wst, wu, r.index[key])
             else:
                 self.queue.push(wu)
             if self.finished(wst):
