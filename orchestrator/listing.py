@@ -75,15 +75,16 @@ def _by_start(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def find_sweep(client: Any, sweep_id: str) -> tuple[Any, Any]:
-    """(experiment, sweep run) of ``sweep_id`` anywhere in the store; InputError naming the known ids."""
+def find_sweep(client: Any, sweep_id: str, named: str = "SWEEP_ID") -> tuple[Any, Any]:
+    """(experiment, sweep run) of ``sweep_id`` anywhere in the store; InputError naming the known ids and
+    the argument as the user typed it (``named``)."""
     known = []
     for exp in client.search_experiments():
         for sw in search_runs(client, exp.experiment_id, run_filter(C.SWEEP)):
             if sw.data.tags.get(C.SWEEP_ID) == sweep_id:
                 return exp, sw
             known.append(sw.data.tags.get(C.SWEEP_ID, "?"))
-    raise InputError(f"SWEEP_ID {sweep_id}: no such sweep in the tracking store; expected one of "
+    raise InputError(f"{named} {sweep_id}: no such sweep in the tracking store; expected one of "
                      f"{', '.join(known) or '(none: no sweep has run here)'}")
 
 

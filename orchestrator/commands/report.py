@@ -88,4 +88,4 @@ def _experiment(experiment: str | None, sweep_id: str | None, tracking_uri: str 
     from orchestrator.commands.ls import store_client
     from orchestrator.listing import find_sweep
 
-    return find_sweep(store_client(tracking_uri), sweep_id)[0].name
+    return find_sweep(store_client(tracking_uri), sweep_id, named="--sweep-id")[0].name
