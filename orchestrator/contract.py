@@ -142,7 +142,8 @@ class FoldRecord:
     """One finished (or failed) fold: what a worker returns, the tracker writes and resume reads back.
 
     ``error`` is set on a failed attempt; ``actor_died`` only by the pool for a worker that died under the
-    call (it may have left a partial run behind, which the driver deletes before the retry).
+    call, ``log_failed`` by a worker whose store refused the fold run; either may have left a partial run
+    behind, which the driver deletes before the retry.
     """
 
     arm: str
@@ -161,6 +162,7 @@ class FoldRecord:
     attempt: int = 1
     actor_died: bool = False
     reused_from: str = ""  # run id that trained this unit, when the fold was linked (orchestrator/reuse.py)
+    log_failed: bool = False  # trained, but the store refused the fold run (the driver deletes its rest)
 
     @property
     def ok(self) -> bool:

@@ -85,7 +85,7 @@ class FoldWorker:
                                      keep_model=self.save_models))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
-        return self._complete(job, res, t0)
+        return self._complete_or_log_failure(job, res, t0)
 
     def run_group(self, jobs: list[Job]) -> list[FoldRecord]:
         """Folds of one config trained together (``resources.packing``); one record per job, each logged
@@ -108,8 +108,19 @@ class FoldWorker:
             except FloatingPointError as e:
                 out.append(self._failed(j, e, t0))
                 continue
-            out.append(self._complete(j, res, t0))
+            out.append(self._complete_or_log_failure(j, res, t0))
         return out
+
+    def _complete_or_log_failure(self, job: Job, res: Any, t0: float) -> FoldRecord:
+        """Log a trained fold; a store that refuses the write (read-only, full, gone) is a *logging*
+        failure of this fold, not a dead worker (an exception escaping the actor method read as one)."""
+        try:
+            return self._complete(job, res, t0)
+        except Exception as e:  # noqa: BLE001 - reported to the driver, which deletes the partial run
+            rec = self._record(job, "failed", None, t0)
+            rec.error = f"logging the fold run failed: {type(e).__name__}: {e}".replace("\n", " ")[:480]
+            rec.log_failed = True
+            return rec
 
     def _tags(self, job: Job) -> dict[str, str]:
         return {**job.tags, C.NODE: self.node, C.GPU_IDS: self.gpu_ids, C.ATTEMPT: str(job.unit.attempt),

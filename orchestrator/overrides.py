@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mer_model.errors import InputError
+from orchestrator import safe_yaml
 
 _NAME = r"[^.\[\]=\s]+"
 _KEY = re.compile(rf"{_NAME}(\[\d+\])*(\.{_NAME}(\[\d+\])*)*")
@@ -62,7 +63,7 @@ def apply_overrides(raw: Any, sets: Sequence[str], source: str) -> tuple[dict[st
         if not eq:
             raise InputError(f"{where} {item!r}: no '='; allowed: KEY=VALUE, e.g. train.epochs=5")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = safe_yaml.load(text) if text.strip() else None
         except yaml.YAMLError:
             raise InputError(f"{where} {key}: value {text!r} is not YAML; allowed: a YAML scalar, list or "
                              "mapping") from None

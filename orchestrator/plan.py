@@ -1,8 +1,10 @@
 """Planning: a validated spec -> named configs (flat dicts) -> (config, seed, subject) units, plus stable ids.
 
 Pure functions, no Ray / MLflow / Optuna. The ids make resume work: ``sweep_id`` depends only on the
-spec's *contents* (validated, defaults filled, so comments and key order do not matter) and the experiment
-name; ``config_hash`` only on the flat config, the dataset section and the seed.
+spec's *contents* (validated, defaults filled, so comments and key order do not matter), the experiment
+name and the dataset's content hash; ``config_hash`` only on the flat config, the dataset section, the seed
+and the content hash. The content hash (``LandmarkDataset.content_hash``) makes a corrected dataset (a
+label fixed in the coding spreadsheet) a new sweep that trains again, not a resume of the old results.
 """
 
 from __future__ import annotations
@@ -25,19 +27,26 @@ def _digest(obj: Any, n: int = 12) -> str:
 _NOT_IDENTITY = {"reference"}
 
 
-def sweep_id(spec: SweepSpec) -> str:
-    """12 hex chars from the spec contents + experiment name; the same file re-run gives the same id."""
+def _with_data(obj: dict[str, Any], data_hash: str) -> dict[str, Any]:
+    # "" (no dataset at hand, e.g. tests of the spec alone) leaves the digest as it was before the key
+    return {**obj, "data": data_hash} if data_hash else obj
+
+
+def sweep_id(spec: SweepSpec, data_hash: str = "") -> str:
+    """12 hex chars from the spec contents + experiment name + ``data_hash`` (the dataset's
+    ``content_hash()``); the same file on the same data gives the same id."""
     contents = spec.model_dump(mode="json", exclude=_NOT_IDENTITY)
-    return _digest({"spec": contents, "experiment": spec.experiment})
+    return _digest(_with_data({"spec": contents, "experiment": spec.experiment}, data_hash))
 
 
-def config_hash(config: dict[str, Any], spec: SweepSpec) -> str:
-    """12 hex chars from the flat config (minus dataset-derived sizes), the dataset section and the seeds
-    (one seed hashes as ``seed`` did before seeds existed, so one-seed hashes are unchanged)."""
+def config_hash(config: dict[str, Any], spec: SweepSpec, data_hash: str = "") -> str:
+    """12 hex chars from the flat config (minus dataset-derived sizes), the dataset section, the seeds (one
+    seed hashes as ``seed`` did before seeds existed) and ``data_hash`` (the dataset's ``content_hash()``)."""
     cfg = {k: v for k, v in config.items() if k not in ("num_classes", "num_aus")}
     seeds = spec.protocol.seed_list
     key: dict[str, Any] = {"seed": seeds[0]} if len(seeds) == 1 else {"seeds": list(seeds)}
-    return _digest({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"), **key})
+    return _digest(_with_data({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"), **key},
+                              data_hash))
 
 
 @dataclass
@@ -76,22 +85,24 @@ def make_config(spec: SweepSpec, overrides: dict[str, Any]) -> dict[str, Any]:
     return validate_config({**spec.model.model_dump(), **spec.train.model_dump(), **overrides})
 
 
-def grid_configs(spec: SweepSpec) -> list[ConfigPlan]:
-    """Every grid arm (named arms and expanded products) in file order."""
+def grid_configs(spec: SweepSpec, data_hash: str = "") -> list[ConfigPlan]:
+    """Every grid arm (named arms and expanded products) in file order; ``data_hash``: see config_hash."""
     plans = []
     for arm in expand_grid(spec):
         cfg = make_config(spec, arm.overrides)
-        plans.append(ConfigPlan(arm=arm.name, table=arm.table, config=cfg, config_hash=config_hash(cfg, spec),
-                                baseline=arm.baseline))
+        plans.append(ConfigPlan(arm=arm.name, table=arm.table, config=cfg,
+                                config_hash=config_hash(cfg, spec, data_hash), baseline=arm.baseline))
     return plans
 
 
-def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any]) -> ConfigPlan:
+def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any],
+                  data_hash: str = "") -> ConfigPlan:
     """The config of Optuna trial ``trial_number`` with its suggested ``params``."""
     assert spec.search is not None
     cfg = make_config(spec, {**spec.search.base.set_keys(), **params})
     return ConfigPlan(arm=f"{spec.search.name}-{trial_number}", table="search", config=cfg,
-                      config_hash=config_hash(cfg, spec), optuna_trial=trial_number, params=dict(params))
+                      config_hash=config_hash(cfg, spec, data_hash), optuna_trial=trial_number,
+                      params=dict(params))
 
 
 def fold_subjects(all_subjects: list[str], spec: SweepSpec) -> list[str]:

@@ -3,7 +3,8 @@
 Order of events (each step before the next, so no worker ever races the driver):
 
 1. services checked (``orchestrator.services.check_services``), dataset loaded once (cache built here);
-2. tracking DB + experiment + sweep run created; done folds scanned (resume), stale fold runs deleted;
+2. tracking DB + experiment + sweep run created; the driver lease taken (a second driver of the sweep stops
+   here, exit 2); done folds scanned (resume), stale fold runs deleted;
 3. Optuna study opened (only with a ``search`` section); Ray started or attached, actor pool created;
 4. loop: keep every actor busy with units from the queue (``work_queue.py``), grid arms first, Optuna trials
    asked as room frees up (at most ``search.concurrent_trials`` in flight); each finished fold is reported to
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mer_model.config import SUMMARY_KEYS
+from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.contract import METRICS, FoldRecord, sqlite_path
 from orchestrator.plan import (
@@ -168,9 +170,21 @@ def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]
     return rows
 
 
-def run_sweep(
+def run_sweep(spec: SweepSpec, **kwargs: Any) -> SweepResult:
+    """Run (or resume) the sweep of ``spec`` (keyword options: see :func:`_run_sweep`), holding the
+    sweep's driver lease (``orchestrator.lease``) from the moment its sweep run exists to the end."""
+    leases: list[Any] = []
+    try:
+        return _run_sweep(spec, leases=leases, **kwargs)
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+def _run_sweep(
     spec: SweepSpec,
     *,
+    leases: list[Any],
     address: str | None = None,
     num_cpus: int | None = None,
     max_concurrent: int | None = None,
@@ -191,11 +205,11 @@ def run_sweep(
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc, needs_storage=spec.search is not None)
     sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
-    sw.open_tracking()
+    sw.open_tracking(leases)
     sw.open_reuse(reuse)
     sw.open_search()
     sw.start_progress()
-    for plan in grid_configs(spec):  # grid arms, then the trials an earlier run finished (for the tables)
+    for plan in grid_configs(spec, sw.data_hash):  # grid arms, then the trials an earlier run finished
         sw.open_config(plan)
     sw.restore_finished_trials()
     units_left = len(sw.queue) + sw.trials_left() * sw.n_units
@@ -216,7 +230,10 @@ class _Sweep:
 
     def __init__(self, spec: SweepSpec, svc: Services, ds: Any, progress: NullProgress) -> None:
         self.spec, self.svc, self.ds, self.prog = spec, svc, ds, progress
-        self.sid = sweep_id(spec)
+        # a changed dataset (a label fixed in the coding spreadsheet) is another sweep: nothing trained on
+        # the old data is resumed (the hash enters the sweep id and every config hash)
+        self.data_hash = ds.content_hash()
+        self.sid = sweep_id(spec, self.data_hash)
         self.splits = {s: (tr, te) for s, tr, te in ds.loso_splits()}
         self.subjects = fold_subjects(list(self.splits), spec)
         self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}  # from the data, once
@@ -229,20 +246,27 @@ class _Sweep:
         self.reuse = _ReuseState()
 
     # ------------------------------------------------------------------------------------ set-up steps
-    def open_tracking(self) -> None:
+    def open_tracking(self, leases: list[Any]) -> None:
+        """Experiment, sweep run and its driver lease (appended to ``leases``, released by ``run_sweep``),
+        the environment record, and the folds an earlier run finished."""
         from mlflow.tracking import MlflowClient
 
         from orchestrator import environment, tracking
+        from orchestrator.lease import Lease
+        from orchestrator.services import check_artifact_location
 
         self.exp_id = tracking.prepare_experiment(self.svc.tracking_uri, self.spec.experiment,
                                                   self.svc.artifact_root)
         self.client = MlflowClient(self.svc.tracking_uri)
+        check_artifact_location(self.client.get_experiment(self.exp_id).artifact_location)  # before training
         self.study_name = f"{self.spec.experiment}-{self.sid}"
         tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name,
                 C.OBJECTIVE: self.spec.protocol.objective}
         if self.spec.search is not None:
             tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
         self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
+        leases.append(Lease(self.svc.tracking_uri, self.sweep_run))
+        leases[-1].acquire(self.spec.source, self.sid)  # a second driver of this sweep stops here
         # reproducibility record (environment.json); a resume in another environment warns
         environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
             self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold))))
@@ -253,7 +277,7 @@ class _Sweep:
         from orchestrator import reuse
 
         self.reuse.enabled = enabled
-        self.reuse.data_hash = self.ds.content_hash()
+        self.reuse.data_hash = self.data_hash
         if enabled:
             self.reuse.index = reuse.scan_store(self.client)
 
@@ -262,11 +286,37 @@ class _Sweep:
             from orchestrator.study import SearchState
 
             self.search = SearchState.open(self.spec.search, self.svc.storage_url, self.study_name)
+            self._check_study_has_runs()
+
+    def _check_study_has_runs(self) -> None:
+        """Refuse an Optuna study whose finished trials have no config run in the tracking store
+        (``mlflow.db`` deleted beside a kept ``optuna.db``, or another tracking URI): resuming it would report
+        Optuna values with no runs, predictions or folds behind them."""
+        from optuna.trial import TrialState
+
+        from orchestrator import tracking
+
+        # finished trials only: a RUNNING one may have been asked just before its driver was killed, before
+        # its config run existed (the orphan is rerun); a trial failed before it had params never had a run
+        done = self.search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                    TrialState.FAIL))
+        arm = f"{self.spec.search.name}-"  # search_config names trial n "<name>-<n>"
+        lost = [t.number for t in done if t.params and tracking.config_run_status(
+            self.client, self.exp_id, self.sid, arm + str(t.number))[1] is None]
+        if not lost:
+            return
+        if not tracking.config_runs_of(self.client, self.exp_id, self.sid):  # our new sweep run: none left
+            self.client.delete_run(self.sweep_run)
+        raise InputError(
+            f"{self.spec.source}: search: Optuna study {self.search.study.study_name!r} in "
+            f"{self.svc.storage_url} has {len(lost)} trial(s) (first #{lost[0]}) with no run in the "
+            f"tracking store {self.svc.tracking_uri} (was mlflow.db deleted or replaced?); allowed: the "
+            "tracking store the study ran with, or delete the study to start the search again")
 
     def start_progress(self) -> None:
         s = self.search
         n_search = 0 if s is None else s.n_finished() + len(s.orphans) + s.budget()
-        n_cfg = len(grid_configs(self.spec)) + n_search
+        n_cfg = len(grid_configs(self.spec, self.data_hash)) + n_search
         self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * self.n_units)
         self.client.set_tag(self.sweep_run, C.N_UNITS, str(n_cfg * self.n_units))  # for mer-orch ls
 
@@ -446,7 +496,7 @@ class _Sweep:
 
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         for t in self.search.study.get_trials(deepcopy=False, states=states):
-            plan = search_config(self.spec, t.number, dict(t.params))
+            plan = search_config(self.spec, t.number, dict(t.params), self.data_hash)
             status, run_id = config_run_status(self.client, self.exp_id, self.sid, plan.arm)
             st = ConfigState(plan, run_id or "", units_for(plan, self.subjects, self.seeds))
             st.records = {(u.seed, u.subject): self.done[(plan.arm, u.seed, u.subject)] for u in st.units
@@ -486,7 +536,7 @@ class _Sweep:
             if nxt is None:
                 return
             trial, params = nxt
-            self.open_config(search_config(self.spec, trial.number, params), trial)
+            self.open_config(search_config(self.spec, trial.number, params, self.data_hash), trial)
 
     def active_trials(self) -> int:
         return sum(1 for c in self.configs if c.trial is not None and not self.finished(c))
@@ -513,7 +563,7 @@ class _Sweep:
 
         u, st = job.unit, self.state(job.unit.arm)
         st.in_flight -= 1
-        if rec.actor_died:  # it may have died mid-burst: no partial run may remain
+        if rec.actor_died or rec.log_failed:  # it may have left a partial run (mid-burst): none may remain
             tracking.delete_partial_folds(self.client, self.exp_id, sweep_id=self.sid, arm=u.arm,
                                           seed=u.seed, subject=u.subject)
         if not rec.ok and not job.last_attempt:

@@ -169,6 +169,25 @@ def check_writable_dir(path: Path | str, what: str) -> Path:
     return path
 
 
+def check_writable_file(path: Path, what: str) -> None:
+    """An existing store file (SQLite DB, Optuna journal) must be writable: a read-only ``mlflow.db`` was
+    found only after training, with a 243-line traceback. A missing file is created later (its folder is
+    checked by :func:`check_writable_dir`)."""
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{what}: file {path} is not writable (read-only); allowed: a file this user can "
+                         "write")
+
+
+def check_artifact_location(location: str, what: str = "MLflow artifact folder") -> None:
+    """The experiment's artifact folder, when local (``file://`` or a path), must be writable before any
+    fold trains: otherwise every fold trained, then failed to log its run."""
+    scheme = urlsplit(location).scheme
+    if scheme in ("", "file"):
+        from urllib.request import url2pathname
+
+        check_writable_dir(Path(url2pathname(urlsplit(location).path) if scheme else location), what)
+
+
 def check_tracking(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """MLflow tracking: GET ``<server>/health`` for http(s); writable directory for SQLite / file stores;
     a database connection for other SQL URLs."""
@@ -192,8 +211,9 @@ def check_tracking(tracking_uri: str, timeout: float = DEFAULT_TIMEOUT) -> None:
 
         _with_deadline(probe, timeout, what)
     elif scheme == "sqlite":
-        db = sqlite_path(tracking_uri)
-        check_writable_dir((db if db is not None else Path(".")).parent, what)
+        db = sqlite_path(tracking_uri) or Path("mlflow.db")
+        check_writable_dir(db.parent, what)
+        check_writable_file(db, what)
     elif scheme in ("", "file"):
         check_writable_dir(Path(urlsplit(tracking_uri).path if scheme else tracking_uri), what)
     elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
@@ -223,11 +243,10 @@ def _check_sql(url: str, timeout: float, what: str) -> None:
 def check_optuna_storage(storage: str, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Optuna: open the RDB or journal storage and read its study list."""
     what = f"Optuna storage {storage} ({ENV_OPTUNA})"
-    path = journal_path(storage)
+    path = journal_path(storage) or sqlite_path(storage)
     if path is not None:
         check_writable_dir(path.parent, what)
-    elif sqlite_path(storage) is not None:
-        check_writable_dir(sqlite_path(storage).parent, what)  # type: ignore[union-attr]
+        check_writable_file(path, what)
 
     def probe() -> None:
         try:

@@ -11,6 +11,8 @@ one line: ``<file>: <dotted key>: <problem>; allowed: <what>``.
 from __future__ import annotations
 
 import itertools
+import math
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,20 +38,27 @@ from mer_model.config import MODEL_KEYS, TRAIN_KEYS, ModelKeys, TrainConfig, val
 from mer_model.data.classes import SetupName
 from mer_model.errors import InputError
 from mer_model.metrics import MetricName
+from orchestrator import safe_yaml
 
 # Keys an arm / product / search may set: MODEL_KEYS (num_classes / num_aus come from the dataset, never
 # from the file) and TRAIN_KEYS, both from mer_model.config.
+MAX_CONFIGS = 10_000  # configurations one file may expand to (grid arms + grid-sampler points); the
+# paper's whole ablation is 33; a product of 1e6 would take gigabytes before anything runs
+MAX_SEED = 2**32 - 1  # numpy's seed range (torch takes more); a larger seed overflows in the generator
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    # allow_inf_nan=False: `.inf` / `.nan` in any float field (magnification, cpu_per_fold, beta, ranges)
+    # would pass `gt=0` and turn into NaN data or a crash after Ray starts
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Strict):
     name: str = "synthme-tiny"
     setup: SetupName = "objective"
     root: Path | None = None  # folder of a real dataset (casme2 / samm); relative to the working directory
-    seed: int = 0  # SynthME generator seed
+    seed: Seed = 0  # SynthME generator seed
     magnification: float = Field(1.0, gt=0)
     cache_dir: Path | None = None  # default mer-runs/cache
     knobs: dict[str, Any] = Field(default_factory=dict)  # preset knobs, e.g. n_subjects, n_clips
@@ -80,11 +89,12 @@ class ProtocolSpec(_Strict):
     """
 
     scheme: Literal["loso"] = "loso"
-    seed: int = Field(0, ge=0, strict=True)  # one-seed shorthand; with `seeds`, their first
-    seeds: list[Annotated[int, Field(ge=0, strict=True)]] | None = Field(None, min_length=1)  # training seeds
+    seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)  # one-seed shorthand; with `seeds`, their first
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] | None = Field(None, min_length=1)
     objective: MetricName = "uf1"  # pooled metric (mean over seeds) Optuna optimises / "best so far"
     retries: int = Field(1, ge=0)  # extra attempts of a failing fold before it is recorded failed
-    subjects: list[str] | None = None  # left-out subjects to run (default: all); training uses all others
+    # left-out subjects to run (default: all); training uses all others. [] would run nothing, "complete"
+    subjects: list[str] | None = Field(None, min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -172,6 +182,37 @@ class ProductSpec(_Strict):
                 raise ValueError(f"{k}: empty list; allowed: a non-empty list of values")
         return v
 
+    @model_validator(mode="after")
+    def _name_and_exclude(self) -> ProductSpec:
+        keys = list(self.product)
+        _check_template(self.name, keys)
+        for j, ex in enumerate(self.exclude):
+            # a misspelt key would match nothing and exclude nothing, silently
+            bad = [k for k in ex if k not in keys]
+            if bad or not ex:
+                first = (bad or ["(none)"])[0]
+                raise ValueError(f"exclude[{j}]: key {first!r} is not varied by this product; "
+                                 f"allowed: a non-empty mapping over {', '.join(keys)}")
+        return self
+
+    def size(self) -> int:
+        """Combinations before ``exclude`` (computed without expanding them)."""
+        return math.prod(len(v) for v in self.product.values())
+
+
+def _check_template(name: str, keys: list[str]) -> None:
+    """Allow only plain ``{key}`` / ``{key:spec}`` placeholders over ``keys``: ``str.format`` would also
+    evaluate ``{beta.real}`` / ``{beta[0]}`` (attribute and index access) and raise odd errors later."""
+    allowed = f"placeholders among {{{'}, {'.join(keys)}}}"
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(name) if f is not None]
+        specs = [spec or "" for _, f, spec, _ in string.Formatter().parse(name) if f is not None]
+    except ValueError as e:
+        raise ValueError(f"name template {name!r} does not parse ({e}); allowed: {allowed}") from None
+    for f, spec in zip(fields, specs, strict=True):
+        if f not in keys or "{" in spec:
+            raise ValueError(f"name template {name!r} has placeholder {{{f}}}; allowed: {allowed}")
+
 
 def _grid_kind(v: Any) -> str:
     # called with the raw dict when validating and with the model instance when serialising
@@ -193,7 +234,18 @@ class FloatParam(_Strict):
     def _range(self) -> FloatParam:
         if not self.low < self.high:
             raise ValueError(f"low {self.low} must be < high {self.high}")
+        # Optuna raises these only at suggest time, after the trial exists: it would stay RUNNING without
+        # parameters and every rerun would train the default config in its place
+        if self.log and self.step is not None:
+            raise ValueError("step and log: true together; allowed: one of them (Optuna refuses both)")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got {self.low}; allowed: a positive low")
         return self
+
+    def n_points(self) -> int:
+        """Grid points of a stepped range (low, low + step, ..., high)."""
+        assert self.step is not None
+        return int(round((self.high - self.low) / self.step)) + 1
 
 
 class CategoricalParam(_Strict):
@@ -209,7 +261,7 @@ class PrunerSpec(_Strict):
 class SearchSpec(_Strict):
     name: str = "search"  # arm names are "<name>-<trial number>"
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    seed: int = 0  # sampler seed
+    seed: Seed = 0  # sampler seed
     n_trials: int = Field(ge=1)
     direction: Literal["maximize", "minimize"] = "maximize"
     base: _Overrides = Field(default_factory=_Overrides)  # fixed keys of every trial (over `model`)
@@ -223,6 +275,11 @@ class SearchSpec(_Strict):
             for k, p in self.params.items():
                 if isinstance(p, FloatParam) and p.step is None:
                     raise ValueError(f"params.{k}: the grid sampler needs a step; allowed: low, high, step")
+            sizes = [p.n_points() if isinstance(p, FloatParam) else len(p.choices)
+                     for p in self.params.values()]
+            if math.prod(sizes) > MAX_CONFIGS:  # GridSampler materialises every point up front
+                raise ValueError(f"the grid sampler's space has {math.prod(sizes)} points; allowed: at most "
+                                 f"{MAX_CONFIGS} (a coarser step)")
         return self
 
     @field_validator("params")
@@ -401,6 +458,7 @@ def expand_grid(spec: SweepSpec) -> list[GridArm]:
                                entry.baseline))
             continue
         keys = list(entry.product)
+        n_before = len(out)
         for combo in itertools.product(*(entry.product[k] for k in keys)):
             values = dict(zip(keys, combo, strict=True))
             if any(all(values.get(k) == v for k, v in ex.items()) for ex in entry.exclude):
@@ -415,7 +473,31 @@ def expand_grid(spec: SweepSpec) -> list[GridArm]:
             combo_desc = ", ".join(f"{k}={v}" for k, v in values.items())
             out.append(GridArm(name, entry.table, {**entry.base.set_keys(), **values},
                                f"grid[{i}].product ({combo_desc})"))
+        if len(out) == n_before:
+            raise InputError(f"{spec.source}: grid[{i}].exclude: removes all {entry.size()} combinations; "
+                             "allowed: an exclude list that leaves at least one arm")
     return out
+
+
+def _check_size(spec: SweepSpec) -> None:
+    """Refuse a file that expands to more than :data:`MAX_CONFIGS` arms before expanding it."""
+    n = sum(e.size() if isinstance(e, ProductSpec) else 1 for e in spec.grid)
+    if n > MAX_CONFIGS:
+        raise InputError(f"{spec.source}: grid: expands to {n} configurations; allowed: at most "
+                         f"{MAX_CONFIGS} per file (split it, or vary fewer keys)")
+
+
+def _check_names(spec: SweepSpec, names: set[str]) -> None:
+    """Grid arm names must not look like Optuna trial names (``<search.name>-<n>``): both would share
+    one config run (found by name), the trial would be told the arm's value and the arm would vanish."""
+    if spec.search is None:
+        return
+    prefix = spec.search.name + "-"
+    for n in sorted(names):
+        if n.startswith(prefix) and n[len(prefix):].isdigit():
+            raise InputError(f"{spec.source}: grid: arm name {n!r} has the form of an Optuna trial of "
+                             f"search {spec.search.name!r}; allowed: a name not of the form "
+                             f"'{prefix}<number>' (or another search.name)")
 
 
 def _check_config(spec: SweepSpec, where: str, overrides: dict[str, Any]) -> None:
@@ -468,6 +550,7 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
     if not is_synthetic(spec.dataset.name) and spec.dataset.root is None:
         raise InputError(f"{source}: dataset.root: required for {spec.dataset.name}; allowed: the dataset "
                          "folder holding the coding spreadsheet and the subject frame folders")
+    _check_size(spec)
     names: set[str] = set()
     for arm in expand_grid(spec):
         if arm.name in names:
@@ -478,6 +561,7 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
                              "allowed: at most one of ' and \"")
         names.add(arm.name)
         _check_config(spec, arm.where, arm.overrides)
+    _check_names(spec, names)
     if spec.search is not None:
         _check_search_points(spec)
     _check_reference(spec, names)
@@ -508,11 +592,13 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"{p}: cannot read the file ({e.strerror}); allowed: a readable YAML file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{p}: byte {e.start}: not UTF-8 text; allowed: a UTF-8 YAML file") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(top level)"

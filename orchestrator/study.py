@@ -28,12 +28,16 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _sampler(s: SearchSpec) -> optuna.samplers.BaseSampler:
+    """The search's sampler; random and TPE seeded per trial number, so a resumed study does not replay
+    the stream from its start (orchestrator/trial_seeds.py says what a resume reproduces)."""
+    from orchestrator.trial_seeds import PerTrialSeed
+
     if s.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
+        return PerTrialSeed(lambda seed: optuna.samplers.RandomSampler(seed=seed), s.seed)
     if s.sampler == "grid":
         return optuna.samplers.GridSampler(grid_space(s), seed=s.seed)
     # constant_liar: trials in flight count as bad guesses, so concurrent trials do not all ask the same point
-    return optuna.samplers.TPESampler(seed=s.seed, constant_liar=True)
+    return PerTrialSeed(lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True), s.seed)
 
 
 def grid_space(s: SearchSpec) -> dict[str, list[Any]]:
@@ -105,9 +109,14 @@ class SearchState:
 
     def next_trial(self) -> tuple[Trial, dict[str, Any]] | None:
         """An orphan first (its own params), else a new trial if the budget allows."""
-        if self.orphans:
+        while self.orphans:
             t = self.orphans.pop(0)
             frozen = self.study._storage.get_trial(t._trial_id)
+            if set(frozen.params) != set(self.spec.params):
+                # asked but never given its parameters (the driver died, or a suggest raised, in between):
+                # rerun it would train the default config under the trial's name; it failed, say so
+                self.tell(t, None, TrialState.FAIL)
+                continue
             return t, dict(frozen.params)
         if self.budget() <= 0:
             return None

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator import contract as C
 from orchestrator.contract import METRICS, FoldRecord, run_filter, search_runs, sqlite_path
+from orchestrator.names import safe_name
 
 __all__ = ["METRICS", "FoldRecord"]  # re-exported: the contract's, not a second definition
 
@@ -53,7 +54,8 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
     location = None
     if artifact_root is not None:
         artifact_root.mkdir(parents=True, exist_ok=True)
-        location = (artifact_root / experiment.replace("/", "_")).resolve().as_uri()
+        # safe_name: an experiment named ".." (or "a/../../x") must not put artifacts outside the root
+        location = (artifact_root / safe_name(experiment)).resolve().as_uri()
     return client.create_experiment(experiment, artifact_location=location)
 
 
@@ -158,6 +160,11 @@ def config_run_status(client: MlflowClient, exp_id: str, sweep_id: str, arm: str
     if not runs:
         return "", None
     return runs[0].data.tags.get(C.STATUS, ""), runs[0].info.run_id
+
+
+def config_runs_of(client: MlflowClient, exp_id: str, sweep_id: str) -> list[Any]:
+    """Every config run of sweep ``sweep_id``."""
+    return search_runs(client, exp_id, run_filter(C.CONFIG, sweep_id=sweep_id))
 
 
 def _read_fold(client: MlflowClient, run: Any, *, seed: int) -> FoldRecord:

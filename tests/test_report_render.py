@@ -93,7 +93,7 @@ def test_display_sd_bold_and_significance_are_generic():
     s = significance_display(sig)
     assert s.cells["p (adjusted)"].tolist() == ["0.01", "0.5"] and s.bold["verdict"].tolist() == [True, False]
     md = md_table(d)
-    assert r"a\<b\>\|c†" in md and "**75.00**" in md
+    assert r"a&lt;b&gt;\|c†" in md and "**75.00**" in md
     tex = table_tex(d, "caption with 5% & _", "tab:x")
     assert r"a\textless{}b\textgreater{}\textbar{}c$^\dagger$" in tex and r"\textbf{75.00}" in tex
     assert r"50.00 $\pm$ 1.00" in tex and r"caption with 5\% \& \_" in tex

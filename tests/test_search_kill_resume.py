@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from orchestrator.plan import sweep_id
+from orchestrator.runner import load_data
 from orchestrator.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
 def test_kill_9_mid_search_then_rerun_finishes_the_study(tmp_path: Path, start_sweep) -> None:
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPEC, sort_keys=False))
     spec = load_spec(tmp_path / "space.yaml")
-    name = f"{spec.experiment}-{sweep_id(spec)}"
+    name = f"{spec.experiment}-{sweep_id(spec, load_data(spec).content_hash())}"
     storage = f"sqlite:///{tmp_path / 'mer-runs' / 'optuna.db'}"
 
     proc = start_sweep(tmp_path)

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from orchestrator.cli import main
 from orchestrator.plan import sweep_id
+from orchestrator.runner import load_data
 from orchestrator.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,12 @@ SPEC = {
 }
 
 
+def _sid(path: Path) -> str:
+    """The sweep id the driver gives this file on its data (spec + dataset content hash)."""
+    spec = load_spec(path)
+    return sweep_id(spec, load_data(spec).content_hash())
+
+
 def _artifact_csv(client: MlflowClient, run_id: str, path: str, tmp: Path) -> list[dict[str, str]]:
     local = client.download_artifacts(run_id, path, str(tmp))
     return list(csv.DictReader(io.StringIO(Path(local).read_text())))
@@ -60,7 +67,7 @@ def test_local_sweep_mlflow_layout_failures_and_pruning(tmp_path: Path, monkeypa
     # do not act under ask/tell). The sweep must run it with its own params and tell it, not ask another.
     storage = f"sqlite:///{tmp_path / 'mer-runs' / 'optuna.db'}"
     (tmp_path / "mer-runs").mkdir()
-    study_name = f"t-local-{sweep_id(load_spec(tmp_path / 'space.yaml'))}"
+    study_name = f"t-local-{_sid(tmp_path / 'space.yaml')}"
     pre = optuna.create_study(study_name=study_name, storage=storage, direction="maximize",
                               sampler=optuna.samplers.GridSampler({"lr": [0.01, 1e-7]}, seed=1))
     orphan = pre.ask()

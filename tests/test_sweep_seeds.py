@@ -20,6 +20,7 @@ from mer_model.errors import InputError
 from orchestrator.cli import main
 from orchestrator.contract import FoldRecord
 from orchestrator.plan import grid_configs, sweep_id, units_for
+from orchestrator.runner import load_data
 from orchestrator.spec import parse_spec
 from orchestrator.tracking import config_summary
 
@@ -142,7 +143,9 @@ def test_sweep_with_two_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     configs = {c.data.tags["mer.arm"]: c for c in runs if c.data.tags["mer.kind"] == "config"}
     folds = [f for f in runs if f.data.tags["mer.kind"] == "fold"]
-    study = optuna.load_study(study_name=f"t-seeds-{sweep_id(parse_spec(SPEC, 'space.yaml'))}",
+    spec = parse_spec(SPEC, "space.yaml")
+    sid = sweep_id(spec, load_data(spec).content_hash())  # the dataset's hash is part of the sweep id
+    study = optuna.load_study(study_name=f"t-seeds-{sid}",
                               storage=f"sqlite:///{tmp_path / 'mer-runs' / 'optuna.db'}")
     for arm, c in configs.items():
         mine = [f for f in folds if f.data.tags["mlflow.parentRunId"] == c.info.run_id]

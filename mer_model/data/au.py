@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 
+# FACS 2002 codes: action units 1, 2, 4-46 (there is no AU3, and none in 47-49), head and eye positions
+# 50-58 and 61-66, visibility / gross behaviour codes 69-85. Anything else is a typo (e.g. "AU99")
+FACS_CODES = frozenset({1, 2, *range(4, 47), *range(50, 59), *range(61, 67), *range(69, 86)})
 _TOKEN = re.compile(r"^(?:AU)?[LRBU]?(?:AU)?(\d{1,2})[A-E]?$", re.IGNORECASE)
 
 
@@ -34,6 +37,9 @@ def parse_au_string(text: object) -> frozenset[int]:
         m = _TOKEN.match(token)
         if m is None:
             raise ValueError(f"{token!r} is not an AU code (e.g. 4, L10, R12A, AU14)")
+        if int(m.group(1)) not in FACS_CODES:
+            raise ValueError(f"{token!r}: AU{int(m.group(1))} is not a FACS action unit (there is no AU3, "
+                             "AU47-49, ...); expected a code such as 4, L10, R12A, AU14")
         out.add(int(m.group(1)))
     return frozenset(out)
 

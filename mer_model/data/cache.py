@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,7 +50,11 @@ def cache_key(name: str, sheet: Path, frames_root: Path, rows: Sequence, setting
     h.update(sheet.read_bytes())
     for row in rows:
         for p in row.frames:
-            st = p.stat()
+            try:
+                st = p.stat()
+            except OSError as e:  # a frame that is a symlink loop, or vanished since the sheet was read
+                raise InputError(f"{sheet}: row {row.row}: frame {p} cannot be read ({e.strerror or e}); "
+                                 "expected an image file") from None
             h.update(f"{p.relative_to(frames_root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -67,6 +72,17 @@ def write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and prove a file can be written in it; InputError naming it if not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".mer-write-check-"):
+            pass
+    except OSError as e:
+        raise InputError(f"{folder}: landmark cache folder is not writable ({e.strerror or e}); allowed: a "
+                         "writable --cache-dir / dataset.cache_dir") from None
 
 
 def _raw_from(name: str, landmarks, augment, info: dict) -> RawClips:
@@ -134,8 +150,12 @@ def load_or_extract(
                     aug = z["augment"] if z["augment"].shape[1] else None
                     stored["meta"]["cache_hit"] = True
                     return _raw_from(name, z["landmarks"], aug, stored)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable entry (e.g. from a different numpy): extract again and overwrite it
+        except Exception as err:  # noqa: BLE001 - truncated (BadZipFile), empty (EOFError), foreign numpy...
+            # said, then replaced by a fresh (atomic) extraction: never a load failing until deleted by hand
+            warnings.warn(f"{path}: corrupt landmark cache entry ({type(err).__name__}: {err}); "
+                          "extracting again", stacklevel=2)
+            meta["cache_rebuilt"] = f"{type(err).__name__}: {err}"
+    check_writable(path.parent)  # before the extraction, which can take many minutes
     advance = progress(len(rows)) if progress is not None else None
     landmarks, augment = dlib_landmarks.extract_rows(rows, sheet=sheet, crop_scales=scales, upsample=upsample,
                                                      progress=advance)

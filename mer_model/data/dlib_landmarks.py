@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,10 +56,15 @@ def read_image(path: Path, *, where: str = "") -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
-            return np.asarray(im, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as err:
+        with warnings.catch_warnings():
+            # a decompression bomb (a small file that decodes to gigapixels) is an error, not a warning:
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that, then decodes it
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+                return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            ValueError) as err:
         prefix = f"{where}: " if where else ""
         raise InputError(
             f"{prefix}{path}: unreadable image ({type(err).__name__}); expected a JPEG/PNG/BMP frame"

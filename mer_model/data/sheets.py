@@ -8,6 +8,7 @@ as Excel / a text editor shows them), so a user can go straight to the bad cell.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,14 @@ def _int_cell(value: object) -> int | None:
     return int(f)
 
 
-def _frame_index(folder: Path) -> dict[int, Path]:
+def _frame_index(folder: Path, where: str) -> dict[int, Path]:
     out = {}
-    for p in folder.iterdir():
+    try:
+        entries = list(folder.iterdir())
+    except OSError as e:  # unreadable clip folder (permissions), or a folder that vanished
+        raise InputError(f"{where}: clip folder {folder} cannot be listed ({e.strerror or e}); expected a "
+                         "readable folder of frames") from None
+    for p in entries:
         m = _IMAGE.search(p.name)
         if m:
             out[int(m.group(1))] = p
@@ -112,7 +118,7 @@ def read_rows(
             continue  # blank line (trailing rows of an .xlsx)
         sdir, fname, folder = _clip_folder(cells, col, frames_root, subject_dir, sheet, r)
         if folder not in index_cache:
-            index_cache[folder] = _frame_index(folder)
+            index_cache[folder] = _frame_index(folder, f"{sheet}: row {r}")
         index = index_cache[folder]
         frames = _frame_numbers(cells, col, index, sheet, r, repairs)
         paths = []
@@ -135,6 +141,9 @@ def read_rows(
         seen.add(clip)
         rows.append(ClipRow(r, sdir, clip, tuple(paths), aus, objective,
                             normalise_emotion(cells[col["estimatedemotion"]])))
+    if repairs:  # the data itself is odd: said where the user sees it, and kept in meta["repairs"]
+        warnings.warn(f"{sheet}: {len(repairs)} cell(s) repaired: {'; '.join(repairs[:5])}"
+                      + (" ..." if len(repairs) > 5 else ""), stacklevel=2)
     if not rows:
         raise InputError(f"{sheet}: no clip rows below the header (row {header_row + 1}); "
                          "expected one row per clip")
@@ -175,6 +184,10 @@ def _clip_folder(cells: list, col: dict[str, int], frames_root: Path, subject_di
         raise InputError(f"{sheet}: row {r}: Subject {subj_cell!r} is not a subject id; "
                          "expected a number such as 1 / 01 / sub01 / 006") from None
     fname = str(fname).strip()
+    if fname in ("", ".", "..") or Path(fname).name != fname or "\\" in fname:
+        # an absolute path or ../../.. would read frames outside the dataset folder
+        raise InputError(f"{sheet}: row {r}: Filename {fname!r} is not a clip folder name; expected one "
+                         "folder name inside the subject folder (no /, \\ or ..)")
     folder = frames_root / sdir / fname
     if not folder.is_dir():
         raise InputError(f"{sheet}: row {r}: clip folder {folder} does not exist; "
@@ -196,11 +209,15 @@ def _frame_numbers(cells: list, col: dict[str, int], index: dict[int, Path], she
     if onset is None:
         raise InputError(f"{sheet}: row {r}: Onset Frame is empty; expected an integer frame number")
     if offset is None or offset <= onset:  # known bad offsets in released sheets: use the last frame
+        why = "" if offset in (None, 0) else f" (coded {offset}, not after onset {onset})"
         offset = max(index) if index else onset
-        repairs.append(f"row {r}: offset -> last frame {offset}")
+        repairs.append(f"row {r}: offset -> last frame {offset}{why}")
     if apex is None or not onset <= apex <= offset:
         apex = (onset + offset) // 2
         repairs.append(f"row {r}: apex -> middle frame {apex}")
+        if apex == onset:  # the repair would leave a clip with no motion: refuse, never train on it
+            raise InputError(f"{sheet}: row {r}: no frame after Onset Frame {onset} to serve as apex "
+                             f"(offset {offset}); expected onset < apex <= offset")
     return onset, apex, offset
 
 

@@ -34,6 +34,26 @@ def _mlflow_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "mlflow"]
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve to any interface
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before exec: SIGTERM it when `services up` dies, even by kill -9 (Linux
+    PR_SET_PDEATHSIG); without this a killed `services up` left `mlflow server` running on its port."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the server we started and the workers it forked: its own process group, nothing else."""
     if proc.poll() is not None:
@@ -79,6 +99,11 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
        optuna_storage: str | None, workers: int) -> None:
     """Run an MLflow tracking server for this machine until Ctrl-C, and print how to use it."""
     runs = (runs_dir or svc.C.home()).expanduser().resolve()
+    if not _is_loopback(host):
+        click.echo(f"warning: --host {host}: the MLflow server will be reachable from the network, with no "
+                   "authentication: anyone who reaches port {port} can read, change and delete every run. "
+                   "Use it only on a trusted network (default: 127.0.0.1).".replace("{port}", str(port)),
+                   err=True)
     backend = backend_store_uri or f"sqlite:///{runs / 'mlflow.db'}"
     artifacts = artifacts_destination or str(runs / "artifacts")
     storage = svc.resolve_services(optuna_storage=optuna_storage, runs_dir=runs, env={}).optuna_storage
@@ -101,7 +126,8 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
     with open(log_path, "ab") as log:
         # own session: Ctrl-C / SIGTERM to us reaches the server through _stop, and _stop can signal exactly
         # the processes the server forked
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_die_with_parent)  # noqa: PLW1509 - only calls prctl
     # SIGTERM (e.g. from a test or a service manager) takes the same path as Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -66,8 +66,9 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
 
     ds = load_data(spec)
     subjects = fold_subjects(sorted(set(ds.subjects.tolist())), spec)
-    plans = grid_configs(spec)
-    t = Table(title=f"sweep {sweep_id(spec)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
+    dh = ds.content_hash()
+    plans = grid_configs(spec, dh)
+    t = Table(title=f"sweep {sweep_id(spec, dh)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
     keys = [k for k in SUMMARY_KEYS if k != "epochs"]  # epochs: the same for every arm, printed below
     for col in ("arm", "table", "hash", *keys):
         t.add_column(col)
@@ -162,10 +163,10 @@ def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
 def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
     from orchestrator.contract import SWEEP, run_filter
     from orchestrator.plan import sweep_id
-    from orchestrator.runner import resolve
+    from orchestrator.runner import load_data, resolve
 
     svc = resolve(spec, tracking_uri, None)
-    sid = sweep_id(spec)
+    sid = sweep_id(spec, load_data(spec).content_hash())
     runs: list = []
     client = _existing_store(spec, tracking_uri)
     if client is not None:

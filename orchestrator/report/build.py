@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -33,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from mer_model.data.dataset import is_synthetic
+from mer_model.errors import InputError
 from orchestrator import contract as C
+from orchestrator.names import distinct_names, safe_name
 from orchestrator.report import figures, latex, search, significance, tables
 from orchestrator.report.display import (
     aau_display,
@@ -56,10 +57,31 @@ from orchestrator.report.runs import (
     read_text_artifact,
 )
 
+MARKER = ".mer-report"  # written into every report folder: what --out may replace
+_LEGACY = {"report.md", "tables", "figures"}  # a report written before the marker existed
+
 
 def slug(name: str) -> str:
-    """File-name-safe arm / table name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "x"
+    """File-name-safe experiment / arm name (never ``..``, never over ~110 characters)."""
+    return safe_name(name)
+
+
+def _arm_file(runs: SweepRuns, arm: str) -> str:
+    """The file-name part of ``arm``, distinct from every other arm of the sweep (``P+Q`` vs ``P Q``)."""
+    return distinct_names(runs.configs["arm"].astype(str))[str(arm)]
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty folder that is not a previous report: the report
+    replaces its folder whole, and must never delete what it did not write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: --out: is a file; allowed: a new folder, an empty one or a previous report")
+    if not out.is_dir():
+        return
+    entries = {p.name for p in out.iterdir()}
+    if entries and MARKER not in entries and not ("report.md" in entries and entries <= _LEGACY):
+        raise InputError(f"{out}: --out: folder is not empty and holds no mer-orch report ({MARKER} "
+                         "missing); allowed: a new folder, an empty one or a previous report")
 
 
 def dataset_statement(dataset: str, setup: str | None) -> str:
@@ -170,7 +192,7 @@ def _lam_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[FigureI
             continue
         keys = sorted(set.intersection(*(set(m) for m in per_fold)))
         mean = {k: np.mean([m[k] for m in per_fold], axis=0, dtype=np.float64) for k in keys}
-        name = slug(c["arm"])
+        name = _arm_file(runs, c["arm"])
         png, npz = f"figures/fig5_lam_{name}.png", f"figures/fig5_lam_{name}.npz"
         np.savez(out / npz, **mean)
         figures.lam_heatmaps(
@@ -257,7 +279,7 @@ def _confusion_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[F
         if got is None:
             continue
         m, labels = got
-        name = slug(c.arm)
+        name = _arm_file(runs, c.arm)
         png, csv = f"figures/confusion_{name}.png", f"figures/confusion_{name}.csv"
         _write_csv(pd.DataFrame(m, index=labels, columns=labels), out / csv, index=True)
         figures.confusion(m, labels, f"{c.arm}: pooled confusion (rows true)", out / png)
@@ -439,7 +461,7 @@ def _header(runs: SweepRuns, setup: str | None, n_subjects: int, tracking_uri: s
 
 def _aau_tables(runs: SweepRuns, shown: pd.DataFrame, out: Path, content: ReportContent) -> None:
     for arm, run_id in tables.aau_arms(shown, runs.folds):
-        csv = f"tables/table_VIII_{slug(arm)}.csv"
+        csv = f"tables/table_VIII_{_arm_file(runs, arm)}.csv"
         t = tables.aau_weight_table(runs.folds, run_id)
         _write_csv(t, out / csv, index=True)
         content.aau.append((arm, t, csv))
@@ -464,8 +486,11 @@ def _write_files(content: ReportContent, runs: SweepRuns, out: Path) -> None:
         doc = latex.document(tex, f"mer-orch report: {runs.experiment_name} ({runs.dataset})")
         (out / content.latex_document).write_text(doc)
     content.html = "report.html"
-    md = redact_paths(render(content))
+    md = redact_paths(render(content)) + (
+        f"\nThis folder was written by `mer-orch report`; the file [{MARKER}]({MARKER}) marks it as a report "
+        "that a later `--out` may replace whole.\n")
     (out / "report.md").write_text(md)
+    (out / MARKER).write_text("written by mer-orch report; --out may replace this folder\n")
     (out / "report.html").write_text(render_html(md, out, f"mer-orch report: {runs.experiment_name}"))
 
 
@@ -527,9 +552,10 @@ def build_report(
     """
     from orchestrator.services import resolve_services
 
+    out = Path(out) if out is not None else C.reports_dir() / slug(experiment)
+    check_out_folder(out)
     tracking_uri = resolve_services(tracking_uri).tracking_uri
     runs = load_sweep(experiment, tracking_uri, sweep_id)
-    out = Path(out) if out is not None else C.reports_dir() / slug(experiment)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)

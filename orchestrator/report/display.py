@@ -33,7 +33,7 @@ REFERENCE_COLUMNS = {
     "paper_samm_acc": "paper: SAMM ACC %",
     "paper_samm_f1": "paper: SAMM F1",
 }
-_META = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed"}
+_META = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed", "n_seeds"}
 
 
 @dataclass
@@ -106,6 +106,8 @@ def arm_display(t: pd.DataFrame, sig: pd.DataFrame | None = None) -> Display:
     if "status" in t:
         cells["status"] = t["status"].astype(str).tolist()
         bold["status"] = (t["status"].astype(str) != "complete").to_numpy()  # an arm without a result
+    if "n_seeds" in t and pd.to_numeric(t["n_seeds"], errors="coerce").max() > 1:
+        cells["seeds"] = [DASH if pd.isna(n) else str(int(n)) for n in t["n_seeds"]]
     if {"n_folds_complete", "n_folds_failed"} <= set(t.columns):
         cells["folds ok / failed"] = [
             f"{a} / {b}" for a, b in zip(t["n_folds_complete"], t["n_folds_failed"], strict=True)

@@ -6,6 +6,7 @@ three, like the paper; blanks (an arm that did not complete) are shown as an em 
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 
@@ -68,13 +69,16 @@ class ReportContent:
     html: str | None = None  # report.html
 
 
-_MD_SPECIAL = re.compile(r"([\\`*<>|]|\](?=\())")
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
 
-def md_escape(text: str) -> str:
-    """Cell text safe in a GFM table: the column bar, emphasis / code / HTML characters and a link's ``](``
-    backslash-escaped (arm names may hold ``<``, ``|``, ``*``); ``_`` inside words is never emphasis."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+def md_escape(text: object) -> str:
+    """User text (arm names, errors, params) made inert in Markdown and HTML: one line (a newline would end a
+    table row), ``<`` ``>`` ``&`` as entities (``<img onerror=...>`` is shown, never run), and backslash,
+    backtick, ``*``, ``[``, ``]``, ``|`` backslash-escaped (no emphasis, link, remote image, code span or
+    extra table column)."""
+    s = html.escape(" ".join(str(text).split()), quote=False)
+    return _MD_SPECIAL.sub(r"\\\1", s)
 
 
 def md_table(d: Display) -> str:

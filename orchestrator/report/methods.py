@@ -56,7 +56,10 @@ def _data(dataset: dict[str, Any], name: str) -> str:
                else "no augmentation")
     else:
         aug = "the crop-size re-detection views of the landmark cache, when extracted with them"
-    return f"{mag_txt} Augmentation: {aug}, for training subjects only; test subjects are never augmented."
+    if n_aug or not synth:
+        return (f"{mag_txt} Augmentation: {aug}, for training subjects only; test subjects are never "
+                "augmented.")
+    return f"{mag_txt} No augmentation."
 
 
 def _selection(spec: dict[str, Any], objective: str) -> str:

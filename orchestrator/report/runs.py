@@ -188,6 +188,15 @@ def load_sweep(experiment: str, tracking_uri: str, sweep_id: str | None = None) 
     configs = _spec_order(configs, _arm_order(client, sweep.info.run_id if sweep else None))
     folds = _select_folds(folds, configs, notes)
 
+    # a sweep whose folds all failed logged no metric at all: the columns must still exist (NaN = missing)
+    configs, folds = (_with_columns(df, C.METRICS) for df in (configs, folds))
+    state = (sweep.info.status, sweep_tags.get(C.STATUS, "unset")) if sweep is not None else None
+    if state is not None and (state[0] != "FINISHED" or state[1] == "incomplete"):
+        notes.append(
+            "The sweep has not finished (still running, interrupted or with failed configs; sweep run "
+            f"{state[0]}, `mer.status` {state[1]}): this report shows the runs that exist so far; "
+            "configs not listed have not started, and incomplete ones carry no pooled value."
+        )
     return SweepRuns(
         tracking_uri=tracking_uri,
         client=client,
@@ -243,6 +252,10 @@ def _select_folds(folds: pd.DataFrame, configs: pd.DataFrame, notes: list[str]) 
     if len(folds) < n_before:
         notes.append(f"{n_before - len(folds)} superseded fold attempts ignored (retries).")
     return folds.sort_values(["config_run_id", "seed", "subject"]).reset_index(drop=True)
+def _with_columns(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` with every column of ``cols`` present (all-NaN where no run logged it)."""
+    missing = [c for c in cols if c not in df.columns]
+    return df.assign(**{c: np.nan for c in missing}) if missing else df
 
 
 def read_csv_artifact(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:

@@ -113,6 +113,10 @@ def study_from_runs(
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """``number, state, value, params_*`` of every trial (Optuna's own trials_dataframe)."""
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    # a study with no trial yet (a sweep interrupted in its grid part) gives a frame with no columns
+    for col in ("number", "state", "value"):
+        if col not in df.columns:
+            df[col] = pd.Series(dtype=object)
     return df.rename(columns=lambda c: c.replace("params_", "param_"))
 
 
