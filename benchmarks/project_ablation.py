@@ -8,7 +8,8 @@ before / after CPU-time rates of one fold on one thread: what a 1-CPU worker rea
 ``--startup-s`` the fixed start-up of a sweep (``bench_startup.py``). Every arm's training FLOPs are
 counted (``bench_batched.arm_flops``); the file's ``cpu_per_fold`` sets the number of parallel workers
 on this machine's cores. "With reuse": arms whose flat config, dataset and seed are identical (same
-``config_hash``) train once; that reuse is planned in another issue, so both figures are given.
+``config_hash``) train once, as `mer-orch sweep` does since issue 14 (orchestrator/reuse.py); both
+figures are given.
 Orchestration per fold (Ray call, MLflow logging: under 5% of a fold, BENCHMARKS.md) is not added.
 """
 
@@ -48,10 +49,11 @@ def main() -> None:
     spec = load_spec(args.spec)
     ds = load_data(spec)
     per_arm = arm_flops(spec, ds, [(ds.subset(tr), None) for _, tr, _ in ds.loso_splits()])
-    total = sum(f for _, _, f in per_arm)
-    distinct = {plan.config_hash: f for plan, _, f in per_arm}
+    n_seeds = len(spec.protocol.seed_list)  # every (arm, subject) trains once per seed (arm_flops: one)
+    total = n_seeds * sum(f for _, _, f in per_arm)
+    distinct = {plan.config_hash: n_seeds * f for plan, _, f in per_arm}
     workers = max(1, int(args.cores // float(spec.resources.cpu_per_fold)))
-    print(f"{args.spec.name}: {len(per_arm)} arms ({len(distinct)} distinct configs), "
+    print(f"{args.spec.name}: {len(per_arm)} arms ({len(distinct)} distinct configs) x {n_seeds} seeds, "
           f"{total / 1e12:.0f} TFLOP counted ({sum(distinct.values()) / 1e12:.0f} TFLOP distinct); "
           f"{workers} workers x {spec.resources.cpu_per_fold} CPU; start-up {args.startup_s:.0f} s\n")
     print("| training rate (1 core, CPU time) | GFLOP/s | every arm | with reuse of identical configs |")

@@ -9,10 +9,17 @@ Sub-commands are imported lazily so ``mer-orch --help`` and config errors stay f
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import click
 
 from mer_model.errors import InputError
+
+# MLflow's own INFO lines ("Creating initial MLflow database tables...") are not the user's business; set
+# before any sub-command imports mlflow, and inherited by the local Ray workers. A user's setting wins.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per fold read on resume
 
 # name -> module under orchestrator.commands exposing ``command`` (a click.Command or click.Group)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,6 +29,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "Paper-style tables, figures and significance tests from an MLflow experiment."),
     "services": ("services", "Start / check the tracking server and study storage."),
     "predict": ("predict", "Predict classes of landmark clips with a fold model a sweep logged."),
+    "ls": ("ls", "List the sweeps of the tracking store: status, units done / total, best objective."),
+    "status": ("status", "One sweep's configs and their units (no Ray)."),
 }
 
 
@@ -51,8 +60,31 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="mer-orch")
-def main() -> None:
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where every command keeps and finds its local state: mlflow.db, artifacts/, optuna.db, "
+                   "cache/, reports/ [default: $MER_HOME, else ./mer-runs]. Options naming one store "
+                   "(--tracking-uri, --storage, --cache-dir) still win.")
+def main(home: Path | None) -> None:
     """mer-orch: run, compare and trust GTS-GN micro-expression recognition ablations."""
+    if home is not None:
+        _set_home(home)
+
+
+def _set_home(home: Path) -> None:
+    """``$MER_HOME`` for this command only (absolute, so any working directory resolves the same stores);
+    restored when the command ends (an in-process caller, e.g. a test, keeps its own environment)."""
+    from orchestrator.contract import ENV_HOME
+
+    old = os.environ.get(ENV_HOME)
+    os.environ[ENV_HOME] = str(home.expanduser().resolve())
+
+    def restore() -> None:
+        if old is None:
+            os.environ.pop(ENV_HOME, None)
+        else:
+            os.environ[ENV_HOME] = old
+
+    click.get_current_context().call_on_close(restore)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Imports nothing heavy (no MLflow at import time): Ray workers and the CLI's fast
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ BASELINE = "mer.baseline"  # "true" on the config run its table is tested agains
 OPTUNA_TRIAL = "mer.optuna_trial"
 OPTUNA_STUDY = "mer.optuna_study"
 OPTUNA_STORAGE = "mer.optuna_storage"
+OBJECTIVE = "mer.objective"  # on the sweep run: protocol.objective (what `mer-orch ls` calls best)
+N_UNITS = "mer.n_units"  # on the sweep run: units planned when it started (configs x seeds x subjects)
+UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (orchestrator/reuse.py)
+REUSED_FROM = "mer.reused_from"  # on a fold run linked, not trained: the run id that trained the unit
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 
@@ -69,6 +74,24 @@ AAU_METRIC_PREFIX = "aau_weight_layer"
 DEFAULT_RUNS_DIR = Path("mer-runs")  # relative to the working directory (docs/architecture.md)
 DEFAULT_CACHE_DIR = DEFAULT_RUNS_DIR / "cache"
 DEFAULT_REPORTS_DIR = DEFAULT_RUNS_DIR / "reports"
+ENV_HOME = "MER_HOME"  # the one home of local state (`mer-orch --home DIR` sets it for its sub-command)
+
+
+def home() -> Path:
+    """Where local state lives: ``$MER_HOME`` (``mer-orch --home DIR``), else ``./mer-runs``. Every command
+    resolves the tracking store, the Optuna storage, the landmark cache and reports under it, unless an
+    option or environment variable names that store itself."""
+    return Path(os.environ.get(ENV_HOME) or DEFAULT_RUNS_DIR)
+
+
+def cache_dir() -> Path:
+    """The landmark cache under :func:`home`."""
+    return home() / "cache"
+
+
+def reports_dir() -> Path:
+    """Report folders under :func:`home`."""
+    return home() / "reports"
 _SQLITE = "sqlite:///"
 _PAGE = 1000  # MLflow's largest search page
 
@@ -138,6 +161,7 @@ class FoldRecord:
     seconds: float = 0.0
     attempt: int = 1
     actor_died: bool = False
+    reused_from: str = ""  # run id that trained this unit, when the fold was linked (orchestrator/reuse.py)
     log_failed: bool = False  # trained, but the store refused the fold run (the driver deletes its rest)
 
     @property

@@ -18,10 +18,14 @@ that dies (``kill -9``, OOM) is replaced by the pool and its fold counts as a fa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +151,7 @@ class FoldWorker:
         m = classification_metrics(res.y_true, res.y_pred, nc)
         metrics = {k: float(m[k]) for k in METRICS}
         metrics["n_test"] = float(res.n_test)
+        metrics["train_seconds"] = float(res.train_seconds)  # what --dry-run estimates a sweep's time from
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
         metrics.update({f"{C.AAU_METRIC_PREFIX}{r}": w for r, w in aau.items()})
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
@@ -208,10 +213,25 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
     """
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        _init_loopback(num_cpus, kwargs)
+    with _keep_sigterm_handler():
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            _init_loopback(num_cpus, kwargs)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """A SIGTERM handler the caller installed (``mer-orch sweep``: one line, exit 143, resumable) survives
+    ``ray.init``, which replaces it with ``sys.exit`` and lets its core worker print a C++ stack dump on
+    SIGTERM. Without such a handler Ray's stays (it still lets ``finally`` blocks run)."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if callable(before):
+            signal.signal(signal.SIGTERM, before)
 
 
 def _init_loopback(num_cpus: int | None, kwargs: dict[str, Any]) -> None:
@@ -222,6 +242,7 @@ def _init_loopback(num_cpus: int | None, kwargs: dict[str, Any]) -> None:
     before_env, before_const = os.environ.get(LOOPBACK_ONLY), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[LOOPBACK_ONLY] = "0"  # inherited by the GCS, raylet and workers that ray.init starts
     ray_constants.ENABLE_RAY_CLUSTER = False  # what the variable sets when present at import
+    _token_auth_quietly()
     try:
         ray.init(num_cpus=num_cpus, **kwargs)
     finally:
@@ -230,6 +251,18 @@ def _init_loopback(num_cpus: int | None, kwargs: dict[str, Any]) -> None:
             os.environ.pop(LOOPBACK_ONLY, None)
         else:
             os.environ[LOOPBACK_ONLY] = before_env
+
+
+def _token_auth_quietly() -> None:
+    """Token authentication on, as Ray 2.60 turns it on for a new local cluster, without its notice.
+
+    With ``RAY_AUTH_MODE`` unset, ``ray.init`` sets it to ``token`` (generating ``~/.ray/auth_token`` if
+    missing) and logs a warning that it did; with the mode set explicitly it does the same silently. So
+    this sets it first, the way Ray does (env + config refresh); a user's own ``RAY_AUTH_MODE`` wins."""
+    from ray._private.authentication import authentication_token_setup as auth
+
+    if os.environ.get(auth.AUTH_MODE_ENV_VAR) is None:
+        auth._enable_token_auth()
 
 
 # Ray's switch for clusters on Windows / macOS; "0" makes a single-node Ray bind 127.0.0.1 (stack notes)

@@ -71,7 +71,8 @@ def outer_fold(idx: dict[str, np.ndarray], outer: str) -> FoldSet:
 
 
 def inner_folds(idx: dict[str, np.ndarray], outer: str, inner: InnerSpec, source: str = "spec") -> FoldSet:
-    """The inner folds of ``outer``: the other subjects split by ``inner`` (fold id ``<outer>/v<j>``)."""
+    """The inner folds of ``outer``: the other subjects split by ``inner`` (fold id ``<outer>/<validation
+    subjects joined by +>``)."""
     pool = np.array(sorted(s for s in idx if s != outer))
     k = len(pool) if inner.scheme == "loso" else inner.k
     if k > len(pool) or len(pool) < 2:
@@ -79,9 +80,11 @@ def inner_folds(idx: dict[str, np.ndarray], outer: str, inner: InnerSpec, source
                          f"one, the dataset has {len(pool)}; allowed: 2..{max(2, len(pool))}")
     splitter = LeaveOneGroupOut() if inner.scheme == "loso" else GroupKFold(n_splits=k)
     folds = FoldSet([], {}, outer=outer)
-    for j, (tr, va) in enumerate(splitter.split(pool, groups=pool)):
-        fid = f"{outer}/v{j}"
+    for tr, va in splitter.split(pool, groups=pool):
         train, val = sorted(pool[tr].tolist()), sorted(pool[va].tolist())
+        # the id names the split itself (outer + validation subjects fix the training subjects), so the
+        # unit key of reuse.py (config, seed, this id, data) means the same samples in every sweep
+        fid = f"{outer}/{'+'.join(val)}"
         folds.ids.append(fid)
         folds.splits[fid] = (_join(idx, train), _join(idx, val))
         folds.subjects[fid] = (train, val)

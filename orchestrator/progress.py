@@ -35,7 +35,7 @@ class NullProgress:
 
         logging.getLogger("orchestrator").warning(msg)
 
-    def fold_done(self, ok: bool, resumed: bool = False) -> None: ...
+    def fold_done(self, ok: bool, resumed: bool = False, reused: bool = False) -> None: ...
 
     def folds_cancelled(self, n: int) -> None: ...
 
@@ -67,6 +67,7 @@ class SweepProgress(NullProgress):
         self.sid = self.experiment = ""
         self.n_cfg = self.n_folds = 0
         self.cfg_done = self.folds_done = self.folds_resumed = self.failed = self.retries = 0
+        self.folds_reused = 0
         self.n_workers = 0
         self.best: tuple[str, float] | None = None
         self.last = ""
@@ -90,9 +91,12 @@ class SweepProgress(NullProgress):
         """One line for the user (e.g. the pool training on CPU although the file asks for GPUs)."""
         self._line(msg)
 
-    def fold_done(self, ok: bool, resumed: bool = False) -> None:
+    def fold_done(self, ok: bool, resumed: bool = False, reused: bool = False) -> None:
+        """A fold has its record: trained now, found done (``resumed``) or linked to an identical unit
+        the store already held (``reused``, counted apart)."""
         self.folds_done += 1
         self.folds_resumed += resumed
+        self.folds_reused += reused
         self.failed += not ok
         self._update()
 
@@ -122,7 +126,7 @@ class SweepProgress(NullProgress):
 
     # -------------------------------------------------------------------------------------- render
     def eta(self) -> float | None:
-        trained = self.folds_done - self.folds_resumed
+        trained = self.folds_done - self.folds_resumed - self.folds_reused
         if trained <= 0:
             return None
         return (time.monotonic() - self.t0) / trained * max(0, self.n_folds - self.folds_done)
@@ -131,7 +135,8 @@ class SweepProgress(NullProgress):
         eta = self.eta()
         head = Text.assemble(
             (f"sweep {self.sid} ", "bold"), f"· {self.experiment} · {self.n_workers} workers\n",
-            f"configs {self.cfg_done}/{self.n_cfg} · folds {self.folds_done}/{self.n_folds}",
+            f"configs {self.cfg_done}/{self.n_cfg} · folds {self.folds_done}/{self.n_folds}"
+            f" (reused {self.folds_reused})",
             (f" · failed {self.failed}", "red" if self.failed else ""),
             f" · retries {self.retries} · elapsed {_hms(time.monotonic() - self.t0)}"
             f" · ETA {_hms(eta) if eta is not None else '?'}\n",

@@ -77,6 +77,18 @@ class ConfigState:
 
 
 @dataclass
+class _ReuseState:
+    """Reuse bookkeeping of one sweep (orchestrator/reuse.py): the store's done units by unit key, the
+    queued / training unit that owns each key in this sweep, and the units waiting for their owner."""
+
+    enabled: bool = True
+    data_hash: str = ""
+    index: dict[str, Any] = field(default_factory=dict)
+    owners: dict[str, Unit] = field(default_factory=dict)
+    waiting: dict[str, list[tuple[ConfigState, Unit]]] = field(default_factory=dict)
+
+
+@dataclass
 class Services:
     tracking_uri: str
     storage_url: str
@@ -90,6 +102,7 @@ class SweepResult:
     configs: list[ConfigState]
     folds_run: int  # folds trained by this invocation (resume: excludes folds found done)
     n_seeds: int = 1
+    folds_reused: int = 0  # folds linked to an identical done unit by this invocation (reuse.py)
     nested: dict[str, Any] = field(default_factory=dict)  # nested search: _Sweep.finish_nested()
 
     @property
@@ -133,7 +146,7 @@ def load_data(spec: SweepSpec) -> Any:
 
     d = spec.dataset
     return load_dataset(d.name, setup=d.setup, root=d.root, seed=d.seed, magnification=d.magnification,
-                        cache_dir=d.cache_dir or C.DEFAULT_CACHE_DIR, **d.knobs)
+                        cache_dir=d.cache_dir or C.cache_dir(), **d.knobs)
 
 
 def _subject_aau(c: ConfigState, subjects: list[str]) -> list[tuple[str, dict[int, float]]]:
@@ -187,16 +200,21 @@ def _run_sweep(
     storage_url: str | None = None,
     progress: NullProgress | None = None,
     dataset: Any = None,
+    reuse: bool = True,
 ) -> SweepResult:
-    """Run (or resume) the sweep of ``spec``; see the module docstring for the order of events."""
+    """Run (or resume) the sweep of ``spec``; see the module docstring for the order of events.
+
+    ``reuse``: link units whose result the tracking store already holds instead of training them
+    (``orchestrator/reuse.py``); False (``--no-reuse``) trains every unit this sweep has not done."""
     import ray
 
     from orchestrator import executor
 
     svc = resolve(spec, tracking_uri, storage_url)
-    _check_services(svc)
+    _check_services(svc, needs_storage=spec.search is not None)
     sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
     sw.open_tracking(leases)
+    sw.open_reuse(reuse)
     sw.open_search()
     sw.start_progress()
     for plan in grid_configs(spec, sw.data_hash):  # grid arms, then the trials an earlier run finished
@@ -237,7 +255,8 @@ class _Sweep(NestedSteps):
         self.slots: list[Any] = []  # nested: one nested_sweep.OuterSearch per outer subject
         self.plan_outer_searches(splits)  # nested: inner folds per outer subject; bad k is exit 2 here
         self.pool: Any = None
-        self.folds_run = 0
+        self.folds_run = self.folds_reused = 0
+        self.reuse = _ReuseState()
 
     # ------------------------------------------------------------------------------------ set-up steps
     def open_tracking(self, leases: list[Any]) -> None:
@@ -254,7 +273,8 @@ class _Sweep(NestedSteps):
         self.client = MlflowClient(self.svc.tracking_uri)
         check_artifact_location(self.client.get_experiment(self.exp_id).artifact_location)  # before training
         self.study_name = f"{self.spec.experiment}-{self.sid}"
-        tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name}
+        tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name,
+                C.OBJECTIVE: self.spec.protocol.objective}
         if self.spec.search is not None:
             tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
         self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
@@ -264,6 +284,15 @@ class _Sweep(NestedSteps):
         environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
             self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold))))
         self.done, self.stale = tracking.scan_folds(self.client, self.exp_id, self.sid, self.seeds[0])
+
+    def open_reuse(self, enabled: bool) -> None:
+        """The store's done units by unit key (every experiment), when reuse is on."""
+        from orchestrator import reuse
+
+        self.reuse.enabled = enabled
+        self.reuse.data_hash = self.data_hash
+        if enabled:
+            self.reuse.index = reuse.scan_store(self.client)
 
     def open_search(self) -> None:
         if self.nested:
@@ -304,7 +333,9 @@ class _Sweep(NestedSteps):
         n_search = 0 if s is None else s.n_trained() + len(s.orphans) + s.budget()
         n_cfg = len(grid_configs(self.spec, self.data_hash)) + n_search
         n_nested, units_nested = self.nested_totals()
-        self.prog.start(self.sid, self.spec.experiment, n_cfg + n_nested, n_cfg * self.n_units + units_nested)
+        n_units = n_cfg * self.n_units + units_nested
+        self.prog.start(self.sid, self.spec.experiment, n_cfg + n_nested, n_units)
+        self.client.set_tag(self.sweep_run, C.N_UNITS, str(n_units))  # for mer-orch ls
 
     @property
     def n_units(self) -> int:
@@ -369,21 +400,80 @@ class _Sweep(NestedSteps):
             elif st.pruned:
                 self.prog.folds_cancelled(1)
             else:
-                self.queue.push(u)
+                self.place(st, u)
         if self.finished(st):
             self.finalise(st)
         return st
 
+    def key(self, st: ConfigState, u: Unit) -> str:
+        from orchestrator.reuse import unit_key
+
+        return unit_key(st.plan.config, u.seed, u.subject, self.reuse.data_hash)
+
+    def place(self, st: ConfigState, u: Unit) -> None:
+        """A unit not done in this sweep: linked when the store holds its result, waiting when an
+        identical unit of this sweep is queued or training, else queued (and, for a grid arm, the owner
+        its duplicates wait for: grid arms are never pruned, so an owner always finishes)."""
+        key, r = self.key(st, u), self.reuse
+        if r.enabled and key in r.index:
+            self.link(st, u, r.index[key])
+        elif r.enabled and key in r.owners:
+            r.waiting.setdefault(key, []).append((st, u))
+            st.in_flight += 1  # not finished until its owner is
+        else:
+            if r.enabled and st.trial is None:
+                r.owners[key] = u
+            self.queue.push(u)
+
+    def link(self, st: ConfigState, u: Unit, source: Any) -> None:
+        """Record ``u`` as a fold run linked to ``source`` (``mer.reused_from``), not trained."""
+        from orchestrator import reuse, tracking
+
+        run_id = reuse.link_fold(self.client, self.exp_id, st.run_id, source, self.fold_tags(st, u))
+        self.reuse.index[self.key(st, u)] = self.client.get_run(run_id)
+        self.folds_reused += 1
+        self.fold_finished(st, u, tracking.read_fold_run(self.client, run_id, seed=u.seed), reused=True)
+
+    def release(self, st: ConfigState, u: Unit, rec: FoldRecord) -> None:
+        """``u`` has its final record: a complete one joins the index (a config opened later, e.g. an
+        Optuna trial, links to it); an owner's waiting units are linked, or, when it failed, queued to
+        train themselves."""
+        key, r = self.key(st, u), self.reuse
+        if not r.enabled:
+            return
+        done = rec.ok and rec.run_id is not None
+        if done:
+            r.index[key] = self.client.get_run(rec.run_id)
+        owner = r.owners.get(key)
+        if owner is None or (owner.arm, owner.seed, owner.subject) != (u.arm, u.seed, u.subject):
+            return  # not an owner (a retry of an owner has a higher attempt: compare the unit, not it)
+        del r.owners[key]
+        for wst, wu in r.waiting.pop(key, []):
+            wst.in_flight -= 1
+            if done:
+                self.link(wst, wu, r.index[key])
+            else:
+                self.queue.push(wu)
+            if self.finished(wst):
+                self.finalise(wst)
+
+    def fold_tags(self, st: ConfigState, u: Unit) -> dict[str, str]:
+        """The driver's tags of a fold run of ``u`` (the worker adds where and how it trained)."""
+        return {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm, C.SUBJECT: u.subject,
+                C.SEED: str(u.seed), C.DATASET: self.ds.name, C.UNIT_KEY: self.key(st, u),
+                **(st.folds or self.loso).tags(u.subject)}  # nested: its training / test subjects
+
     def finished(self, st: ConfigState) -> bool:
         return st.in_flight == 0 and self.queue.pending(st.plan.arm) == 0
 
-    def fold_finished(self, st: ConfigState, u: Unit, rec: FoldRecord, resumed: bool = False) -> None:
+    def fold_finished(self, st: ConfigState, u: Unit, rec: FoldRecord, resumed: bool = False,
+                      reused: bool = False) -> None:
         """Record a fold; report it to the config's trial, dropping the config's queue when pruned.
 
         A trial is never pruned on its last unit: once every unit has a record there is nothing left to
         save, and the trial is told COMPLETE with its seed-mean value."""
         st.records[(u.seed, u.subject)] = rec
-        self.prog.fold_done(rec.ok, resumed=resumed)
+        self.prog.fold_done(rec.ok, resumed=resumed, reused=reused)
         if st.search is not None and st.trial is not None and rec.ok and not st.pruned:
             value = rec.metrics[self.spec.protocol.objective]
             prune = st.search.report_fold(st.trial, value, u.step(len(st.units) // len(self.seeds)))
@@ -504,13 +594,9 @@ class _Sweep(NestedSteps):
         for u in units:
             st = self.state(u.arm)
             st.in_flight += 1
-            folds = st.folds or self.loso
-            tr, te = folds.splits[u.subject]
-            tags = {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm,
-                    C.SUBJECT: u.subject, C.SEED: str(u.seed), C.DATASET: self.ds.name,
-                    **folds.tags(u.subject)}  # nested: its training / test subjects
+            tr, te = (st.folds or self.loso).splits[u.subject]
             jobs.append(Job(unit=u, config=st.plan.config, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
-                            tags=tags, last_attempt=u.attempt > self.spec.protocol.retries))
+                            tags=self.fold_tags(st, u), last_attempt=u.attempt > self.spec.protocol.retries))
         self.pool.submit_group(jobs)
 
     def outcome(self, job: Any, rec: FoldRecord) -> None:
@@ -531,6 +617,7 @@ class _Sweep(NestedSteps):
                 self.client, self.exp_id, st.run_id, metrics={}, status="failed",
                 tags={**job.tags, C.NODE: rec.node, C.ATTEMPT: str(u.attempt), C.ERROR: rec.error})
         self.fold_finished(st, u, rec)
+        self.release(st, u, rec)
         if self.finished(st):
             self.finalise(st)
 
@@ -541,7 +628,8 @@ class _Sweep(NestedSteps):
         from orchestrator import tracking
 
         self.configs.sort(key=_table_order)
-        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds))
+        result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds),
+                             self.folds_reused)
         result.nested = self.finish_nested()
         rows = [[r[k] for k in result.header] for r in result.rows()]
         tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text,
@@ -558,8 +646,12 @@ def _table_order(c: ConfigState) -> tuple:
     return (1, c.plan.table, (c.folds.outer if c.folds else None) or "", c.plan.optuna_trial)
 
 
-def _check_services(svc: Services) -> None:
-    """The issue-5 hook: prove the tracking store and the Optuna storage answer before Ray starts."""
-    from orchestrator.services import check_services
+def _check_services(svc: Services, needs_storage: bool) -> None:
+    """The issue-5 hook: prove the tracking store and (for a ``search``) the Optuna storage answer before
+    Ray starts. A grid-only sweep never touches the Optuna storage, so it creates no Optuna database."""
+    from orchestrator.services import check_services, check_tracking
 
-    check_services(svc.tracking_uri, svc.storage_url)
+    if needs_storage:
+        check_services(svc.tracking_uri, svc.storage_url)
+    else:
+        check_tracking(svc.tracking_uri)

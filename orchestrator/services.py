@@ -70,16 +70,17 @@ def resolve_services(
     optuna_storage: str | None = None,
     ray_storage: str | None = None,
     *,
-    runs_dir: Path | str = DEFAULT_RUNS_DIR,
+    runs_dir: Path | str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Services:
-    """Resolve the three service locations: given value > environment variable > ``runs_dir`` default.
+    """Resolve the three service locations: given value > environment variable > ``runs_dir`` default
+    (None: the home, ``contract.home()``: ``$MER_HOME`` / ``--home``, else ``./mer-runs``).
 
     Defaults are absolute (resolved against the current directory now) so that Ray workers, whose working
     directory differs from the driver's, write to the same files.
     """
     env = os.environ if env is None else env
-    runs = Path(runs_dir).expanduser().resolve()
+    runs = Path(runs_dir if runs_dir is not None else C.home()).expanduser().resolve()
     t, ts = _pick(tracking_uri, env, ENV_TRACKING, sqlite_uri(runs / "mlflow.db"))
     o, os_ = _pick(optuna_storage, env, ENV_OPTUNA, sqlite_uri(runs / "optuna.db"))
     r, rs = _pick(ray_storage, env, ENV_RAY, str(runs / "ray"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -593,8 +594,9 @@ def _dataset_names() -> tuple[str, ...]:
     return dataset_names()
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a search-space YAML file.
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read and validate a search-space YAML file, with ``--set KEY=VALUE`` ``overrides`` applied first
+    (``orchestrator/overrides.py``: the resolved document is validated, hashed and stored as spec.yaml).
 
     Raises:
         InputError: one line ``<file>: <dotted key>: <problem>; allowed: <what>`` for a missing or
@@ -614,4 +616,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         where = f"line {mark.line + 1}" if mark is not None else "(top level)"
         problem = getattr(e, "problem", None) or "not valid YAML"
         raise InputError(f"{p}: {where}: {problem}; allowed: a YAML mapping") from None
+    if overrides:
+        from orchestrator.overrides import apply_overrides
+
+        raw, text = apply_overrides(raw, overrides, str(p))
     return parse_spec(raw, str(p), text)

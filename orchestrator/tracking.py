@@ -179,8 +179,13 @@ def _read_fold(client: MlflowClient, run: Any, *, seed: int) -> FoldRecord:
         arm=tags[C.ARM], subject=tags[C.SUBJECT], seed=seed, status="complete", run_id=run.info.run_id,
         clips=[r["clip"] for r in rows], y_true=[int(r["y_true"]) for r in rows],
         y_pred=[int(r["y_pred"]) for r in rows], metrics={m: metrics[m] for m in METRICS if m in metrics},
-        aau=aau, node=tags.get(C.NODE, ""),
+        aau=aau, node=tags.get(C.NODE, ""), reused_from=tags.get(C.REUSED_FROM, ""),
     )
+
+
+def read_fold_run(client: MlflowClient, run_id: str, *, seed: int) -> FoldRecord:
+    """The :class:`FoldRecord` of a done fold run (a linked one: reuse.py), as resume reads it."""
+    return _read_fold(client, client.get_run(run_id), seed=seed)
 
 
 def config_summary(folds: Sequence[FoldRecord], *, seeds: Sequence[int], n_subjects: int,

@@ -3,6 +3,7 @@ the key and what is allowed, before Ray starts (checked with ``ray.is_initialize
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,55 @@ def test_resume_of_a_sweep_never_started_is_bad_input(tmp_path: Path, monkeypatc
     assert r.stderr.startswith(f"{path}: --resume: sweep ") and "was never started" in r.stderr
     assert not ray.is_initialized()
     assert not (tmp_path / "mer-runs").exists()  # looking did not create a store
+
+
+def test_ablation_dry_run_counts_distinct_configs_and_reuse(tmp_path: Path, monkeypatch) -> None:
+    """ablation.yaml: 33 arms but 21 distinct configs (tables share rows), so with an empty store 12 arms'
+    units are reused from the arm that trains them first; --no-reuse trains all 2574."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    path = Path(__file__).resolve().parents[1] / "search_spaces" / "ablation.yaml"
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.stdout.split())
+    assert "33 arms, 21 distinct configs: 1638 units to train, 936 reused" in out  # 21 x 78 trained
+    assert "no time estimate" in out
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--no-reuse"])
+    assert "2574 units to train, 0 reused (--no-reuse)" in " ".join(r.stdout.split())
+    assert not (tmp_path / "mer-runs" / "mlflow.db").exists()  # looking did not create a store
+
+
+def test_set_overrides_change_the_resolved_spec_and_the_sweep_id(tmp_path: Path) -> None:
+    path = _write(tmp_path, GOOD)
+    base = load_spec(path)
+    sets = ("train.epochs=5", "grid[0].beta=0.2", "dataset.name=synthme-samm", "dataset.knobs.n_subjects=4")
+    spec = load_spec(path, sets)
+    assert spec.train.epochs == 5 and isinstance(spec.train.epochs, int)  # YAML-typed
+    assert spec.dataset.name == "synthme-samm" and spec.dataset.knobs == {"n_subjects": 4, "n_clips": 30}
+    assert grid_configs(spec)[0].config["beta"] == 0.2 and grid_configs(base)[0].config["beta"] == 1.0
+    assert sweep_id(spec) != sweep_id(base)
+    stored = yaml.safe_load(spec.text)  # spec.yaml: the resolved document
+    assert stored["train"]["epochs"] == 5 and stored["grid"][0]["beta"] == 0.2
+    assert sweep_id(load_spec(path, sets)) == sweep_id(spec)  # the same overrides, the same sweep
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--set", "train.epochs=5"])
+    plain = CliRunner().invoke(main, ["sweep", str(path), "--dry-run"])
+    ids = [re.search(r"sweep (\w{12}) ", x.stdout).group(1) for x in (r, plain)]
+    assert r.exit_code == 0 and ids[0] != ids[1]  # the dry run shows the resolved spec's id
+    assert "epochs: 5" in r.stdout  # the resolved spec is shown
+
+
+@pytest.mark.parametrize("override,where", [
+    ("train.epochs=0", "train.epochs: "),
+    ("train.epoch=3", "train.epoch: unknown key"),
+    ("grid[9].beta=1", "--set: grid[9].beta: index [9] is out of range"),
+    ("train.epochs", "--set 'train.epochs': no '='"),
+    ("train..epochs=3", "--set: key 'train..epochs' is not a dotted key"),
+    ("dataset.name=nope", "dataset.name: 'nope' is unknown"),
+])
+def test_bad_set_exits_2_with_one_line_naming_the_key(tmp_path: Path, override: str, where: str) -> None:
+    path = _write(tmp_path, GOOD)
+    r = CliRunner().invoke(main, ["sweep", str(path), "--dry-run", "--set", override])
+    assert r.exit_code == 2, r.output
+    msg = r.stderr.strip()
+    assert "\n" not in msg and msg.startswith(f"{path}: {where}"), msg
+    assert not ray.is_initialized()

@@ -40,7 +40,7 @@ def find_spreadsheet(name: str, root: Path) -> Path:
         if hits:
             return hits[0]
     raise InputError(f"{root}: no coding spreadsheet; expected one of {', '.join(mod.SHEET_PATTERNS)} "
-                     "in the dataset folder (or pass spreadsheet=PATH)")
+                     "in the dataset folder, or the spreadsheet's path given explicitly")
 
 
 def cache_key(name: str, sheet: Path, frames_root: Path, rows: Sequence, settings: dict) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.contract import DEFAULT_CACHE_DIR
+from orchestrator.contract import cache_dir as home_cache_dir
 
 
 def summary(ds) -> dict:
@@ -35,23 +35,29 @@ def command() -> None:
 
 
 @command.command("show")
-@click.argument("dataset")
+@click.argument("dataset", required=False)
 @click.option("--setup", default="objective", show_default=True,
               help="Class setup: objective | objective5 | self5 | megc3.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (real datasets: coding spreadsheet + frame folders).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR,
-              show_default=True, help="Landmark cache folder (real datasets).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Landmark cache folder (real datasets) [default: <home>/cache].")
 @click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int, as_json: bool) -> None:
-    """Print subjects, clips and clips per class of DATASET under a class setup."""
+def show(dataset: str | None, setup: str, root: Path | None, cache_dir: Path | None, seed: int,
+         as_json: bool) -> None:
+    """Print subjects, clips and clips per class of DATASET under a class setup; without DATASET, list the
+    datasets."""
+    if dataset is None:
+        _list_datasets(as_json)
+        return
     from mer_model.data import load_dataset
     from mer_model.data.dataset import is_synthetic
     from orchestrator.commands.extract import progress_bar
 
     with progress_bar() as start:  # only real datasets without a cache entry show a bar
-        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir, progress=start)
+        ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir or home_cache_dir(),
+                          progress=start)
     info = summary(ds)
     if as_json:
         click.echo(json.dumps(info, indent=2))
@@ -69,3 +75,17 @@ def show(dataset: str, setup: str, root: Path | None, cache_dir: Path, seed: int
         table.add_row(name, str(n), f"{n / max(1, info['clips']):.1%}")
     console.print(table)
     console.print("clips per subject: " + ", ".join(f"{s}={n}" for s, n in info["clips_per_subject"].items()))
+
+
+def _list_datasets(as_json: bool) -> None:
+    """The dataset names ``load_dataset`` knows, generated (SynthME) or real (needing ``--root``)."""
+    from mer_model.data.dataset import dataset_names, is_synthetic
+
+    rows = [{"name": n, "kind": "SynthME (generated; not CASME II / SAMM numbers)" if is_synthetic(n)
+             else "real (your licensed copy: --root DIR)"} for n in dataset_names()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:16s} {r['kind']}")
+    click.echo("mer-orch data show NAME [--setup SETUP] [--root DIR]: subjects, clips, clips per class")

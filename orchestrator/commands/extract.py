@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mer_model.errors import InputError
-from orchestrator.contract import DEFAULT_CACHE_DIR
+from orchestrator.contract import cache_dir as home_cache_dir
 
 
 @contextlib.contextmanager
@@ -32,13 +32,13 @@ def progress_bar():
               help="Dataset folder: coding spreadsheet + subject frame folders, as released.")
 @click.option("--spreadsheet", type=click.Path(path_type=Path), default=None,
               help="Coding spreadsheet (.xlsx / .csv) if not in --root under its released name.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE_DIR,
-              show_default=True, help="Landmark cache folder (real datasets).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Landmark cache folder (real datasets) [default: <home>/cache].")
 @click.option("--crop-scales", default="1.3,1.6,2.0", show_default=True,
               help="Crop sizes (x face box) for the augmentation views; '' for none.")
 @click.option("--upsample", type=int, default=0, show_default=True,
               help="dlib detector upsampling (1 finds faces down to ~40 px, ~4x slower).")
-def command(dataset: str, root: Path, spreadsheet: Path | None, cache_dir: Path, crop_scales: str,
+def command(dataset: str, root: Path, spreadsheet: Path | None, cache_dir: Path | None, crop_scales: str,
             upsample: int) -> None:
     """Extract onset/apex/offset landmarks of DATASET with dlib and store them in the cache."""
     from mer_model.data.cache import load_or_extract
@@ -47,8 +47,15 @@ def command(dataset: str, root: Path, spreadsheet: Path | None, cache_dir: Path,
         scales = tuple(float(s) for s in crop_scales.split(",") if s.strip())
     except ValueError:
         raise InputError(f"--crop-scales: {crop_scales!r}; expected comma-separated numbers") from None
+    if spreadsheet is None and root.is_dir():  # said here, naming the option as typed (the library can't)
+        from mer_model.data.cache import find_spreadsheet
+
+        try:
+            find_spreadsheet(dataset, root)
+        except InputError as e:
+            raise InputError(f"{e}: --spreadsheet PATH") from None
     with progress_bar() as start:
-        raw = load_or_extract(dataset, root, cache_dir=cache_dir, spreadsheet=spreadsheet,
+        raw = load_or_extract(dataset, root, cache_dir=cache_dir or home_cache_dir(), spreadsheet=spreadsheet,
                               crop_scales=scales, upsample=upsample, progress=start)
     state = "reused" if raw.meta.get("cache_hit") else "built"
     click.echo(f"{state} {raw.meta['cache_file']}: {len(raw.clips)} clips, {len(set(raw.subjects))} subjects")

@@ -29,17 +29,19 @@ from mer_model.errors import InputError
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mer-runs/mlflow.db].")
 @click.option("--dataset", type=click.Choice(["casme2", "samm"]), default=None,
               help="Layout of a dataset-root INPUT (default: the model's training dataset).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("mer-runs/cache"),
-              show_default=True, help="Landmark cache folder (dataset-root INPUT).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Landmark cache folder (dataset-root INPUT) [default: <home>/cache].")
 def command(input_path: Path, run_id: str, out: Path, tracking_uri: str | None, dataset: str | None,
-            cache_dir: Path) -> None:
+            cache_dir: Path | None) -> None:
     """Predict classes (and AU probabilities) of INPUT clips with the model of fold run RUN_ID."""
     from mer_model.predict import load_model, predict
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             saved = load_model(_download(run_id, tracking_uri, Path(tmp)))
-        clips, x = _read_input(input_path, saved.meta, dataset, cache_dir)
+        from orchestrator.contract import cache_dir as home_cache_dir
+
+        clips, x = _read_input(input_path, saved.meta, dataset, cache_dir or home_cache_dir())
         pred = predict(saved, x, str(input_path))
     except InputError as e:
         click.echo(f"error: {e}", err=True)

@@ -11,7 +11,13 @@ import click
 
 @click.command(name="report")
 @click.option(
-    "--experiment", required=True, help="MLflow experiment of the sweep (one experiment per sweep)."
+    "--experiment", default=None,
+    help="MLflow experiment of the sweep (required unless --sweep-id names the sweep).",
+)
+@click.option(
+    "--sweep-id", default=None,
+    help="The sweep to report (`mer-orch ls` lists them) [default: the experiment's latest, said at the "
+    "top].",
 )
 @click.option(
     "--tracking-uri",
@@ -41,8 +47,8 @@ import click
     "Holm (family-wise error), bh (Benjamini-Hochberg false discovery rate) or none.",
 )
 def command(
-    experiment: str, tracking_uri: str | None, out: Path | None, storage: str | None, seed: int,
-    correction: str,
+    experiment: str | None, sweep_id: str | None, tracking_uri: str | None, out: Path | None,
+    storage: str | None, seed: int, correction: str,
 ) -> None:
     """Paper-style tables (CSV), figures (PNG) and significance tests of one sweep, linked from report.md."""
     # Figures go to files; never look for a display.
@@ -54,8 +60,11 @@ def command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from orchestrator.report.build import build_report
 
+    experiment = _experiment(experiment, sweep_id, tracking_uri)
     # the command line as the user would type it again, recorded in the report's header
     argv = ["mer-orch", "report", "--experiment", shlex.quote(experiment)]
+    if sweep_id is not None:
+        argv += ["--sweep-id", shlex.quote(sweep_id)]
     for flag, value in (("--tracking-uri", tracking_uri), ("--out", out), ("--storage", storage)):
         if value is not None:
             argv += [flag, shlex.quote(str(value))]
@@ -64,6 +73,19 @@ def command(
     if correction != "holm":
         argv += ["--correction", correction]
     path = build_report(
-        experiment, tracking_uri, out, storage, seed=seed, correction=correction, command=" ".join(argv)
+        experiment, tracking_uri, out, storage, seed=seed, correction=correction, command=" ".join(argv),
+        sweep_id=sweep_id,
     )
     click.echo(str(path))
+
+
+def _experiment(experiment: str | None, sweep_id: str | None, tracking_uri: str | None) -> str:
+    """``--experiment``, else the experiment holding ``--sweep-id``; one of the two is needed."""
+    if experiment is not None:
+        return experiment
+    if sweep_id is None:
+        raise click.UsageError("give --experiment or --sweep-id (mer-orch ls lists both)")
+    from orchestrator.commands.ls import store_client
+    from orchestrator.listing import find_sweep
+
+    return find_sweep(store_client(tracking_uri), sweep_id, named="--sweep-id")[0].name

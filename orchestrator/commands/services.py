@@ -81,8 +81,9 @@ def command() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind; anything but loopback exposes the UI to your network.")
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
-@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=svc.DEFAULT_RUNS_DIR,
-              show_default=True, help="Where mlflow.db, artifacts/ and optuna.db live.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where mlflow.db, artifacts/ and optuna.db live [default: the home, --home / $MER_HOME, "
+                   "else mer-runs].")
 @click.option("--backend-store-uri", default=None,
               help="MLflow backend store (default: sqlite:///<runs-dir>/mlflow.db; postgresql://... on a "
                    "cluster).")
@@ -97,7 +98,7 @@ def command() -> None:
 def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, artifacts_destination: str | None,
        optuna_storage: str | None, workers: int) -> None:
     """Run an MLflow tracking server for this machine until Ctrl-C, and print how to use it."""
-    runs = runs_dir.expanduser().resolve()
+    runs = (runs_dir or svc.C.home()).expanduser().resolve()
     if not _is_loopback(host):
         click.echo(f"warning: --host {host}: the MLflow server will be reachable from the network, with no "
                    "authentication: anyone who reaches port {port} can read, change and delete every run. "

@@ -7,7 +7,11 @@ names are printed; rerunning the same command retries just their failed folds).
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
@@ -29,21 +33,31 @@ from mer_model.errors import InputError
               help="At most this many folds at once (default: as many as the resources allow).")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None,
               help="CPUs of the local Ray (default: all); ignored with --address.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a key of FILE (dotted, e.g. train.epochs=5, 'grid[0].beta=0.2'; the value is "
+                   "YAML); validated like the file. Repeatable.")
+@click.option("--no-reuse", is_flag=True,
+              help="Train every unit this sweep has not done, even when the tracking store already holds "
+                   "an identical one (same config, seed, subject and data).")
 def command(file: str, address: str | None, resume: bool, dry_run: bool, tracking_uri: str | None,
-            storage_url: str | None, max_concurrent: int | None, num_cpus: int | None) -> None:
+            storage_url: str | None, max_concurrent: int | None, num_cpus: int | None,
+            no_reuse: bool, sets: tuple[str, ...]) -> None:
     """Run every LOSO fold x configuration of search-space FILE (see docs/sweep.md)."""
     from orchestrator.spec import load_spec
 
-    spec = load_spec(file)  # bad input: InputError, one line and exit 2 (orchestrator.cli)
+    spec = load_spec(file, sets)  # bad input: InputError, one line and exit 2 (orchestrator.cli)
     if dry_run:
-        _dry_run(spec)
+        _dry_run(spec, tracking_uri, reuse=not no_reuse)
+        if sets:  # what will be hashed and stored as spec.yaml
+            _console().print(f"resolved spec ({len(sets)} --set):\n{spec.text}", highlight=False,
+                             markup=False)
         return
     if resume:
         _require_started(spec, tracking_uri)
-    sys.exit(_run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus))
+    sys.exit(_run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse=not no_reuse))
 
 
-def _dry_run(spec) -> None:  # noqa: ANN001
+def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from mer_model.config import SUMMARY_KEYS
@@ -73,17 +87,18 @@ def _dry_run(spec) -> None:  # noqa: ANN001
                       f"pruner {spec.search.pruner.type})")
     if spec.search and spec.search.selection == "nested":
         n_trials = 0  # its units are counted (and priced) apart
-        console.print(_nested_cost(spec, ds, subjects))
+        console.print(_nested_cost(spec, ds, subjects, tracking_uri))
     n_cfg, seeds = len(plans) + n_trials, spec.protocol.seed_list
     per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
-    if n_cfg or not spec.search:
+    if n_cfg or not spec.search:  # a nested-only file: its units were counted above
         console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
                       f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
+        console.print(_reuse_plan(spec, ds, plans, subjects, tracking_uri, reuse))
     if spec.tracking.save_models:
         console.print(_model_storage(spec, ds, plans, len(seeds) * len(subjects)))
 
 
-def _nested_cost(spec, ds, subjects: list[str]) -> str:  # noqa: ANN001
+def _nested_cost(spec, ds, subjects: list[str], tracking_uri: str | None) -> str:  # noqa: ANN001
     """Units of a nested search and a time estimate, before anything runs (issue 13): per outer subject,
     ``trials x inner folds x seeds`` inner units plus ``seeds`` outer units for the chosen config."""
     from orchestrator.nested import inner_folds, subject_index
@@ -101,43 +116,56 @@ def _nested_cost(spec, ds, subjects: list[str]) -> str:  # noqa: ANN001
              f"({scheme}) x {len(seeds)} seeds = {inner} inner units, + {outer} outer units (chosen config, "
              f"every seed) = {inner + outer} units, {(inner + outer) / plain:.1f}x the {plain} units of "
              "the same search selected on the test subjects (before pruning and reuse)"]
-    lines.append(_time_estimate(spec, inner + outer))
+    lines.append(_time_estimate(spec, ds, tracking_uri, inner + outer))
     return "\n".join(lines)
 
 
-def _time_estimate(spec, n_units: int) -> str:  # noqa: ANN001
-    """Wall time at the wall seconds per fold of the finished sweeps of this experiment on record (a fold
-    run is logged after it trains, so its own duration says nothing; the sweep run's does); says so when
-    there is none."""
-    per = _recorded_seconds_per_fold(spec)
+def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # noqa: ANN001
+    """``n_units`` at the mean training time of the store's earlier fold runs of this dataset
+    (reuse.seconds_per_unit, as the reuse plan's estimate) on this machine's workers."""
+    import os
+
+    from orchestrator import reuse as R
+
+    client = _existing_store(spec, tracking_uri)
+    per = R.seconds_per_unit(R.scan_store(client), ds.name) if client is not None else None
     if per is None:
-        return (f"time: no finished sweep of experiment {spec.experiment!r} on record to time from; about "
-                f"{n_units} x the wall time per fold of a comparable sweep on this cluster")
-    return (f"time: about {n_units * per / 3600:.2f} h = {n_units} units x {per:.1f} s (wall time per fold "
-            f"of the finished sweeps of {spec.experiment!r} on record, same cluster assumed); inner units "
-            "train on fewer subjects, so this is an upper estimate")
+        return f"time: no estimate, the store holds no earlier fold run of {ds.name}"
+    workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
+    hours = n_units * per[0] / workers / 3600
+    return (f"time: about {hours:.2f} h on {workers} workers ({per[0]:.1f} s per unit, the mean of {per[1]} "
+            f"earlier fold runs of {ds.name}; inner units train on fewer subjects, so this is an upper "
+            "estimate; start-up not included)")
 
 
-def _recorded_seconds_per_fold(spec) -> float | None:  # noqa: ANN001
-    from mlflow.tracking import MlflowClient
+def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool) -> str:  # noqa: ANN001
+    """Arms, distinct configs, units to train / reused (orchestrator/reuse.py) and an estimated time from
+    the store's earlier fold runs of this dataset. Optuna trials are counted as trained (a nested search's
+    units are counted apart, by _nested_cost)."""
+    import os
 
-    from orchestrator.contract import sqlite_path
-    from orchestrator.runner import resolve
+    from orchestrator import reuse as R
 
-    svc = resolve(spec, None, None)
-    db = sqlite_path(svc.tracking_uri)
-    if db is not None and not db.exists():  # do not create an empty store just to look into it
-        return None
-    client = MlflowClient(svc.tracking_uri)
-    exp = client.get_experiment_by_name(spec.experiment)
-    if exp is None:
-        return None
-    sweeps = client.search_runs([exp.experiment_id], "tags.`mer.kind` = 'sweep' and tags.`mer.status` = "
-                                "'complete'", max_results=50)
-    wall = sum((r.info.end_time - r.info.start_time) / 1000 for r in sweeps if r.info.end_time)
-    n = sum(len(client.search_runs([exp.experiment_id], f"tags.`mer.kind` = 'fold' and tags.`mer.sweep_id` = "
-                                   f"'{r.data.tags['mer.sweep_id']}'", max_results=5000)) for r in sweeps)
-    return wall / n if n and wall > 0 else None
+    client = _existing_store(spec, tracking_uri)
+    stored = R.scan_store(client) if client is not None else {}
+    index = stored if reuse else {}
+    sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
+    seeds = spec.protocol.seed_list
+    configs = [{**p.config, **sizes} for p in plans]
+    n_train, n_reused = R.plan_units(configs, seeds, subjects, ds.content_hash(), index) if reuse else (
+        len(configs) * len(seeds) * len(subjects), 0)
+    if spec.search and spec.search.selection != "nested":
+        n_train += spec.search.n_trials * len(seeds) * len(subjects)
+    distinct = len({p.config_hash for p in plans})
+    line = (f"{len(plans)} arms, {distinct} distinct configs: {n_train} units to train, {n_reused} reused"
+            + ("" if reuse else " (--no-reuse)"))
+    per = R.seconds_per_unit(stored, ds.name)
+    if per is None:
+        return line + f"; no time estimate: the store holds no earlier fold run of {ds.name}"
+    workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
+    hours = n_train * per[0] / workers / 3600
+    return (line + f"; about {hours:.1f} h on {workers} workers ({per[0]:.1f} s per unit, the mean of "
+            f"{per[1]} earlier fold runs of {ds.name} in the store; start-up not included)")
 
 
 def _model_storage(spec, ds, plans, n_folds: int) -> str:  # noqa: ANN001
@@ -165,19 +193,29 @@ def _console():  # noqa: ANN202
     return c if c.is_terminal else Console(width=200)
 
 
-def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
+def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
+    """An MlflowClient on the sweep's tracking store, or None for a local store that does not exist yet
+    (looking must not create an empty store)."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.contract import SWEEP, run_filter, sqlite_path
+    from orchestrator.contract import sqlite_path
+    from orchestrator.runner import resolve
+
+    uri = resolve(spec, tracking_uri, None).tracking_uri
+    db = sqlite_path(uri)
+    return MlflowClient(uri) if db is None or db.exists() else None
+
+
+def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
+    from orchestrator.contract import SWEEP, run_filter
     from orchestrator.plan import sweep_id
     from orchestrator.runner import load_data, resolve
 
     svc = resolve(spec, tracking_uri, None)
     sid = sweep_id(spec, load_data(spec).content_hash())
     runs: list = []
-    db = sqlite_path(svc.tracking_uri)
-    if db is None or db.exists():  # do not create an empty store just to look into it
-        client = MlflowClient(svc.tracking_uri)
+    client = _existing_store(spec, tracking_uri)
+    if client is not None:
         exp = client.get_experiment_by_name(spec.experiment)
         runs = [] if exp is None else client.search_runs(
             [exp.experiment_id], run_filter(SWEEP, sweep_id=sid), max_results=1)
@@ -186,7 +224,28 @@ def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
                          "allowed: drop --resume to start it")
 
 
-def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> int:  # noqa: ANN001
+class _Terminated(BaseException):
+    """SIGTERM, raised in the driver like Ctrl-C's KeyboardInterrupt so the same clean-up runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` inside the block (main thread only; elsewhere, as before)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse: bool) -> int:  # noqa: ANN001
     from mer_model.data.dataset import is_synthetic
     from orchestrator.progress import SweepProgress, selection_lines, summary_table
     from orchestrator.runner import run_sweep
@@ -194,8 +253,16 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
     direction = spec.search.direction if spec.search is not None else "maximize"
     prog = SweepProgress(objective=spec.protocol.objective, direction=direction)
     try:
-        result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                           tracking_uri=tracking_uri, storage_url=storage_url, progress=prog)
+        with _sigterm_raises():
+            result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                               tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse)
+    except (KeyboardInterrupt, _Terminated) as e:
+        # run_sweep's own finally has released the pool and shut the local Ray down by now; what finished
+        # is in the store as done fold runs, which the same command picks up (resume)
+        prog.stop()
+        click.echo(f"interrupted: {prog.folds_done} units finished and kept; run the same command to resume",
+                   err=True)
+        return 143 if isinstance(e, _Terminated) else 130  # 128 + SIGTERM / SIGINT, as a shell reports
     finally:
         prog.stop()
     console = _console()
@@ -203,7 +270,8 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus) -> 
     for line in selection_lines(result.rows(), result.nested, spec.protocol.objective, direction):
         console.print(line, markup=False)
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
-                  f"by this run; MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
+                  f"by this run, {result.folds_reused} reused (linked to identical earlier units); "
+                  f"MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
     if is_synthetic(spec.dataset.name):
         # Said where the numbers are first seen, not only in the README and the report.
         console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")

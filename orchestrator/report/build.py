@@ -452,7 +452,7 @@ def _header(runs: SweepRuns, setup: str | None, n_subjects: int, tracking_uri: s
         "experiment": runs.experiment_name,
         "dataset": runs.dataset,
         "class setup": setup or "unknown",
-        "sweep id": runs.sweep_tags.get(C.SWEEP_ID, "unknown"),
+        "sweep id": runs.sweep_tags.get(C.SWEEP_ID, "unknown") + (f" ({runs.choice})" if runs.choice else ""),
         "search-space file": runs.sweep_tags.get(C.SPEC, "unknown"),
         "arms / trials": str(len(runs.configs)),
         "LOSO subjects": f"{n_subjects}",
@@ -524,7 +524,8 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         content.notes.append(
             "A nested search's inner trials and chosen configs get no table of arms and no per-arm figures "
             "(each scores other subjects); see the Selection section. Their per-fold values are in "
-            "tables/folds.csv (an inner fold's subject is its id `<outer>/v<j>`)."
+            "tables/folds.csv (an inner fold's subject is its id: `<outer>/<validation subjects joined by "
+            "+>`)."
         )
     elif len(shown) < len(runs.configs):
         content.notes.append(
@@ -557,6 +558,7 @@ def build_report(
     seed: int = 0,
     correction: str = "holm",
     command: str | None = None,
+    sweep_id: str | None = None,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
 
@@ -565,14 +567,15 @@ def build_report(
     ``mer-runs/optuna.db``), without ever creating a store that is not there. ``command``: the command
     line to print in the report's header (machine paths are shortened in the written report).
     ``correction``: multiple-comparison correction of each table's significance family (``holm`` | ``bh``
-    | ``none``).
+    | ``none``). ``sweep_id``: the sweep of the experiment to report (default: the latest; the header
+    says which and why).
     """
     from orchestrator.services import resolve_services
 
-    out = Path(out) if out is not None else C.DEFAULT_REPORTS_DIR / slug(experiment)
+    out = Path(out) if out is not None else C.reports_dir() / slug(experiment)
     check_out_folder(out)
     tracking_uri = resolve_services(tracking_uri).tracking_uri
-    runs = load_sweep(experiment, tracking_uri)
+    runs = load_sweep(experiment, tracking_uri, sweep_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     umask = os.umask(0)

@@ -45,6 +45,7 @@ class SweepRuns:
     configs: pd.DataFrame
     folds: pd.DataFrame
     notes: list[str] = field(default_factory=list)  # things the reader must know (duplicates dropped, ...)
+    choice: str = ""  # how the sweep was chosen: "" (the only one), "the latest of N ...", "--sweep-id"
 
     @property
     def dataset(self) -> str:
@@ -137,8 +138,25 @@ def _fold_row(run: Run) -> dict:
     return row
 
 
-def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
-    """Read every run of experiment ``experiment`` (name) into :class:`SweepRuns`.
+def _pick_sweep(sweeps: list[Run], sweep_id: str | None, experiment: str) -> tuple[Run | None, str]:
+    """The sweep run to report (``sweep_id``, else the latest) and how it was chosen (said in the header:
+    a value edit makes a new sweep in the same experiment, and the report must not switch silently)."""
+    if sweep_id is not None:
+        hit = [r for r in sweeps if r.data.tags.get(C.SWEEP_ID) == sweep_id]
+        if not hit:
+            ids = [r.data.tags.get(C.SWEEP_ID, "?") for r in sweeps]
+            raise InputError(f"experiment {experiment}: --sweep-id {sweep_id}: no such sweep; expected one "
+                             f"of {', '.join(ids) or '(none)'}")
+        return hit[-1], "chosen with --sweep-id"
+    if len(sweeps) > 1:
+        return sweeps[-1], (f"the latest of {len(sweeps)} sweeps in this experiment (`mer-orch ls` lists "
+                            "them; `--sweep-id` picks another)")
+    return (sweeps[-1] if sweeps else None), ""
+
+
+def load_sweep(experiment: str, tracking_uri: str, sweep_id: str | None = None) -> SweepRuns:
+    """Read the runs of one sweep of experiment ``experiment`` (name) into :class:`SweepRuns`: the sweep
+    ``sweep_id``, else the latest one (the choice is kept in ``choice``).
 
     A subject with several fold runs under one config (retries) keeps its latest complete run, else its
     latest run; an arm with several config runs keeps the latest; both are written to ``notes``.
@@ -155,11 +173,9 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
     notes: list[str] = []
 
     sweeps = sorted(_search_all(client, exp.experiment_id, C.SWEEP), key=lambda r: r.info.start_time or 0)
-    sweep = sweeps[-1] if sweeps else None
-    if len(sweeps) > 1:
-        notes.append(
-            f"{len(sweeps)} sweep runs in this experiment; reporting the latest ({sweep.info.run_id})."
-        )
+    sweep, choice = _pick_sweep(sweeps, sweep_id, experiment)
+    if choice:
+        notes.append(f"Sweep {sweep.data.tags.get(C.SWEEP_ID)}: {choice}.")
     sweep_tags = dict(sweep.data.tags) if sweep else {}
 
     configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, C.CONFIG)])
@@ -191,6 +207,7 @@ def load_sweep(experiment: str, tracking_uri: str) -> SweepRuns:
         configs=configs,
         folds=folds,
         notes=notes,
+        choice=choice,
     )
 
 
