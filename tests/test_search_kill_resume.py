@@ -101,9 +101,9 @@ def test_kill_9_mid_search_then_rerun_finishes_the_study(tmp_path: Path, start_s
     # exactly n_trials trained: the orphan was finished, not replaced. A restarted seeded sampler may replay
     # a point already evaluated: that trial takes the earlier result (trial_reuse.py), trains nothing and
     # does not count against n_trials
-    reused = {n: t for n, t in after.items() if REUSED_FROM in t.user_attrs}
-    assert len(after) - len(reused) == N_TRIALS and orphan.number not in reused
-    for t in reused.values():
+    reused_trials = {n: t for n, t in after.items() if REUSED_FROM in t.user_attrs}
+    assert len(after) - len(reused_trials) == N_TRIALS and orphan.number not in reused_trials
+    for t in reused_trials.values():
         twin = after[t.user_attrs[REUSED_FROM]]
         assert twin.params == t.params and twin.value == t.value and REUSED_FROM not in twin.user_attrs
     assert all(t.state == TrialState.COMPLETE for t in after.values())
