@@ -34,8 +34,12 @@ def _with_data(obj: dict[str, Any], data_hash: str) -> dict[str, Any]:
 
 def sweep_id(spec: SweepSpec, data_hash: str = "") -> str:
     """12 hex chars from the spec contents + experiment name + ``data_hash`` (the dataset's
-    ``content_hash()``); the same file on the same data gives the same id."""
+    ``content_hash()``); the same file on the same data gives the same id. A test-selected search leaves
+    out ``search.selection`` / ``search.inner`` (added by issue 13), so its id is what it was before them."""
     contents = spec.model_dump(mode="json", exclude=_NOT_IDENTITY)
+    if spec.search is not None and spec.search.selection == "test":
+        for k in ("selection", "inner"):
+            contents["search"].pop(k)
     return _digest(_with_data({"spec": contents, "experiment": spec.experiment}, data_hash))
 
 
@@ -95,12 +99,13 @@ def grid_configs(spec: SweepSpec, data_hash: str = "") -> list[ConfigPlan]:
     return plans
 
 
-def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any],
-                  data_hash: str = "") -> ConfigPlan:
-    """The config of Optuna trial ``trial_number`` with its suggested ``params``."""
+def search_config(spec: SweepSpec, trial_number: int, params: dict[str, Any], data_hash: str = "", *,
+                  name: str | None = None, table: str = "search") -> ConfigPlan:
+    """The config of Optuna trial ``trial_number`` with its suggested ``params``; arm ``<name>-<number>``
+    (``name``: the search's, or a nested search's per-outer-subject prefix)."""
     assert spec.search is not None
     cfg = make_config(spec, {**spec.search.base.set_keys(), **params})
-    return ConfigPlan(arm=f"{spec.search.name}-{trial_number}", table="search", config=cfg,
+    return ConfigPlan(arm=f"{name or spec.search.name}-{trial_number}", table=table, config=cfg,
                       config_hash=config_hash(cfg, spec, data_hash), optuna_trial=trial_number,
                       params=dict(params))
 

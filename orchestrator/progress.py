@@ -158,6 +158,36 @@ class SweepProgress(NullProgress):
             self.console.print(msg, highlight=False)
 
 
+NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.nested.INNER_TABLE, CHOSEN_TABLE
+
+
+def selection_lines(rows: list[dict[str, Any]], nested: dict[str, Any], objective: str,
+                    direction: str = "maximize") -> list[str]:
+    """The closing lines under the summary that say how a search's winner was selected (issue 13): a best
+    trial of a test-selected search is labelled optimistic; a nested search prints its nested LOSO
+    estimate and the choice of every outer subject."""
+    out = []
+    trials = [r for r in rows if r["table"] == "search" and isinstance(r.get(objective), float)]
+    if trials:
+        pick = min if direction == "minimize" else max
+        b = pick(trials, key=lambda r: r[objective])
+        out.append(f"best trial {b['arm']} ({objective} {b[objective]:.3f}): selected on the test subjects, "
+                   "optimistic (the left-out subjects chose it); search.selection: nested estimates the "
+                   "search without that bias")
+    if nested:
+        est = nested.get("estimate", {})
+        v, sd = est.get(objective), est.get(f"{objective}_sd")
+        val = "-" if v is None else f"{v:.3f}" + (f" ± {sd:.3f} over seeds" if sd is not None else "")
+        done = "" if nested.get("complete") else " (INCOMPLETE: some outer subjects have no result)"
+        out.append(f"nested LOSO estimate ({objective}, pooled over the outer test predictions of "
+                   f"{nested.get('n_outer', 0)} outer subjects): {val}{done}")
+        for c in nested.get("choices", []):
+            params = ", ".join(f"{k[len('param_'):]}={c[k]}" for k in c if k.startswith("param_"))
+            out.append(f"  outer {c['outer_subject']}: chose inner trial {c['inner_trial']} ({params}), "
+                       f"{c['status']}")
+    return out
+
+
 def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "maximize") -> Table:
     """Arms x (table, status, folds, pooled accuracy / UF1 / UAR, per-fold mean UF1); the best row by
     ``objective`` under ``direction`` in bold green."""
@@ -175,7 +205,9 @@ def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "
         return f"{f(r[m])} ± {sd:.3f}" if isinstance(sd, float) and isinstance(r[m], float) else f(r[m])
 
     pick = min if direction == "minimize" else max
-    best = pick((r[objective] for r in rows if isinstance(r.get(objective), float)), default=None)
+    # nested-search rows score other things (inner validation folds, one outer subject): never "best"
+    best = pick((r[objective] for r in rows if isinstance(r.get(objective), float)
+                 and r["table"] not in NESTED_TABLES), default=None)
     for r in rows:
         n, nf = r.get("n_folds"), r.get("n_failed")
         folds = f"{int(n - nf)}/{int(n)}" if isinstance(n, float) and isinstance(nf, float) else "-"

@@ -12,6 +12,9 @@ Order of events (each step before the next, so no worker ever races the driver):
    ``mer.status``, Optuna ``tell``);
 5. sweep run: ``tables/arms.csv`` and ``tables/aau_weights.csv``.
 
+A nested search (``search.selection: nested``) runs through the same steps with one study per outer
+subject, its trials on inner folds, then a chosen config per outer subject (``nested_sweep.py``).
+
 ``run_sweep`` is that order; the :class:`_Sweep` methods are its steps.
 """
 
@@ -27,6 +30,8 @@ from mer_model.config import SUMMARY_KEYS
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.contract import METRICS, FoldRecord, sqlite_path
+from orchestrator.nested import FoldSet, loso_folds
+from orchestrator.nested_sweep import NestedSteps
 from orchestrator.plan import (
     ConfigPlan,
     Unit,
@@ -66,6 +71,8 @@ class ConfigState:
     pruned: bool = False
     trial: Any = None  # optuna.trial.Trial for search configs
     status: str = ""
+    folds: FoldSet | None = None  # where its units train and test (the sweep's LOSO folds unless nested)
+    search: Any = None  # the study.SearchState its trial belongs to
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,6 +103,7 @@ class SweepResult:
     folds_run: int  # folds trained by this invocation (resume: excludes folds found done)
     n_seeds: int = 1
     folds_reused: int = 0  # folds linked to an identical done unit by this invocation (reuse.py)
+    nested: dict[str, Any] = field(default_factory=dict)  # nested search: _Sweep.finish_nested()
 
     @property
     def header(self) -> list[str]:
@@ -212,7 +220,8 @@ def _run_sweep(
     for plan in grid_configs(spec, sw.data_hash):  # grid arms, then the trials an earlier run finished
         sw.open_config(plan)
     sw.restore_finished_trials()
-    units_left = len(sw.queue) + sw.trials_left() * sw.n_units
+    sw.open_chosen()  # nested: outer subjects whose study an earlier run finished
+    units_left = len(sw.queue) + sw.units_to_ask()
     if units_left:
         executor.init_ray(address, num_cpus)
         try:
@@ -225,8 +234,9 @@ def _run_sweep(
     return sw.finish()
 
 
-class _Sweep:
-    """The state of one ``run_sweep`` call and its steps (each a method, called in the documented order)."""
+class _Sweep(NestedSteps):
+    """The state of one ``run_sweep`` call and its steps (each a method, called in the documented order;
+    the steps of a nested search are in ``nested_sweep.py``)."""
 
     def __init__(self, spec: SweepSpec, svc: Services, ds: Any, progress: NullProgress) -> None:
         self.spec, self.svc, self.ds, self.prog = spec, svc, ds, progress
@@ -234,13 +244,16 @@ class _Sweep:
         # the old data is resumed (the hash enters the sweep id and every config hash)
         self.data_hash = ds.content_hash()
         self.sid = sweep_id(spec, self.data_hash)
-        self.splits = {s: (tr, te) for s, tr, te in ds.loso_splits()}
-        self.subjects = fold_subjects(list(self.splits), spec)
+        splits = ds.loso_splits()
+        self.subjects = fold_subjects([s for s, _, _ in splits], spec)
+        self.loso = loso_folds(splits, self.subjects)
         self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}  # from the data, once
         self.seeds = spec.protocol.seed_list
         self.configs: list[ConfigState] = []
         self.queue = WorkQueue(spec.resources.packing)
         self.search: Any = None
+        self.slots: list[Any] = []  # nested: one nested_sweep.OuterSearch per outer subject
+        self.plan_outer_searches(splits)  # nested: inner folds per outer subject; bad k is exit 2 here
         self.pool: Any = None
         self.folds_run = self.folds_reused = 0
         self.reuse = _ReuseState()
@@ -282,7 +295,9 @@ class _Sweep:
             self.reuse.index = reuse.scan_store(self.client)
 
     def open_search(self) -> None:
-        if self.spec.search is not None:
+        if self.nested:
+            self.open_outer_searches()
+        elif self.spec.search is not None:
             from orchestrator.study import SearchState
 
             self.search = SearchState.open(self.spec.search, self.svc.storage_url, self.study_name)
@@ -315,10 +330,12 @@ class _Sweep:
 
     def start_progress(self) -> None:
         s = self.search
-        n_search = 0 if s is None else s.n_finished() + len(s.orphans) + s.budget()
+        n_search = 0 if s is None else s.n_trained() + len(s.orphans) + s.budget()
         n_cfg = len(grid_configs(self.spec, self.data_hash)) + n_search
-        self.prog.start(self.sid, self.spec.experiment, n_cfg, n_cfg * self.n_units)
-        self.client.set_tag(self.sweep_run, C.N_UNITS, str(n_cfg * self.n_units))  # for mer-orch ls
+        n_nested, units_nested = self.nested_totals()
+        n_units = n_cfg * self.n_units + units_nested
+        self.prog.start(self.sid, self.spec.experiment, n_cfg + n_nested, n_units)
+        self.client.set_tag(self.sweep_run, C.N_UNITS, str(n_units))  # for mer-orch ls
 
     @property
     def n_units(self) -> int:
@@ -327,6 +344,10 @@ class _Sweep:
 
     def trials_left(self) -> int:
         return 0 if self.search is None else len(self.search.orphans) + self.search.budget()
+
+    def units_to_ask(self) -> int:
+        """Units of configs not opened yet: trials still to ask (and, nested, the chosen configs)."""
+        return self.trials_left() * self.n_units + self.nested_units_left()
 
     def make_pool(self, max_concurrent: int | None) -> None:
         """An elastic pool (``orchestrator.pool``): actors for the work there is, pending ones are demand an
@@ -342,13 +363,18 @@ class _Sweep:
                                save_models=self.spec.tracking.save_models, say=self.prog.note)
 
     # --------------------------------------------------------------------------------------- configs
-    def open_config(self, plan: ConfigPlan, trial: Any = None) -> ConfigState:
-        """Open the config run, delete its stale fold runs, take its done folds, queue the rest."""
+    def open_config(self, plan: ConfigPlan, trial: Any = None, *, folds: FoldSet | None = None,
+                    search: Any = None, extra_tags: dict[str, str] | None = None) -> ConfigState:
+        """Open the config run, delete its stale fold runs, take its done folds, queue the rest.
+
+        ``folds``: where its units train and test (default: the sweep's LOSO folds); ``search``: the
+        SearchState of ``trial`` (default: the sweep's study)."""
         from orchestrator import tracking
 
         plan.config.update(self.sizes)
+        folds = folds or self.loso
         tags = {C.TABLE: plan.table, C.CONFIG_HASH: plan.config_hash, C.SWEEP_ID: self.sid,
-                C.DATASET: self.ds.name}
+                C.DATASET: self.ds.name, **(extra_tags or {})}
         if plan.optuna_trial is not None:
             tags[C.OPTUNA_TRIAL] = str(plan.optuna_trial)
         if plan.baseline:
@@ -359,7 +385,10 @@ class _Sweep:
             params["seed"] = self.seeds[0]  # as before seeds existed
         run_id = tracking.open_config_run(self.client, self.exp_id, sweep_run_id=self.sweep_run,
                                           arm=plan.arm, tags=tags, params=params)
-        st = ConfigState(plan, run_id, units_for(plan, self.subjects, self.seeds), trial=trial)
+        if search is None and trial is not None:
+            search = self.search
+        st = ConfigState(plan, run_id, units_for(plan, folds.ids, self.seeds), trial=trial, folds=folds,
+                         search=search)
         for u in st.units:  # the config reruns: its stale fold runs (failed, partial) go now
             for rid in self.stale.pop((plan.arm, u.seed, u.subject), []):
                 self.client.delete_run(rid)
@@ -431,7 +460,8 @@ class _Sweep:
     def fold_tags(self, st: ConfigState, u: Unit) -> dict[str, str]:
         """The driver's tags of a fold run of ``u`` (the worker adds where and how it trained)."""
         return {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm, C.SUBJECT: u.subject,
-                C.SEED: str(u.seed), C.DATASET: self.ds.name, C.UNIT_KEY: self.key(st, u)}
+                C.SEED: str(u.seed), C.DATASET: self.ds.name, C.UNIT_KEY: self.key(st, u),
+                **(st.folds or self.loso).tags(u.subject)}  # nested: its training / test subjects
 
     def finished(self, st: ConfigState) -> bool:
         return st.in_flight == 0 and self.queue.pending(st.plan.arm) == 0
@@ -444,9 +474,9 @@ class _Sweep:
         save, and the trial is told COMPLETE with its seed-mean value."""
         st.records[(u.seed, u.subject)] = rec
         self.prog.fold_done(rec.ok, resumed=resumed, reused=reused)
-        if self.search is not None and st.trial is not None and rec.ok and not st.pruned:
+        if st.search is not None and st.trial is not None and rec.ok and not st.pruned:
             value = rec.metrics[self.spec.protocol.objective]
-            prune = self.search.report_fold(st.trial, value, u.step(len(self.subjects)))
+            prune = st.search.report_fold(st.trial, value, u.step(len(st.units) // len(self.seeds)))
             if prune and len(st.records) < len(st.units):
                 st.pruned = True
                 self.prog.folds_cancelled(self.queue.drop(st.plan.arm))
@@ -465,46 +495,56 @@ class _Sweep:
 
         recs = [st.records[(u.seed, u.subject)] for u in st.units if (u.seed, u.subject) in st.records]
         st.status = self.status(st)
-        st.summary = self.summary(recs)
+        st.summary = self.summary(recs, len(st.units) // len(self.seeds))
         if st.status == "pruned":
             st.summary["n_failed"] = float(sum(not r.ok for r in recs))
         tracking.finish_config_run(self.client, st.run_id, folds=recs, summary=st.summary, status=st.status,
                                    class_names=self.ds.class_names)
-        if self.search is not None and st.trial is not None:
+        if st.search is not None and st.trial is not None:
             self.tell(st)
         self.prog.config_done(st.plan.arm, st.status, st.summary.get(self.spec.protocol.objective))
 
-    def summary(self, recs: list[FoldRecord]) -> dict[str, Any]:
-        return config_summary(recs, seeds=self.seeds, n_subjects=len(self.subjects),
+    def summary(self, recs: list[FoldRecord], n_folds: int | None = None) -> dict[str, Any]:
+        """config_summary over ``n_folds`` folds per seed (default: the sweep's LOSO subjects)."""
+        return config_summary(recs, seeds=self.seeds, n_subjects=n_folds or len(self.subjects),
                               num_classes=self.ds.num_classes)
 
     def tell(self, st: ConfigState) -> None:
         from optuna.trial import TrialState
 
         if st.status == "complete":
-            self.search.tell(st.trial, st.summary[self.spec.protocol.objective], TrialState.COMPLETE)
+            st.search.tell(st.trial, st.summary[self.spec.protocol.objective], TrialState.COMPLETE)
         else:
-            self.search.tell(st.trial, None, TrialState.PRUNED if st.pruned else TrialState.FAIL)
+            st.search.tell(st.trial, None, TrialState.PRUNED if st.pruned else TrialState.FAIL)
 
     def restore_finished_trials(self) -> None:
         """Trials finished by an earlier run of this sweep: their config state, for the final tables."""
-        if self.search is None:
-            return
+        if self.search is not None:
+            self.restore_trials_of(self.search, self.loso)
+        for slot in self.slots:
+            self.restore_trials_of(slot.state, slot.folds, name=slot.name, table=slot.table)
+
+    def restore_trials_of(self, search: Any, folds: FoldSet, name: str | None = None,
+                          table: str = "search") -> None:
+        """The finished trials of one study (``name``: its arm prefix), evaluated on ``folds``."""
         from optuna.trial import TrialState
 
         from orchestrator.tracking import config_run_status
+        from orchestrator.trial_reuse import is_reused
 
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        for t in self.search.study.get_trials(deepcopy=False, states=states):
-            plan = search_config(self.spec, t.number, dict(t.params), self.data_hash)
+        for t in search.study.get_trials(deepcopy=False, states=states):
+            if is_reused(t):  # took an earlier trial's result: no config run, no row of its own
+                continue
+            plan = search_config(self.spec, t.number, dict(t.params), self.data_hash, name=name, table=table)
             status, run_id = config_run_status(self.client, self.exp_id, self.sid, plan.arm)
-            st = ConfigState(plan, run_id or "", units_for(plan, self.subjects, self.seeds))
+            st = ConfigState(plan, run_id or "", units_for(plan, folds.ids, self.seeds), folds=folds)
             st.records = {(u.seed, u.subject): self.done[(plan.arm, u.seed, u.subject)] for u in st.units
                           if (plan.arm, u.seed, u.subject) in self.done}
             st.pruned = t.state == TrialState.PRUNED
             by_state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
             st.status = status or by_state.get(t.state, "failed")
-            st.summary = self.summary(list(st.records.values()))
+            st.summary = self.summary(list(st.records.values()), len(folds.ids))
             self.configs.append(st)
             for _ in st.records:
                 self.prog.fold_done(True, resumed=True)
@@ -516,6 +556,8 @@ class _Sweep:
         """Keep every actor busy until nothing is queued, in flight or left to ask."""
         while True:
             self.ask_trials()
+            self.ask_inner_trials()
+            self.open_chosen()
             while len(self.queue) and self.pool.idle:
                 self.submit(self.queue.take())
             self.pool.fit(len(self.queue))  # grow for queued work, release idle actors when it ran dry
@@ -552,7 +594,7 @@ class _Sweep:
         for u in units:
             st = self.state(u.arm)
             st.in_flight += 1
-            tr, te = self.splits[u.subject]
+            tr, te = (st.folds or self.loso).splits[u.subject]
             jobs.append(Job(unit=u, config=st.plan.config, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
                             tags=self.fold_tags(st, u), last_attempt=u.attempt > self.spec.protocol.retries))
         self.pool.submit_group(jobs)
@@ -585,15 +627,23 @@ class _Sweep:
         opened out of order)."""
         from orchestrator import tracking
 
-        self.configs.sort(key=lambda c: (c.plan.optuna_trial is not None, c.plan.optuna_trial or 0))
+        self.configs.sort(key=_table_order)
         result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds),
                              self.folds_reused)
+        result.nested = self.finish_nested()
         rows = [[r[k] for k in result.header] for r in result.rows()]
         tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text,
                                   arms_header=result.header, arms_rows=rows,
                                   aau_rows=aau_rows(self.configs, self.subjects),
                                   status="incomplete" if result.incomplete else "complete")
         return result
+
+
+def _table_order(c: ConfigState) -> tuple:
+    """Grid arms (and nested chosen configs) first in the order opened, then trials by study and number."""
+    if c.plan.optuna_trial is None:
+        return (0,)
+    return (1, c.plan.table, (c.folds.outer if c.folds else None) or "", c.plan.optuna_trial)
 
 
 def _check_services(svc: Services, needs_storage: bool) -> None:

@@ -258,6 +258,14 @@ class PrunerSpec(_Strict):
     n_startup_steps: int = Field(2, ge=0)  # folds reported before the pruner may act
 
 
+class InnerSpec(_Strict):
+    """The inner split of a nested search (issue 13): over the subjects other than the outer one, grouped
+    by subject, so no subject is ever in both an inner training set and its validation set."""
+
+    scheme: Literal["loso", "group_kfold"] = "group_kfold"
+    k: int = Field(5, ge=2)  # group_kfold: folds (at most the number of inner subjects; checked at run time)
+
+
 class SearchSpec(_Strict):
     name: str = "search"  # arm names are "<name>-<trial number>"
     sampler: Literal["tpe", "random", "grid"] = "tpe"
@@ -268,6 +276,10 @@ class SearchSpec(_Strict):
     params: dict[str, FloatParam | CategoricalParam] = Field(min_length=1)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     concurrent_trials: int = Field(2, ge=1)  # configs in flight at once (their folds fill the workers)
+    # test: one study, trials scored on the LOSO test subjects (the paper's way; optimistic);
+    # nested: one study per outer subject on the other subjects (orchestrator/nested.py)
+    selection: Literal["test", "nested"] = "test"
+    inner: InnerSpec = Field(default_factory=InnerSpec)
 
     @model_validator(mode="after")
     def _grid_needs_steps(self) -> SearchSpec:

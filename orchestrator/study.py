@@ -9,12 +9,17 @@ the objective pooled over all LOSO folds of a seed, averaged over ``protocol.see
 same units; a pruned trial is told ``PRUNED`` and never gets a value, and a trial whose every unit finished
 is told ``COMPLETE``, never ``PRUNED``.
 
+No wasted budget (issue 13): a fully discrete space no larger than ``n_trials`` is enumerated by
+``BruteForceSampler`` (each point once), and a trial asked at a point the study already evaluated takes
+that result instead of training again (``trial_reuse.py``).
+
 Resume: trials left RUNNING by a killed driver (Optuna heartbeats act only under ``study.optimize``) are
 picked up again with their own parameters and told when their folds finish.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,15 +28,20 @@ import optuna
 from optuna.trial import Trial, TrialState
 
 from orchestrator.spec import CategoricalParam, FloatParam, SearchSpec
+from orchestrator.trial_reuse import REUSED_FROM, evaluated_twin, is_reused, reuse
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _sampler(s: SearchSpec) -> optuna.samplers.BaseSampler:
     """The search's sampler; random and TPE seeded per trial number, so a resumed study does not replay
-    the stream from its start (orchestrator/trial_seeds.py says what a resume reproduces)."""
+    the stream from its start (orchestrator/trial_seeds.py says what a resume reproduces). A small fully
+    discrete space is enumerated instead (:func:`exhaustive`; the enumeration skips evaluated points, so a
+    resume replays nothing either)."""
     from orchestrator.trial_seeds import PerTrialSeed
 
+    if exhaustive(s):
+        return _exhaustive_sampler(s)
     if s.sampler == "random":
         return PerTrialSeed(lambda seed: optuna.samplers.RandomSampler(seed=seed), s.seed)
     if s.sampler == "grid":
@@ -51,6 +61,38 @@ def grid_space(s: SearchSpec) -> dict[str, list[Any]]:
             n = int(round((p.high - p.low) / p.step))
             out[k] = [round(p.low + i * p.step, 10) for i in range(n + 1)]
     return out
+
+
+def discrete_size(s: SearchSpec) -> int | None:
+    """Points of the search space when every param is discrete (choices, or a float range with a step);
+    None when one is continuous."""
+    if any(isinstance(p, FloatParam) and p.step is None for p in s.params.values()):
+        return None
+    return int(np.prod([len(v) for v in grid_space(s).values()]))
+
+
+def exhaustive(s: SearchSpec) -> bool:
+    """A fully discrete space no larger than ``n_trials``: enumerated, every point exactly once (TPE on
+    beta_fusion.yaml's 30 points evaluated about 18 distinct points in 30 trials; issue 13)."""
+    size = discrete_size(s)
+    return s.sampler != "grid" and size is not None and size <= s.n_trials
+
+
+def n_configs(s: SearchSpec) -> int:
+    """Configs a search trains: ``n_trials``, or every point of a smaller discrete space (grid sampler,
+    or :func:`exhaustive`)."""
+    size = discrete_size(s)
+    if size is not None and (s.sampler == "grid" or exhaustive(s)):
+        return min(s.n_trials, size)
+    return s.n_trials
+
+
+def _exhaustive_sampler(s: SearchSpec) -> optuna.samplers.BaseSampler:
+    # BruteForceSampler skips points of RUNNING trials too (avoid_premature_stop=False), so the
+    # concurrent trials of ask/tell never share a point; GridSampler may (stack-notes)
+    with warnings.catch_warnings():  # "experimental since v3.1": its enumeration is what we rely on, tested
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.BruteForceSampler(seed=s.seed)
 
 
 def _pruner(s: SearchSpec) -> optuna.pruners.BasePruner:
@@ -94,21 +136,43 @@ class SearchState:
         study = open_study(s, storage_url, study_name)
         orphans = [Trial(study, t._trial_id) for t in study.get_trials(deepcopy=False)
                    if t.state == TrialState.RUNNING]
-        return cls(study, s, orphans)
+        state = cls(study, s, orphans)
+        state.finish_reuses()
+        return state
+
+    def finish_reuses(self) -> None:
+        """Orphans a killed driver had marked as reuses but not told yet: told from their twin now (they
+        never trained), not rerun."""
+        for t in list(self.orphans):
+            frozen = self.study._storage.get_trial(t._trial_id)
+            if is_reused(frozen):
+                self.orphans.remove(t)
+                twin = self.study.trials[frozen.user_attrs[REUSED_FROM]]
+                value, state = reuse(self.study, t, twin)
+                self.tell(t, value, state)
 
     def n_finished(self) -> int:
         return sum(t.state in FINISHED for t in self.study.get_trials(deepcopy=False))
 
+    def n_trained(self) -> int:
+        """Finished trials that trained (a reused trial took an earlier trial's result: trial_reuse.py)."""
+        return sum(t.state in FINISHED and not is_reused(t) for t in self.study.get_trials(deepcopy=False))
+
+    def total(self) -> int:
+        return n_configs(self.spec)
+
     def budget(self) -> int:
-        """Trials still to ask (orphans are already asked)."""
-        total = self.spec.n_trials
-        if self.spec.sampler == "grid":
-            total = min(total, int(np.prod([len(v) for v in grid_space(self.spec).values()])))
-        n_running = sum(t.state == TrialState.RUNNING for t in self.study.get_trials(deepcopy=False))
-        return max(0, total - self.n_finished() - n_running)
+        """Trials still to train (orphans are already asked). Reused trials cost nothing, but at most
+        ``n_trials`` of them, so a sampler that keeps proposing evaluated points still ends the search."""
+        trials = self.study.get_trials(deepcopy=False)
+        if sum(is_reused(t) for t in trials) >= self.spec.n_trials:
+            return 0
+        n_running = sum(t.state == TrialState.RUNNING for t in trials)
+        return max(0, self.total() - self.n_trained() - n_running)
 
     def next_trial(self) -> tuple[Trial, dict[str, Any]] | None:
-        """An orphan first (its own params), else a new trial if the budget allows."""
+        """An orphan first (its own params), else a new trial at a point not evaluated yet, if the budget
+        allows (asked trials at an evaluated point are told from it: trial_reuse.py)."""
         while self.orphans:
             t = self.orphans.pop(0)
             frozen = self.study._storage.get_trial(t._trial_id)
@@ -118,10 +182,21 @@ class SearchState:
                 self.tell(t, None, TrialState.FAIL)
                 continue
             return t, dict(frozen.params)
-        if self.budget() <= 0:
-            return None
-        t = self.study.ask()
-        return t, suggest(t, self.spec)
+        while self.budget() > 0:
+            t = self.study.ask()
+            params = suggest(t, self.spec)
+            if not self.reused(t, params):
+                return t, params
+        return None
+
+    def reused(self, trial: Trial, params: dict[str, Any]) -> bool:
+        """Tell ``trial`` from an evaluated twin at ``params``, if there is one; True when told."""
+        twin = evaluated_twin(self.study, params, trial.number)
+        if twin is None:
+            return False
+        value, state = reuse(self.study, trial, twin)
+        self.tell(trial, value, state)
+        return True
 
     def report_fold(self, trial: Trial, value: float, step: int) -> bool:
         """Report one unit's metric at ``step`` (``Unit.step``); True when the pruner says stop the config."""

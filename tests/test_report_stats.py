@@ -256,3 +256,27 @@ def test_table_viii_with_two_seeds_keeps_one_row_per_seed_and_averages_every_com
     assert (
         t.loc["Average", "layer1"] == pytest.approx(0.5) and "4 complete folds" in t.loc["Average", "status"]
     )
+
+
+def test_pruned_trials_take_no_place_in_the_significance_table():
+    subjects = ["s1", "s2", "s3", "s4"]
+    configs = pd.DataFrame(
+        {
+            "run_id": ["r0", "r1", "r2"],
+            "arm": ["t-0", "t-1", "t-2"],
+            "table": ["search"] * 3,
+            "status": ["complete", "pruned", "complete"],
+            "baseline": [False] * 3,
+            "run_status": ["FINISHED"] * 3,
+        }
+    )
+    folds = pd.DataFrame(
+        [{"config_run_id": r, "subject": s, "status": "complete", "accuracy": acc, "n_test": 4}
+         for r, acc, subs in (("r0", 0.5, subjects), ("r1", 0.25, subjects[:2]), ("r2", 0.75, subjects))
+         for s in subs]
+    )
+    sig = significance.significance_table(configs, folds, "search")
+    assert list(sig["arm"]) == ["t-2"] and set(sig["baseline"]) == {"t-0"}
+    assert "(1 arm(s) x" in sig.loc[0, "family"]  # the pruned arm is not counted in the family
+    alone = significance.significance_table(configs.iloc[[1]], folds, "search")
+    assert alone.empty

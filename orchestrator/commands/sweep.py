@@ -85,18 +85,63 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
         console.print(f"search {spec.search.name!r}: {n_trials} Optuna trials over "
                       f"{', '.join(spec.search.params)} ({spec.search.sampler}, "
                       f"pruner {spec.search.pruner.type})")
+    if spec.search and spec.search.selection == "nested":
+        n_trials = 0  # its units are counted (and priced) apart
+        console.print(_nested_cost(spec, ds, subjects, tracking_uri))
     n_cfg, seeds = len(plans) + n_trials, spec.protocol.seed_list
     per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
-    console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
-                  f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
-    console.print(_reuse_plan(spec, ds, plans, subjects, tracking_uri, reuse))
+    if n_cfg or not spec.search:  # a nested-only file: its units were counted above
+        console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
+                      f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
+        console.print(_reuse_plan(spec, ds, plans, subjects, tracking_uri, reuse))
     if spec.tracking.save_models:
         console.print(_model_storage(spec, ds, plans, len(seeds) * len(subjects)))
 
 
+def _nested_cost(spec, ds, subjects: list[str], tracking_uri: str | None) -> str:  # noqa: ANN001
+    """Units of a nested search and a time estimate, before anything runs (issue 13): per outer subject,
+    ``trials x inner folds x seeds`` inner units plus ``seeds`` outer units for the chosen config."""
+    from orchestrator.nested import inner_folds, subject_index
+    from orchestrator.study import n_configs
+
+    s, seeds = spec.search, spec.protocol.seed_list
+    idx = subject_index(ds.loso_splits())
+    n_inner = len(inner_folds(idx, subjects[0], s.inner, spec.source).ids)  # exit 2 if k does not fit
+    trials = n_configs(s)
+    inner = len(subjects) * trials * n_inner * len(seeds)
+    outer = len(subjects) * len(seeds)
+    plain = trials * len(subjects) * len(seeds)
+    scheme = "LOSO" if s.inner.scheme == "loso" else f"group {n_inner}-fold"
+    lines = [f"nested selection: {len(subjects)} outer subjects x {trials} trials x {n_inner} inner folds "
+             f"({scheme}) x {len(seeds)} seeds = {inner} inner units, + {outer} outer units (chosen config, "
+             f"every seed) = {inner + outer} units, {(inner + outer) / plain:.1f}x the {plain} units of "
+             "the same search selected on the test subjects (before pruning and reuse)"]
+    lines.append(_time_estimate(spec, ds, tracking_uri, inner + outer))
+    return "\n".join(lines)
+
+
+def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # noqa: ANN001
+    """``n_units`` at the mean training time of the store's earlier fold runs of this dataset
+    (reuse.seconds_per_unit, as the reuse plan's estimate) on this machine's workers."""
+    import os
+
+    from orchestrator import reuse as R
+
+    client = _existing_store(spec, tracking_uri)
+    per = R.seconds_per_unit(R.scan_store(client), ds.name) if client is not None else None
+    if per is None:
+        return f"time: no estimate, the store holds no earlier fold run of {ds.name}"
+    workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
+    hours = n_units * per[0] / workers / 3600
+    return (f"time: about {hours:.2f} h on {workers} workers ({per[0]:.1f} s per unit, the mean of {per[1]} "
+            f"earlier fold runs of {ds.name}; inner units train on fewer subjects, so this is an upper "
+            "estimate; start-up not included)")
+
+
 def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool) -> str:  # noqa: ANN001
     """Arms, distinct configs, units to train / reused (orchestrator/reuse.py) and an estimated time from
-    the store's earlier fold runs of this dataset. Optuna trials are counted as trained."""
+    the store's earlier fold runs of this dataset. Optuna trials are counted as trained (a nested search's
+    units are counted apart, by _nested_cost)."""
     import os
 
     from orchestrator import reuse as R
@@ -109,7 +154,8 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     configs = [{**p.config, **sizes} for p in plans]
     n_train, n_reused = R.plan_units(configs, seeds, subjects, ds.content_hash(), index) if reuse else (
         len(configs) * len(seeds) * len(subjects), 0)
-    n_train += (spec.search.n_trials if spec.search else 0) * len(seeds) * len(subjects)
+    if spec.search and spec.search.selection != "nested":
+        n_train += spec.search.n_trials * len(seeds) * len(subjects)
     distinct = len({p.config_hash for p in plans})
     line = (f"{len(plans)} arms, {distinct} distinct configs: {n_train} units to train, {n_reused} reused"
             + ("" if reuse else " (--no-reuse)"))
@@ -201,7 +247,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse: bool) -> int:  # noqa: ANN001
     from mer_model.data.dataset import is_synthetic
-    from orchestrator.progress import SweepProgress, summary_table
+    from orchestrator.progress import SweepProgress, selection_lines, summary_table
     from orchestrator.runner import run_sweep
 
     direction = spec.search.direction if spec.search is not None else "maximize"
@@ -221,12 +267,20 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reu
         prog.stop()
     console = _console()
     console.print(summary_table(result.rows(), spec.protocol.objective, direction))
+    for line in selection_lines(result.rows(), result.nested, spec.protocol.objective, direction):
+        console.print(line, markup=False)
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
                   f"by this run, {result.folds_reused} reused (linked to identical earlier units); "
                   f"MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
     if is_synthetic(spec.dataset.name):
         # Said where the numbers are first seen, not only in the README and the report.
         console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
+    if result.nested and not result.nested["complete"]:
+        missing = [c["outer_subject"] for c in result.nested["choices"] if c["status"] != "complete"]
+        click.echo(f"nested estimate incomplete: no complete chosen config for outer subjects "
+                   f"{', '.join(missing)}; a rerun retries a chosen config's failed folds ('no choice': "
+                   "every inner trial failed or was pruned, nothing to retrain)", err=True)
+        return 1
     if result.incomplete:
         click.echo(f"{len(result.incomplete)} configs incomplete (failed folds, no pooled value): "
                    f"{', '.join(result.incomplete)}; rerun the same command to retry their failed folds",

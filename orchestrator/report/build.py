@@ -35,7 +35,7 @@ from mer_model.data.dataset import is_synthetic
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.names import distinct_names, safe_name
-from orchestrator.report import figures, latex, search, significance, tables
+from orchestrator.report import figures, latex, nested, search, significance, tables
 from orchestrator.report.display import (
     aau_display,
     arm_display,
@@ -166,7 +166,10 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
 
 
 def _table_sections(runs: SweepRuns, out: Path, seed: int, ctx: _Context) -> list[TableSection]:
-    return [_table_section(runs, out, seed, tag, ctx) for tag in tables.ordered_tables(runs.configs["table"])]
+    """One section per paper table (and the test-selected search); a nested search's inner trials and
+    chosen configs are no table of arms (each scores other subjects): its own section shows them."""
+    tags = [t for t in tables.ordered_tables(runs.configs["table"]) if t not in nested.NESTED_TABLES]
+    return [_table_section(runs, out, seed, tag, ctx) for tag in tags]
 
 
 def _shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
@@ -174,7 +177,7 @@ def _shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
     trials only the best complete one (a search of 50 trials would otherwise bury the paper's arms)."""
     c = runs.configs.assign(status=tables.effective_status(runs.configs, runs.folds))
     search_rows = c[(c["table"] == "search") & (c["status"] == "complete")]
-    keep = c["table"] != "search"
+    keep = ~c["table"].isin(["search", *nested.NESTED_TABLES])
     if len(search_rows) and objective in search_rows:
         keep |= c["run_id"] == search_rows.loc[search_rows[objective].idxmax(), "run_id"]
     return runs.configs[keep.to_numpy()]
@@ -215,7 +218,8 @@ def _beta_figure(runs: SweepRuns, out: Path) -> list[FigureItem]:
     if "param.beta" not in c:
         return []
     # the tables in which beta varies (the search, or a beta sweep written as arms)
-    tags = [t for t in c["table"].unique() if c.loc[c["table"] == t, "param.beta"].nunique() > 1]
+    tags = [t for t in c["table"].unique()
+            if t not in nested.NESTED_TABLES and c.loc[c["table"] == t, "param.beta"].nunique() > 1]
     rows = c[c["table"].isin(tags)]
     if rows.empty:
         return []
@@ -336,9 +340,10 @@ def _search_part(
     if done:
         best = study.best_trial
         lines.append(
-            f"Best trial: #{best.number}, value {best.value:.4f}, params "
+            f"Best trial ({nested.LABEL_TEST}: the LOSO test subjects chose it): #{best.number}, value "
+            f"{best.value:.4f}, params "
             + ", ".join(f"`{k}={v}`" for k, v in best.params.items())
-            + "."
+            + ". `search.selection: nested` estimates the search without that bias."
         )
     items = []
     if len(trials):
@@ -515,18 +520,33 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
                                         n_subjects=ctx.n_subjects, objective=objective,
                                         environment=parse_environment(env_text))
     shown = _shown_arms(runs, objective)
-    if len(shown) < len(runs.configs):
+    if runs.configs["table"].isin(nested.NESTED_TABLES).any():
+        content.notes.append(
+            "A nested search's inner trials and chosen configs get no table of arms and no per-arm figures "
+            "(each scores other subjects); see the Selection section. Their per-fold values are in "
+            "tables/folds.csv (an inner fold's subject is its id: `<outer>/<validation subjects joined by "
+            "+>`)."
+        )
+    elif len(shown) < len(runs.configs):
         content.notes.append(
             "Per-arm figures and Table VIII cover the arms of the paper tables and the best Optuna trial "
             f"(by pooled {objective}); every trial's per-fold values are in tables/folds.csv."
         )
     _aau_tables(runs, shown, out, content)
     content.search, search_figs = _search_part(runs, out, storage, objective)
+    content.selection = nested.selection_section(runs, out, objective)
     content.figures = _lam_figures(runs, shown, out) + _beta_figure(runs, out) + search_figs
     content.figures += _confusion_figures(runs, shown, out)
     for f in content.figures:
         f.vectors = figures.figure_files(f.png)[1:]
     content.failures = _failures(runs)
+
+
+def _n_subjects(runs: SweepRuns) -> int:
+    """LOSO subjects of the sweep (a nested search's inner fold runs carry fold ids, not subjects)."""
+    inner = runs.configs.loc[runs.configs["table"] == "nested-inner", "run_id"]
+    folds = runs.folds[~runs.folds["config_run_id"].isin(inner)] if len(inner) else runs.folds
+    return int(folds["subject"].dropna().nunique())
 
 
 def build_report(
@@ -565,7 +585,7 @@ def build_report(
         (tmp / "tables").mkdir()
         (tmp / "figures").mkdir()
         setup = runs.sweep_tags.get(C.SETUP) or next(iter(runs.configs["setup"].dropna()), None)
-        n_subjects = int(runs.folds["subject"].dropna().nunique())
+        n_subjects = _n_subjects(runs)
         content = ReportContent(
             header=_header(runs, setup, n_subjects, tracking_uri, command),
             dataset_statement=dataset_statement(runs.dataset, setup),

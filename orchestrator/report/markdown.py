@@ -58,6 +58,7 @@ class ReportContent:
     aau: list[tuple[str, pd.DataFrame, str]] = field(default_factory=list)  # (arm, table VIII, csv)
     aau_tex: dict[str, str] = field(default_factory=dict)  # arm -> .tex of its Table VIII
     search: list[str] = field(default_factory=list)  # Markdown lines about the Optuna study
+    selection: list[str] = field(default_factory=list)  # nested vs test-selected estimates (report/nested.py)
     figures: list[FigureItem] = field(default_factory=list)
     failures: pd.DataFrame | None = None  # fold runs that did not complete
     folds_csv: str | None = None
@@ -220,6 +221,8 @@ def render(r: ReportContent) -> str:
                       md_table(aau_display(t)), ""]
     if r.search:
         lines += ["## Optuna search", ""] + r.search + [""]
+    if r.selection:
+        lines += ["## Selection: nested LOSO vs selected on the test subjects", ""] + r.selection + [""]
     if r.figures:
         lines += ["## Figures", ""]
     for f in r.figures:

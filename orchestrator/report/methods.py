@@ -69,13 +69,24 @@ def _selection(spec: dict[str, Any], objective: str) -> str:
         parts.append("Grid arms involve no selection: the model after the last epoch predicts the left-out "
                      "subject.")
     if search:
-        params = ", ".join(sorted((search.get("params") or {}).keys()))
-        parts.append(
-            f"The Optuna search ({search.get('sampler', 'tpe')} sampler, {search.get('n_trials')} trials) "
-            f"chose {params} by the pooled {objective} over the LOSO folds of the same subjects it reports: "
-            "its best trial is selected on the test subjects, optimistic (not nested)."
-        )
+        parts.append(_search_sentence(search, objective))
     return " ".join(parts)
+
+
+def _search_sentence(search: dict[str, Any], objective: str) -> str:
+    """How the search selected (issue 13): on the test subjects (optimistic) or nested."""
+    params = ", ".join(sorted((search.get("params") or {}).keys()))
+    head = f"The Optuna search ({search.get('sampler', 'tpe')} sampler, {search.get('n_trials')} trials)"
+    if search.get("selection") != "nested":
+        return (f"{head} chose {params} by the pooled {objective} over the LOSO folds of the same subjects "
+                "it reports: its best trial is selected on the test subjects, optimistic (not nested).")
+    inner = search.get("inner") or {}
+    split = "LOSO" if inner.get("scheme") == "loso" else f"grouped {inner.get('k', 5)}-fold"
+    return (f"{head} was nested: for every outer subject its own study chose {params} by the pooled "
+            f"{objective} over a {split} split (by subject) of the other subjects only; the chosen params "
+            "were retrained on all of them (every seed) and tested once on the outer subject. The nested "
+            f"LOSO estimate is the {objective} pooled over those outer test predictions (mean over seeds); "
+            "the outer subject took no part in its own selection.")
 
 
 def environment_text(env: dict[str, Any] | None) -> str:

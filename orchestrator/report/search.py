@@ -111,12 +111,14 @@ def study_from_runs(
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """``number, state, value, params_*`` of every trial (Optuna's own trials_dataframe)."""
+    """``number, state, value, params_*`` of every trial (Optuna's own trials_dataframe); ``value`` only on
+    COMPLETE trials (Optuna stores a pruned trial's last fold value as its value: not a result)."""
     df = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
     # a study with no trial yet (a sweep interrupted in its grid part) gives a frame with no columns
     for col in ("number", "state", "value"):
         if col not in df.columns:
             df[col] = pd.Series(dtype=object)
+    df["value"] = df["value"].where(df["state"] == "COMPLETE")
     return df.rename(columns=lambda c: c.replace("params_", "param_"))
 
 

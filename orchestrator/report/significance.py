@@ -119,7 +119,8 @@ def significance_table(
     correction: str = "holm",
     alpha: float = stats.ALPHA,
 ) -> pd.DataFrame:
-    """Each arm of ``table`` x metric against the table's baseline, on the subjects both completed.
+    """Each arm of ``table`` x metric against the table's baseline, on the subjects both completed;
+    pruned arms (Optuna trials stopped early) take no place, neither as rows nor in the family size.
 
     predictions: config run id -> its ``predictions.csv`` frame (``seed, subject, clip, y_true, y_pred``;
     :func:`orchestrator.report.runs.read_predictions`), for the pooled differences and their bootstrap CIs;
@@ -129,6 +130,9 @@ def significance_table(
     predictions = predictions or {}
     rows = configs[configs["table"] == table].copy()
     rows["status"] = effective_status(rows, folds)
+    rows = rows[rows["status"] != "pruned"]  # a pruned trial was stopped on purpose: not an arm to test
+    if rows.empty:
+        return pd.DataFrame(columns=COLUMNS)
     base = baseline_arm(rows)
     base_run = rows.loc[rows["arm"] == base, "run_id"].iloc[0]
     b_all = per_subject(folds, base_run)

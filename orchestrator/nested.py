@@ -1,0 +1,91 @@
+"""Fold sets: which samples each unit of a config trains and tests on, for LOSO and for nested selection.
+
+A sweep's configs are evaluated on a :class:`FoldSet`: fold id -> (train indices, test indices) plus the
+subjects on each side (recorded as MLflow tags, so a test can check them). The plain sweep has one, the LOSO
+folds (fold id = the left-out subject). A nested search (``search.selection: nested``, issue 13) has, for
+every outer subject ``o``:
+
+- an *inner* fold set over the subjects other than ``o``, grouped by subject (``inner.scheme``: ``loso``, or
+  ``group_kfold`` with ``k`` folds, scikit-learn's ``GroupKFold``): the trials of ``o``'s own Optuna study
+  are trained and validated on it, so ``o`` enters no inner training and no selection;
+- an *outer* fold set with the single fold ``o`` (train on every other subject, test on ``o``): the config of
+  the best inner trial is retrained there (every seed) and tested once.
+
+Pure functions, no Ray / MLflow / Optuna.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
+from mer_model.errors import InputError
+from orchestrator.spec import InnerSpec
+
+OUTER_SUBJECT = "mer.outer_subject"  # on inner and chosen config / fold runs of a nested search
+TRAIN_SUBJECTS = "mer.train_subjects"  # fold run: the subjects it trained on, comma-separated
+TEST_SUBJECTS = "mer.test_subjects"  # fold run: the subjects it was scored on (inner: validation)
+NESTED_ROLE = "mer.nested"  # config run: "inner" (a trial of an outer subject's study) | "chosen"
+INNER_TABLE, CHOSEN_TABLE = "nested-inner", "nested"  # mer.table of those config runs
+
+
+@dataclass
+class FoldSet:
+    """Folds by id, in unit order; ``subjects[fid]`` = (training subjects, test subjects) of fold ``fid``."""
+
+    ids: list[str]
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    subjects: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    outer: str | None = None  # the outer subject of a nested fold set
+
+    def tags(self, fid: str) -> dict[str, str]:
+        """Fold-run tags naming its training and test subjects (and the outer subject), when recorded."""
+        if fid not in self.subjects:
+            return {}
+        train, test = self.subjects[fid]
+        out = {TRAIN_SUBJECTS: ",".join(train), TEST_SUBJECTS: ",".join(test)}
+        return out | ({OUTER_SUBJECT: self.outer} if self.outer is not None else {})
+
+
+def subject_index(splits: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Subject -> its sample indices, from ``LandmarkDataset.loso_splits`` (each test set is one subject)."""
+    return {s: te for s, _, te in splits}
+
+
+def loso_folds(splits: list[tuple[str, np.ndarray, np.ndarray]], subjects: list[str]) -> FoldSet:
+    """The sweep's LOSO folds of ``subjects`` (no subject tags: plain sweeps' fold runs stay as they were)."""
+    by = {s: (tr, te) for s, tr, te in splits}
+    return FoldSet(list(subjects), {s: by[s] for s in subjects})
+
+
+def _join(idx: dict[str, np.ndarray], subjects: list[str]) -> np.ndarray:
+    return np.sort(np.concatenate([idx[s] for s in subjects]))
+
+
+def outer_fold(idx: dict[str, np.ndarray], outer: str) -> FoldSet:
+    """Train on every subject but ``outer``, test on ``outer``: where the chosen config is scored."""
+    train = [s for s in idx if s != outer]
+    return FoldSet([outer], {outer: (_join(idx, train), idx[outer])}, {outer: (train, [outer])}, outer)
+
+
+def inner_folds(idx: dict[str, np.ndarray], outer: str, inner: InnerSpec, source: str = "spec") -> FoldSet:
+    """The inner folds of ``outer``: the other subjects split by ``inner`` (fold id ``<outer>/<validation
+    subjects joined by +>``)."""
+    pool = np.array(sorted(s for s in idx if s != outer))
+    k = len(pool) if inner.scheme == "loso" else inner.k
+    if k > len(pool) or len(pool) < 2:
+        raise InputError(f"{source}: search.inner.k: {k} inner folds need {k} subjects besides the outer "
+                         f"one, the dataset has {len(pool)}; allowed: 2..{max(2, len(pool))}")
+    splitter = LeaveOneGroupOut() if inner.scheme == "loso" else GroupKFold(n_splits=k)
+    folds = FoldSet([], {}, outer=outer)
+    for tr, va in splitter.split(pool, groups=pool):
+        train, val = sorted(pool[tr].tolist()), sorted(pool[va].tolist())
+        # the id names the split itself (outer + validation subjects fix the training subjects), so the
+        # unit key of reuse.py (config, seed, this id, data) means the same samples in every sweep
+        fid = f"{outer}/{'+'.join(val)}"
+        folds.ids.append(fid)
+        folds.splits[fid] = (_join(idx, train), _join(idx, val))
+        folds.subjects[fid] = (train, val)
+    return folds
