@@ -94,23 +94,31 @@ def test_interrupt_one_line_exit_code_no_ray_left_and_rerun_finishes(tmp_path: P
     assert trained <= 9 - kept  # the kept folds are not trained again
 
 
-def test_local_ray_keeps_token_authentication_without_its_notice(monkeypatch, caplog) -> None:
+# In a fresh interpreter: Ray caches the authentication mode per process, so a token-mode start inside the
+# test process would break every later in-process sweep of the suite (whose clusters run with auth off).
+AUTH_PROBE = r"""
+import logging, ray
+from orchestrator.executor import init_ray
+from ray._raylet import AuthenticationMode, get_authentication_mode
+
+records = []
+logging.getLogger().addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: records.append(r)})())
+init_ray(None, 1)
+token = get_authentication_mode() == AuthenticationMode.TOKEN
+ray.shutdown()
+print("TOKEN" if token else "OFF", sum("Token authentication" in r.getMessage() for r in records))
+"""
+
+
+def test_local_ray_keeps_token_authentication_without_its_notice() -> None:
     """The notice is gone because the mode is set explicitly (token), not because authentication is off."""
-    import logging
+    import os
+    import subprocess
+    import sys
 
-    import ray
-    from ray._private.authentication.authentication_token_setup import AUTH_MODE_ENV_VAR
-
-    from orchestrator.executor import init_ray
-
-    monkeypatch.delenv(AUTH_MODE_ENV_VAR, raising=False)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with caplog.at_level(logging.WARNING):
-        init_ray(None, 1)
-    try:
-        from ray._raylet import AuthenticationMode, get_authentication_mode
-
-        assert get_authentication_mode() == AuthenticationMode.TOKEN
-        assert not [r for r in caplog.records if "Token authentication" in r.getMessage()]
-    finally:
-        ray.shutdown()
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    res = subprocess.run([sys.executable, "-c", AUTH_PROBE], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split()[-2:] == ["TOKEN", "0"], (res.stdout, res.stderr[-2000:])
+    assert "Token authentication" not in res.stderr
