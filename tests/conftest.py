@@ -15,6 +15,32 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
+# ------------------------------------------------------------------------------------------ torch fixtures
+
+
+@pytest.fixture
+def float64(monkeypatch):
+    """Both training paths (train_fold and fold-batched) in float64: parameters (default dtype), training
+    tensors and test inputs, so exactness can be checked to 1e-9."""
+    import torch
+
+    import mer_model.train as train_mod
+    from mer_model.features import GMGraphFeatures
+
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    orig_tensors, orig_forward = train_mod.training_tensors, GMGraphFeatures.forward
+
+    def tensors64(train, dev):
+        x, y, a = orig_tensors(train, dev)
+        return x.double(), y, a.double()
+
+    monkeypatch.setattr(train_mod, "training_tensors", tensors64)
+    monkeypatch.setattr(GMGraphFeatures, "forward", lambda self, x: orig_forward(self, x.double()))
+    yield
+    torch.set_default_dtype(prev)
+
+
 # ---------------------------------------------------------------------------------------- shared helpers
 # Imported by test modules as `from conftest import ...` (tests/ is on sys.path, as for fold_data.py).
 

@@ -12,11 +12,9 @@ import pytest
 import torch
 from fold_data import make_split
 
-import mer_model.train as train_mod
 from mer_model import train_fold
 from mer_model.batched import train_folds_batched
 from mer_model.errors import InputError
-from mer_model.features import GMGraphFeatures
 
 
 def _split(n, seed, classes=3, num_aus=4, views=0):
@@ -34,21 +32,6 @@ SEEDS = [0, 1, 2, 5]
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
-@pytest.fixture
-def float64(monkeypatch):
-    """Both training paths in float64: parameters (default dtype), training tensors and test inputs."""
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    orig_tensors, orig_forward = train_mod.training_tensors, GMGraphFeatures.forward
-
-    def tensors64(train, dev):
-        x, y, a = orig_tensors(train, dev)
-        return x.double(), y, a.double()
-
-    monkeypatch.setattr(train_mod, "training_tensors", tensors64)
-    monkeypatch.setattr(GMGraphFeatures, "forward", lambda self, x: orig_forward(self, x.double()))
-    yield
-    torch.set_default_dtype(prev)
 
 
 def _assert_same(b, s, tol):

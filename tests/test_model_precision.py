@@ -13,12 +13,7 @@ CFG = dict(model="gts_gn", fusion_layer=1, lam=True, au_loss="aau", epochs=3, ba
 TRAIN, TEST = make_split(24, 0, every_class=True), make_split(6, 1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture: tests/conftest.py
 
 
 def test_bf16_fold_is_autocast_training_and_repeatable(monkeypatch):

@@ -13,33 +13,11 @@ from fold_data import make_split
 
 import mer_model.train as train_mod
 from mer_model import train_fold
-from mer_model.features import GMGraphFeatures
 from mer_model.train import deterministic
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core box two threads wait on each other for most of a step."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture: tests/conftest.py
 
 
-@pytest.fixture
-def float64(monkeypatch):
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    orig_tensors, orig_forward = train_mod.training_tensors, GMGraphFeatures.forward
-
-    def tensors64(train, dev):
-        x, y, a = orig_tensors(train, dev)
-        return x.double(), y, a.double()
-
-    monkeypatch.setattr(train_mod, "training_tensors", tensors64)
-    monkeypatch.setattr(GMGraphFeatures, "forward", lambda self, x: orig_forward(self, x.double()))
-    yield
-    torch.set_default_dtype(prev)
 
 
 @contextlib.contextmanager

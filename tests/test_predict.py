@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from click.testing import CliRunner
 from fold_data import make_split
@@ -25,12 +24,7 @@ from orchestrator.cli import main
 FAST = dict(model="gts_gn", fusion_layer=2, lam=True, au_loss="aau", epochs=2, batch_size=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture: tests/conftest.py
 
 
 def test_keep_model_changes_nothing_and_the_saved_model_predicts_the_same(tmp_path: Path) -> None:

@@ -101,6 +101,26 @@ def _raw_from(name: str, landmarks, augment, info: dict) -> RawClips:
     )
 
 
+def _cached(name: str, path: Path, key: str, meta: dict) -> RawClips | None:
+    """The cache entry at ``path`` when it holds ``key``; None to extract. A corrupt entry is said (and
+    noted in ``meta``), then replaced by a fresh atomic extraction: never a load failing until deleted."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored = json.loads(str(z["info"]))
+            if stored["meta"]["cache_key"] != key:
+                return None
+            aug = z["augment"] if z["augment"].shape[1] else None
+            stored["meta"]["cache_hit"] = True
+            return _raw_from(name, z["landmarks"], aug, stored)
+    except Exception as err:  # noqa: BLE001 - truncated (BadZipFile), empty (EOFError), foreign numpy...
+        warnings.warn(f"{path}: corrupt landmark cache entry ({type(err).__name__}: {err}); "
+                      "extracting again", stacklevel=2)
+        meta["cache_rebuilt"] = f"{type(err).__name__}: {err}"
+        return None
+
+
 def load_or_extract(
     name: str,
     root: Path,
@@ -142,19 +162,9 @@ def load_or_extract(
     info = {"subjects": [r.subject for r in rows], "clips": [r.clip for r in rows],
             "aus": [sorted(r.aus) for r in rows], "objective": [r.objective for r in rows],
             "emotion": [r.emotion for r in rows], "meta": meta}
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                stored = json.loads(str(z["info"]))
-                if stored["meta"]["cache_key"] == key:
-                    aug = z["augment"] if z["augment"].shape[1] else None
-                    stored["meta"]["cache_hit"] = True
-                    return _raw_from(name, z["landmarks"], aug, stored)
-        except Exception as err:  # noqa: BLE001 - truncated (BadZipFile), empty (EOFError), foreign numpy...
-            # said, then replaced by a fresh (atomic) extraction: never a load failing until deleted by hand
-            warnings.warn(f"{path}: corrupt landmark cache entry ({type(err).__name__}: {err}); "
-                          "extracting again", stacklevel=2)
-            meta["cache_rebuilt"] = f"{type(err).__name__}: {err}"
+    hit = _cached(name, path, key, meta)
+    if hit is not None:
+        return hit
     check_writable(path.parent)  # before the extraction, which can take many minutes
     advance = progress(len(rows)) if progress is not None else None
     landmarks, augment = dlib_landmarks.extract_rows(rows, sheet=sheet, crop_scales=scales, upsample=upsample,

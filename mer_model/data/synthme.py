@@ -194,6 +194,8 @@ def generate(
     the paper's video magnification (III, [47]), which enlarges the muscle movement in the frames that the
     landmark detector then reads, so detector noise and head-pose jitter are not magnified with it.
     (``mer_model.data.dataset.magnify`` on detected landmarks, all that real data allows, scales both.)"""
+    # Over 60 lines because of its signature and docstring (every knob named in one place); the body is
+    # the generator's stages in order, each its own function with its own RNG stream.
     if unknown:
         bad = ", ".join(sorted(unknown))
         raise InputError(f"{preset}: unknown option(s) {bad}; expected any of {', '.join(KNOBS)}")

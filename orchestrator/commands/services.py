@@ -54,6 +54,36 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def _check_bind(host: str, port: int) -> None:
+    """A taken port is the common failure: say so now, not after the server's ~20 s start-up."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        why = os.strerror(err.errno) if err.errno else str(err)
+        raise InputError(f"--host/--port {host}:{port}: cannot bind ({why}); allowed: a free port "
+                         "on an interface of this machine") from None
+
+
+def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, where: str) -> None:
+    """Until ``url``/health answers; InputError when the server exits or stays silent past the timeout."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise InputError(f"mlflow server on {where} exited with code {proc.returncode} "
+                             f"(log {log_path}): {tail[0][:200]}")
+        try:
+            svc.check_tracking(url, timeout=2.0)
+            return
+        except InputError:
+            if time.monotonic() > deadline:
+                _stop(proc)
+                raise InputError(f"mlflow server on {where} did not answer {url}/health within "
+                                 f"{STARTUP_TIMEOUT:g} s (log {log_path})") from None
+            time.sleep(0.5)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the server we started and the workers it forked: its own process group, nothing else."""
     if proc.poll() is not None:
@@ -110,13 +140,7 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
     svc.check_tracking(backend)  # a writable directory for SQLite; a reachable DB otherwise
     if "://" not in artifacts:
         svc.check_writable_dir(artifacts, "--artifacts-destination")
-    try:  # a taken port is the common failure; say so now, not after the server's ~20 s start-up
-        with socket.create_server((host, port)):
-            pass
-    except OSError as err:
-        why = os.strerror(err.errno) if err.errno else str(err)
-        raise InputError(f"--host/--port {host}:{port}: cannot bind ({why}); allowed: a free port "
-                         "on an interface of this machine") from None
+    _check_bind(host, port)
     # the address clients use: a wildcard bind is reached through loopback from this machine
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{client_host}:{port}"
@@ -131,21 +155,7 @@ def up(host: str, port: int, runs_dir: Path, backend_store_uri: str | None, arti
     # SIGTERM (e.g. from a test or a service manager) takes the same path as Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise InputError(f"mlflow server on {host}:{port} exited with code {proc.returncode} "
-                                 f"(log {log_path}): {tail[0][:200]}")
-            try:
-                svc.check_tracking(url, timeout=2.0)
-                break
-            except InputError:
-                if time.monotonic() > deadline:
-                    _stop(proc)
-                    raise InputError(f"mlflow server on {host}:{port} did not answer {url}/health within "
-                                     f"{STARTUP_TIMEOUT:g} s (log {log_path})") from None
-                time.sleep(0.5)
+        _wait_healthy(proc, url, log_path, f"{host}:{port}")
         click.echo(f"MLflow server: {url}  (backend {backend}, artifacts {artifacts}, log {log_path})")
         click.echo(f"Optuna storage: {storage}")
         click.echo("Point sweeps at them (this shell):")

@@ -298,9 +298,9 @@ def _confusion_figures(runs: SweepRuns, arms: pd.DataFrame, out: Path) -> list[F
     return items
 
 
-def _search_part(
-    runs: SweepRuns, out: Path, storage: str | None, objective: str
-) -> tuple[list[str], list[FigureItem]]:
+def _search_study(runs: SweepRuns, storage: str | None, objective: str) -> tuple[Any, str]:
+    """The sweep's Optuna study and where it came from: ``--storage``, else the storage the sweep recorded,
+    else $MER_OPTUNA_STORAGE / the home's optuna.db; else rebuilt from the search's config runs."""
     rows = runs.configs[runs.configs["table"] == "search"]
     names = [runs.sweep_tags.get(C.OPTUNA_STUDY, ""), runs.experiment_name]
     study, source = None, ""
@@ -325,6 +325,13 @@ def _search_part(
             "rebuilt from the MLflow config runs tagged `mer.table=search` (the sweep's Optuna storage "
             f"was not found); value = pooled `{objective}`"
         )
+    return study, source
+
+
+def _search_part(
+    runs: SweepRuns, out: Path, storage: str | None, objective: str
+) -> tuple[list[str], list[FigureItem]]:
+    study, source = _search_study(runs, storage, objective)
     if study is None:
         return [], []
     trials = search.trials_frame(study)
@@ -364,25 +371,29 @@ def _search_part(
                 "are marked with x and carry no value.",
             )
         )
-    imp, why = search.importances(study)
-    if imp:
-        _write_csv(
-            pd.DataFrame({"param": list(imp), "importance": list(imp.values())}),
-            out / "tables/param_importances.csv",
-        )
-        figures.param_importances(imp, "Optuna parameter importances", out / "figures/param_importances.png")
-        items.append(
-            FigureItem(
-                "Optuna parameter importances",
-                "figures/param_importances.png",
-                "tables/param_importances.csv",
-                "Share of the objective's variance explained by each parameter (Optuna's "
-                "default fANOVA evaluator over the complete trials).",
-            )
-        )
+    imp_item, why = _importance_figure(study, out)
+    if imp_item is not None:
+        items.append(imp_item)
     else:
         lines.append(f"Parameter importances: not computed: {why}.")
     return lines, items
+
+
+def _importance_figure(study: Any, out: Path) -> tuple[FigureItem | None, str | None]:
+    """Optuna's parameter importances (CSV + figure), or None and why they could not be computed."""
+    imp, why = search.importances(study)
+    if not imp:
+        return None, why
+    _write_csv(pd.DataFrame({"param": list(imp), "importance": list(imp.values())}),
+               out / "tables/param_importances.csv")
+    figures.param_importances(imp, "Optuna parameter importances", out / "figures/param_importances.png")
+    return FigureItem(
+        "Optuna parameter importances",
+        "figures/param_importances.png",
+        "tables/param_importances.csv",
+        "Share of the objective's variance explained by each parameter (Optuna's default fANOVA evaluator "
+        "over the complete trials).",
+    ), ""
 
 
 def _default_objective() -> str:
