@@ -152,9 +152,11 @@ def torch_state() -> dict[str, Any]:
     }
 
 
-def collect_environment(dataset: Any = None, *, threads_per_fold: int | None = None) -> dict[str, Any]:
+def collect_environment(dataset: Any = None, *, threads_per_fold: int | None = None,
+                        data_hash: str | None = None) -> dict[str, Any]:
     """The whole record (JSON-safe). ``dataset``: the loaded ``LandmarkDataset`` (its content hash, name,
-    size); ``threads_per_fold``: torch threads each fold worker is given (``resources.cpu_per_fold``)."""
+    size); ``threads_per_fold``: torch threads each fold worker is given (``resources.cpu_per_fold``);
+    ``data_hash``: the dataset's ``content_hash()`` when the caller has it already (hashed once per sweep)."""
     env: dict[str, Any] = {
         "recorded_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "project": code_state(),
@@ -167,8 +169,10 @@ def collect_environment(dataset: Any = None, *, threads_per_fold: int | None = N
     }
     if dataset is not None:  # a duck-typed dataset without content_hash records None, not a crash
         hasher = getattr(dataset, "content_hash", None)
+        if data_hash is None and hasher is not None:
+            data_hash = hasher()
         env["dataset"] = {"name": dataset.name, "setup": dataset.setup, "clips": len(dataset),
-                          "content_hash": hasher() if hasher else None}  # fmt: skip
+                          "content_hash": data_hash}
     return env
 
 

@@ -282,7 +282,8 @@ class _Sweep(NestedSteps):
         leases[-1].acquire(self.spec.source, self.sid)  # a second driver of this sweep stops here
         # reproducibility record (environment.json); a resume in another environment warns
         environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
-            self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold))))
+            self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold)),
+            data_hash=self.data_hash))
         self.done, self.stale = tracking.scan_folds(self.client, self.exp_id, self.sid, self.seeds[0])
 
     def open_reuse(self, enabled: bool) -> None:
