@@ -27,6 +27,13 @@ FeatureType = Literal["A", "B"]
 PointSet = Literal[14, 31, 68]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 PrecisionName = Literal["fp32", "bf16"]  # bf16: autocast of the training forward (ours, not the paper's)
+# Options that are NOT in the paper (issue 16; docs/model.md "Beyond the paper"): off by default.
+InputName = Literal["absolute", "onset_delta", "onset_delta_shape"]
+AlignName = Literal["none", "procrustes"]
+AauWeightingName = Literal["learned", "frozen", "sum", "uncertainty"]
+INPUTS: tuple[str, ...] = get_args(InputName)
+ALIGNS: tuple[str, ...] = get_args(AlignName)
+AAU_WEIGHTINGS: tuple[str, ...] = get_args(AauWeightingName)
 MODELS: tuple[str, ...] = get_args(ModelName)
 FEATURES: tuple[str, ...] = get_args(FeatureType)
 POINTS: tuple[int, ...] = get_args(PointSet)
@@ -71,6 +78,10 @@ class ModelKeys(_Frozen):
     au_loss: AuLoss = Field("aau", description=_AU_LOSS_ALLOWED)
     beta: float = Field(1.0, ge=0, allow_inf_nan=False,  # the paper's ablation value (section IV-A)
                         description="a finite number >= 0")
+    # --- not in the paper (EXTENSION_KEYS): the paper's model is every one of them at its default ---
+    input: InputName = Field("absolute", description=", ".join(INPUTS))
+    align: AlignName = Field("none", description=", ".join(ALIGNS))
+    aau_weighting: AauWeightingName = Field("learned", description=", ".join(AAU_WEIGHTINGS))
 
 
 class ModelConfig(ModelKeys):
@@ -90,6 +101,9 @@ class ModelConfig(ModelKeys):
             raise ValueError("au_loss: 'aau' with fusion_layer 4 leaves N_L = 1 fused layer, where Eq. (11) "
                              "is undefined; allowed: fusion_layer 1..3 with 'aau', or au_loss 'layer:4' / "
                              "'none'")
+        if self.aau_weighting != "learned" and mode != "aau":
+            raise ValueError(f"aau_weighting: got {self.aau_weighting!r} with au_loss {self.au_loss!r}; allowed: "
+                             "'learned' unless au_loss is 'aau' (it weights the AAU layers)")
         if self.model == "gts_gn" and mode == "layer" and r < self.fusion_layer:  # type: ignore[operator]
             raise ValueError(f"au_loss: got {self.au_loss!r}; allowed: 'layer:r' with r >= fusion_layer "
                              f"({self.fusion_layer}): AU losses constrain fused features")
@@ -114,10 +128,26 @@ MODEL_DEFAULTS: dict[str, Any] = ModelConfig().model_dump()
 TRAINING_DEFAULTS: dict[str, Any] = TrainConfig().model_dump()
 DEFAULTS: dict[str, Any] = {**MODEL_DEFAULTS, **TRAINING_DEFAULTS}
 MODEL_KEYS: tuple[str, ...] = tuple(ModelKeys.model_fields)  # settable in a file (sizes come from data)
+# Keys of options the paper does not have, with the value that is the paper's model. At that value they are
+# left out of config hashes and unit keys (``paper_free``), so results stored before they existed keep
+# their ids and stay reusable; reports label an arm "not in the paper" when one differs.
+EXTENSION_DEFAULTS: dict[str, Any] = {k: MODEL_DEFAULTS[k] for k in ("input", "align", "aau_weighting")}
 TRAIN_KEYS: tuple[str, ...] = tuple(TrainConfig.model_fields)
 # Columns of the sweep's summary / arms table and dry run: the settable model keys, then the epoch count
 # (the one training key arms of the paper's tables differ in).
 SUMMARY_KEYS: tuple[str, ...] = (*MODEL_KEYS, "epochs")
+
+
+def extensions(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The non-paper options a flat config turns on: ``{key: value}`` for each extension key off its
+    default (empty: the config is a paper model)."""
+    return {k: cfg[k] for k, v in EXTENSION_DEFAULTS.items() if k in cfg and cfg[k] != v}
+
+
+def paper_free(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the extension keys that sit at their default: the form hashed into config ids and
+    unit keys, so adding an option never changes the id of a config that does not use it."""
+    return {k: v for k, v in cfg.items() if not (k in EXTENSION_DEFAULTS and v == EXTENSION_DEFAULTS[k])}
 
 
 def au_layers(cfg: Mapping[str, Any]) -> list[int]:

@@ -59,6 +59,9 @@ class FoldResult:
     n_train: int
     n_test: int
     train_seconds: float = field(default=0.0)
+    # the AAU layer weights at initialisation and after each epoch: (epochs + 1) rows of len(aau_layers);
+    # the last row equals aau_weights
+    aau_weight_curve: list[list[float]] = field(default_factory=list)
     # the final model's weights (CPU tensors) when train_fold(..., keep_model=True); not part of to_dict()
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -77,6 +80,7 @@ class FoldResult:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "train_seconds": self.train_seconds,
+            "aau_weight_curve": [list(row) for row in self.aau_weight_curve],
         }
 
     @classmethod
@@ -94,6 +98,7 @@ class FoldResult:
             n_train=int(d["n_train"]),
             n_test=int(d["n_test"]),
             train_seconds=float(d.get("train_seconds", 0.0)),
+            aau_weight_curve=[[float(w) for w in row] for row in d.get("aau_weight_curve", [])],
         )
 
 

@@ -68,6 +68,9 @@ LAM_DIR = "lam"
 PREDICTION_COLUMNS = ("subject", "clip", "y_true", "y_pred")  # a fold run's predictions.csv
 CONFIG_PREDICTION_COLUMNS = ("seed", *PREDICTION_COLUMNS)  # a config run's: every (seed, subject) fold
 AAU_COLUMNS = ("arm", "subject", "layer1", "layer2", "layer3", "layer4")
+# A fold run's AAU layer weights, ``aau_weight_layer<r>`` (r = 1..4): logged at steps 0..E, step 0 the
+# weights at initialisation and step e those after epoch e, so MLflow's latest value is the final model's
+# weight (Table VIII) and the metric history is its trajectory (issue 16). Logged for every AU-loss arm.
 AAU_METRIC_PREFIX = "aau_weight_layer"
 
 # ------------------------------------------------------------------------------------------- local state

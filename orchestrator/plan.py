@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mer_model.config import validate_config
+from mer_model.config import paper_free, validate_config
 from orchestrator.spec import SweepSpec, expand_grid
 
 
@@ -46,7 +46,7 @@ def sweep_id(spec: SweepSpec, data_hash: str = "") -> str:
 def config_hash(config: dict[str, Any], spec: SweepSpec, data_hash: str = "") -> str:
     """12 hex chars from the flat config (minus dataset-derived sizes), the dataset section, the seeds (one
     seed hashes as ``seed`` did before seeds existed) and ``data_hash`` (the dataset's ``content_hash()``)."""
-    cfg = {k: v for k, v in config.items() if k not in ("num_classes", "num_aus")}
+    cfg = {k: v for k, v in paper_free(config).items() if k not in ("num_classes", "num_aus")}
     seeds = spec.protocol.seed_list
     key: dict[str, Any] = {"seed": seeds[0]} if len(seeds) == 1 else {"seeds": list(seeds)}
     return _digest(_with_data({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"), **key},

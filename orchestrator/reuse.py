@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from mer_model.config import paper_free
 from orchestrator import contract as C
 from orchestrator.contract import search_runs
 
@@ -31,7 +32,7 @@ _COPIED_TAGS = (C.NODE, C.GPU_IDS, C.DEVICE, C.THREADS, C.ATTEMPT)
 
 def unit_key(config: Mapping[str, Any], seed: int, subject: str, data_hash: str) -> str:
     """16 hex chars identifying a unit's result: flat config, training seed, left-out subject, data."""
-    blob = json.dumps({"config": dict(config), "seed": int(seed), "subject": str(subject),
+    blob = json.dumps({"config": paper_free(config), "seed": int(seed), "subject": str(subject),
                        "data": data_hash}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

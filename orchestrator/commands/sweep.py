@@ -60,7 +60,7 @@ def command(file: str, address: str | None, resume: bool, dry_run: bool, trackin
 def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN001
     from rich.table import Table
 
-    from mer_model.config import SUMMARY_KEYS
+    from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS
     from orchestrator.plan import fold_subjects, grid_configs, sweep_id
     from orchestrator.runner import load_data
 
@@ -69,7 +69,9 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
     dh = ds.content_hash()
     plans = grid_configs(spec, dh)
     t = Table(title=f"sweep {sweep_id(spec, dh)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
-    keys = [k for k in SUMMARY_KEYS if k != "epochs"]  # epochs: the same for every arm, printed below
+    keys = [k for k in SUMMARY_KEYS if k != "epochs"  # epochs: the same for every arm, printed below
+            # a non-paper option gets a column only when some arm turns it on
+            and (k not in EXTENSION_DEFAULTS or any(p.config[k] != EXTENSION_DEFAULTS[k] for p in plans))]
     for col in ("arm", "table", "hash", *keys):
         t.add_column(col)
     for p in plans:
