@@ -58,16 +58,35 @@ def _align(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def linear_probe(ds) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-
+def procrustes_displacements(ds) -> np.ndarray:
+    """(N, 2 * 68 * 2) apex - onset and offset - onset of all 68 Procrustes-aligned points, in % of the
+    onset's eye-centre distance (IOD)."""
     x = _align(ds.landmarks.astype(np.float64))
     iod = np.linalg.norm(x[:, 0, 42:48].mean(1) - x[:, 0, 36:42].mean(1), axis=1)
-    feat = (x[:, 1:] - x[:, :1]).reshape(len(ds), -1) / iod[:, None] * 100  # % of IOD
+    return (x[:, 1:] - x[:, :1]).reshape(len(ds), -1) / iod[:, None] * 100  # % of IOD
+
+
+def loso_logistic(feat: np.ndarray, ds, standardise: bool = False) -> np.ndarray:
+    """(N,) LOSO predictions of a logistic regression on ``feat`` (N, F), one fit per fold of ``ds``.
+
+    ``standardise``: a StandardScaler in a Pipeline, so its means and sds come from the training folds
+    only (nothing of the left-out subject). lbfgs from zeros: deterministic for given features.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     pred = np.zeros(len(ds), np.int64)
     for _, tr, te in ds.loso_splits():
-        pred[te] = LogisticRegression(max_iter=3000).fit(feat[tr], ds.labels[tr]).predict(feat[te])
+        clf = LogisticRegression(max_iter=3000)
+        model = make_pipeline(StandardScaler(), clf) if standardise else clf
+        pred[te] = model.fit(feat[tr], ds.labels[tr]).predict(feat[te])
     return pred
+
+
+def linear_probe(ds) -> np.ndarray:
+    """The original reference: unscaled logistic regression on ``procrustes_displacements`` (68 points)."""
+    return loso_logistic(procrustes_displacements(ds), ds)
 
 
 def chance(ds) -> dict:
