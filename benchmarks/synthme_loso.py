@@ -8,7 +8,8 @@
 Chance levels: "majority" predicts the most frequent TRAINING class in every fold (accuracy = its share;
 UF1/UAR from the same pooled rule), "uniform" is the expectation of a uniformly random guess (accuracy and
 UAR = 1/C; UF1 estimated over 200 draws). A linear probe (logistic regression on Procrustes-aligned
-apex/offset - onset displacements, same LOSO folds) is a cheap non-graph reference.
+apex/offset - onset displacements, same LOSO folds) is a cheap non-graph reference, but not a like-for-like
+one: it sees 68 points, the models 14 (``benchmarks/probes.py`` has probes on the models' own input).
 Every fold trains from scratch with a fixed epoch count; nothing is selected on the left-out subject.
 Results are SynthME numbers: they say nothing about CASME II or SAMM.
 """
