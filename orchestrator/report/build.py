@@ -9,6 +9,7 @@ Output folder layout (all paths in ``report.md`` are relative to it)::
     tables/significance_<tag>.csv/.tex  each arm vs its table's baseline
     tables/table_VII_grid.csv / .tex  Table VII in the paper's shape (when the arms allow it)
     tables/table_VIII_<arm>.csv/.tex  per-subject AAU weights + average
+    figures/aau_trajectory_<arm>.*    the AAU weights over training (per-epoch history), beside Table VIII
     tables/tables.tex                 a standalone document inputting every .tex table
     tables/search_trials.csv          Optuna trials; tables/param_importances.csv
     tables/folds.csv                  every fold run: subject, status, per-fold metrics
@@ -460,7 +461,12 @@ def _environment(runs: SweepRuns, text: str | None) -> tuple[list[str], str | No
 def _failures(runs: SweepRuns) -> pd.DataFrame:
     f = runs.folds[~runs.folds["status"].eq("complete")]
     cols = [c for c in ("arm", "subject", "status", "attempt", "node", "error") if c in f]
-    return f[cols].fillna("").reset_index(drop=True)
+    out = f[cols].fillna("").reset_index(drop=True)
+    if "arm" in out:  # an arm with options the paper lacks keeps its mark here too (the footnote: its table)
+        ext = {a: v for a, v in zip(runs.configs["arm"].astype(str), tables.non_paper(runs.configs),
+                                    strict=True) if v}
+        out["arm"] = [mark_arm(a, ext) for a in out["arm"].astype(str)]
+    return out
 
 
 def _header(runs: SweepRuns, setup: str | None, n_subjects: int, tracking_uri: str, command: str | None
