@@ -94,12 +94,13 @@ def _search_sentence(search: dict[str, Any], objective: str) -> str:
 NON_PAPER_TEXT: dict[tuple[str, str], str] = {
     ("input", "onset_delta"): "onset-relative input (each frame minus the onset frame)",
     ("input", "onset_delta_shape"): "onset-relative input with the onset shape kept as extra channels",
-    ("align", "procrustes"): "rotation alignment of each clip by Procrustes on its onset frame",
+    ("align", "procrustes"): "each clip rotated so its onset best matches a fixed frontal face (2-D "
+                             "Procrustes, rotation only)",
     ("aau_weighting", "frozen"): "AAU weights W frozen at their initial ones (equal shares 1/N_L; a control)",
     ("aau_weighting", "sum"): "the unweighted sum of the layer AU losses of Eq. (9), which the paper writes "
                               "but evaluates in no arm, in place of Eq. (11) (a control)",
-    ("aau_weighting", "uncertainty"): "homoscedastic-uncertainty weighting of the AAU layer losses "
-                                      "(shares exp(-s_r) / Σ exp(-s)) in place of Eq. (11)",
+    ("aau_weighting", "uncertainty"): "homoscedastic-uncertainty weighting of the AAU layer losses (Kendall "
+                                      "et al. 2018; shares exp(-s_r) / Σ exp(-s)) in place of Eq. (11)",
 }
 
 
