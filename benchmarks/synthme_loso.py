@@ -8,7 +8,8 @@
 Chance levels: "majority" predicts the most frequent TRAINING class in every fold (accuracy = its share;
 UF1/UAR from the same pooled rule), "uniform" is the expectation of a uniformly random guess (accuracy and
 UAR = 1/C; UF1 estimated over 200 draws). A linear probe (logistic regression on Procrustes-aligned
-apex/offset - onset displacements, same LOSO folds) is a cheap non-graph reference.
+apex/offset - onset displacements, same LOSO folds) is a cheap non-graph reference, but not a like-for-like
+one: it sees 68 points, the models 14 (``benchmarks/probes.py`` has probes on the models' own input).
 Every fold trains from scratch with a fixed epoch count; nothing is selected on the left-out subject.
 Results are SynthME numbers: they say nothing about CASME II or SAMM.
 """
@@ -58,16 +59,35 @@ def _align(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def linear_probe(ds) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-
+def procrustes_displacements(ds) -> np.ndarray:
+    """(N, 2 * 68 * 2) apex - onset and offset - onset of all 68 Procrustes-aligned points, in % of the
+    onset's eye-centre distance (IOD)."""
     x = _align(ds.landmarks.astype(np.float64))
     iod = np.linalg.norm(x[:, 0, 42:48].mean(1) - x[:, 0, 36:42].mean(1), axis=1)
-    feat = (x[:, 1:] - x[:, :1]).reshape(len(ds), -1) / iod[:, None] * 100  # % of IOD
+    return (x[:, 1:] - x[:, :1]).reshape(len(ds), -1) / iod[:, None] * 100  # % of IOD
+
+
+def loso_logistic(feat: np.ndarray, ds, standardise: bool = False) -> np.ndarray:
+    """(N,) LOSO predictions of a logistic regression on ``feat`` (N, F), one fit per fold of ``ds``.
+
+    ``standardise``: a StandardScaler in a Pipeline, so its means and sds come from the training folds
+    only (nothing of the left-out subject). lbfgs from zeros: deterministic for given features.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     pred = np.zeros(len(ds), np.int64)
     for _, tr, te in ds.loso_splits():
-        pred[te] = LogisticRegression(max_iter=3000).fit(feat[tr], ds.labels[tr]).predict(feat[te])
+        clf = LogisticRegression(max_iter=3000)
+        model = make_pipeline(StandardScaler(), clf) if standardise else clf
+        pred[te] = model.fit(feat[tr], ds.labels[tr]).predict(feat[te])
     return pred
+
+
+def linear_probe(ds) -> np.ndarray:
+    """The original reference: unscaled logistic regression on ``procrustes_displacements`` (68 points)."""
+    return loso_logistic(procrustes_displacements(ds), ds)
 
 
 def chance(ds) -> dict:

@@ -102,8 +102,8 @@ class ModelConfig(ModelKeys):
                              "is undefined; allowed: fusion_layer 1..3 with 'aau', or au_loss 'layer:4' / "
                              "'none'")
         if self.aau_weighting != "learned" and mode != "aau":
-            raise ValueError(f"aau_weighting: got {self.aau_weighting!r} with au_loss {self.au_loss!r}; allowed: "
-                             "'learned' unless au_loss is 'aau' (it weights the AAU layers)")
+            raise ValueError(f"aau_weighting: got {self.aau_weighting!r} with au_loss {self.au_loss!r}; "
+                             "allowed: 'learned' unless au_loss is 'aau' (it weights the AAU layers)")
         if self.model == "gts_gn" and mode == "layer" and r < self.fusion_layer:  # type: ignore[operator]
             raise ValueError(f"au_loss: got {self.au_loss!r}; allowed: 'layer:r' with r >= fusion_layer "
                              f"({self.fusion_layer}): AU losses constrain fused features")

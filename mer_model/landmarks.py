@@ -31,7 +31,8 @@ from functools import cache
 import numpy as np
 
 # One real frontal face: dlib's 68-point predictor on scikit-image's astronaut photograph (pixels).
-# Used only to orient designated neighbours (a fixed geometric choice, no statistics of any dataset).
+# Used to orient designated neighbours and as the target of the optional onset rotation alignment
+# (features.align_rotation): a fixed geometric choice, no statistics of any dataset.
 REFERENCE_SHAPE = np.array(
     [
         [179, 104],

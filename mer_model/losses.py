@@ -1,4 +1,11 @@
-"""Losses of paper III-D: AU loss per layer, the adaptive AU loss (Eq. 11) and the total loss (Eq. 12)."""
+"""Losses of paper III-D: AU loss per layer, the adaptive AU loss (Eq. 11) and the total loss (Eq. 12).
+
+``aau_weighting`` chooses how the AAU layers' losses are combined: ``learned`` is the paper's Eq. (11); the
+others are NOT in the paper (issue 16; docs/model.md says what the weights can and cannot mean):
+``frozen`` (W fixed at its initial ones: Eq. 11 = Eq. 9 averaged, 1/N_L each), ``sum`` (Eq. 9 as written)
+and ``uncertainty`` (homoscedastic-uncertainty weighting, Kendall, Gal & Cipolla, CVPR 2018, in the form
+``sum_r exp(-s_r) L_r + s_r``: unlike Eq. 11 it has an interior optimum, ``exp(-s_r) = 1 / L_r``).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +39,36 @@ def aau_loss(layer_losses: Tensor | Sequence[Tensor], w: Tensor) -> Tensor:
     return (aau_weights(w) * losses).sum()  # Eq. (11)
 
 
+def combine_au_losses(losses: Tensor, weighting: str = "learned", param: Tensor | None = None) -> Tensor:
+    """``L_AU`` from the per-layer AU losses ``(N_L,)``.
+
+    ``param`` is the weighting's learnable ``(N_L,)`` tensor: W_r for ``learned`` (Eq. 11), the
+    log-variances s_r for ``uncertainty``; None otherwise. ``learned`` without W is one ``layer:r`` loss.
+    """
+    if weighting == "uncertainty":
+        assert param is not None, "uncertainty weighting needs its log-variances"
+        return (torch.exp(-param) * losses + param).sum()  # Kendall et al. 2018 (ours, not the paper's)
+    if weighting == "frozen":
+        return losses.mean()  # Eq. (11) with W_r = 1 for all r: Eq. (9) / N_L
+    if weighting == "learned" and param is not None:
+        return aau_loss(losses, param)  # Eq. (11)
+    return losses.sum()  # Eq. (9); for a single layer its plain AU loss
+
+
+def au_layer_shares(weighting: str, param: Tensor | None, n_layers: int) -> Tensor:
+    """Each AAU layer's share of ``L_AU`` ``(N_L,)``, summing to 1 (Table VIII reports these).
+
+    ``learned``: W_r^2 / sum W^2 (Eq. 11); ``uncertainty``: exp(-s_r) / sum exp(-s); ``frozen`` and
+    ``sum``: 1/N_L (``sum`` weighs each layer 1, i.e. N_L times the scale of ``frozen``); one ``layer:r``
+    loss without W: ``[1.]``.
+    """
+    if weighting == "uncertainty" and param is not None:
+        return torch.softmax(-param, dim=-1)
+    if weighting == "learned" and param is not None:
+        return aau_weights(param)
+    return torch.full((n_layers,), 1.0 / max(n_layers, 1))
+
+
 def au_layer_loss(au_logits: Tensor, aus: Tensor) -> Tensor:
     """L_r: multi-label AU loss of one layer's AU head (PyTorch's MultiLabelSoftMarginLoss, mean over batch).
 
@@ -53,11 +90,13 @@ def total_loss(
     aau_w: Tensor | None = None,
     beta: float | Tensor = 1.0,
     weight: Tensor | None = None,
+    aau_weighting: str = "learned",
 ) -> Tensor:
     """Eq. (12): ``L_T = L_ME + beta * L_AU``.
 
-    ``L_ME`` is cross entropy on ``logits`` ``(N, C)`` vs ``labels`` ``(N,)``. ``L_AU`` is Eq. (11) over the
-    AU heads when ``aau_w`` is given, the single layer's loss for one head (``layer:r``), absent for none.
+    ``L_ME`` is cross entropy on ``logits`` ``(N, C)`` vs ``labels`` ``(N,)``. ``L_AU`` combines the AU
+    heads' losses by ``aau_weighting`` (:func:`combine_au_losses`; ``aau_w`` is its learnable tensor: Eq. 11's
+    W by default), the single layer's loss for one head (``layer:r``), absent for none.
     ``weight`` ``(N,)`` in {0, 1}: batch means over the weighted samples only (fold-batched training pads
     and idles folds this way; all-zero weight gives 0, hence zero gradients); None: the plain means.
     """
@@ -71,8 +110,5 @@ def total_loss(
     else:
         layer_losses = [_batch_mean(F.multilabel_soft_margin_loss(a, aus, reduction="none"), weight)
                         for a in au_logits]
-    if aau_w is not None:
-        loss_au = aau_loss(layer_losses, aau_w)  # Eq. (11)
-    else:
-        loss_au = torch.stack(layer_losses).sum()  # one layer: the plain AU loss
+    loss_au = combine_au_losses(torch.stack(layer_losses), aau_weighting, aau_w)  # Eq. (11) by default
     return loss_me + beta * loss_au  # Eq. (12)

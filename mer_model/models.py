@@ -21,7 +21,7 @@ from mer_model.errors import InputError
 from mer_model.features import GMGraphFeatures
 from mer_model.landmarks import PointSet, gm_graph_adjacency, point_set
 from mer_model.layers import GraphConv, InputNorm, SSModule
-from mer_model.losses import aau_weights
+from mer_model.losses import au_layer_shares
 
 LAYER_CHANNELS = (64, 64, 128, 128)  # Table II, layers 1..4
 
@@ -34,7 +34,8 @@ def _pool(x: Tensor) -> Tensor:
 class _GraphModel(nn.Module):
     """Shared tail of all models: classifier, AU heads on chosen layers, AAU weights W_r."""
 
-    def __init__(self, num_classes: int, num_aus: int | None, au_layers: list[int], aau: bool) -> None:
+    def __init__(self, num_classes: int, num_aus: int | None, au_layers: list[int],
+                 aau_weighting: str | None) -> None:
         super().__init__()
         self.au_layers = list(au_layers)
         self.fc = nn.Linear(LAYER_CHANNELS[-1], num_classes)
@@ -44,15 +45,20 @@ class _GraphModel(nn.Module):
         self.au_heads = nn.ModuleDict(
             {f"layer{r}": nn.Linear(LAYER_CHANNELS[r - 1], num_aus) for r in self.au_layers}  # type: ignore[arg-type]
         )
-        # W_r of Eq. (11), one per AAU layer; ones = equal weights 1/N_L at the start. Trained by the model's
-        # optimiser like every other parameter (weight decay included: it is scale-free in Eq. 11).
-        self.aau_w = nn.Parameter(torch.ones(len(self.au_layers))) if aau else None
+        # How the AAU layers' losses combine (losses.combine_au_losses); None: no AAU (one layer:r or none).
+        # aau_w is the weighting's learnable tensor, one entry per AAU layer: W_r of Eq. (11) for "learned"
+        # (ones = equal weights 1/N_L at the start; trained by the model's optimiser like every other
+        # parameter, weight decay included: Eq. 11 is scale-free), the log-variances s_r (zeros) for
+        # "uncertainty"; "frozen" and "sum" have none.
+        self.aau_weighting = aau_weighting or "learned"
+        n = len(self.au_layers)
+        init = {"learned": torch.ones, "uncertainty": torch.zeros}.get(aau_weighting or "")
+        self.aau_w = nn.Parameter(init(n)) if init is not None else None
 
     def aau_weights(self) -> Tensor:
-        """``W_r^2 / sum W^2`` per AU layer (Eq. 11); ``[1.]`` for one ``layer:r`` loss, empty for none."""
-        if self.aau_w is None:
-            return torch.ones(len(self.au_layers))
-        return aau_weights(self.aau_w)
+        """Each AU layer's share of the AU loss (``losses.au_layer_shares``): ``W_r^2 / sum W^2`` (Eq. 11)
+        for the paper's AAU loss; ``[1.]`` for one ``layer:r`` loss, empty for none."""
+        return au_layer_shares(self.aau_weighting, self.aau_w, len(self.au_layers))
 
     def lam_matrices(self) -> dict[str, Tensor]:
         """Learned ``A_L`` per graph layer, keyed as in the FoldResult contract (empty without LAM)."""
@@ -89,11 +95,13 @@ class _OneStream(_GraphModel):
         lam: bool = True,
         num_aus: int | None = None,
         au_layers: list[int] | None = None,
-        aau: bool = False,
+        aau_weighting: str | None = None,
+        input: str = "absolute",
+        align: str = "none",
     ) -> None:
-        super().__init__(num_classes, num_aus, au_layers or [], aau)
+        super().__init__(num_classes, num_aus, au_layers or [], aau_weighting)
         ps = point_set(points)
-        self.features = GMGraphFeatures(points, features)
+        self.features = GMGraphFeatures(points, features, input, align)
         self.input_norm = InputNorm(self.features.out_channels, ps.num_nodes)
         chans = (self.features.out_channels, *LAYER_CHANNELS)
         graph = self._graph(ps, points)
@@ -141,15 +149,18 @@ class GTSGN(_GraphModel):
         lam: bool = True,
         num_aus: int | None = None,
         au_layers: list[int] | None = None,
-        aau: bool = False,
+        aau_weighting: str | None = None,
+        input: str = "absolute",
+        align: str = "none",
     ) -> None:
-        super().__init__(num_classes, num_aus, au_layers or [], aau)
+        super().__init__(num_classes, num_aus, au_layers or [], aau_weighting)
         ps = point_set(points)
         self.fusion_layer = fusion_layer
-        self.features = GMGraphFeatures(points, "B")
-        self.xy_norm = InputNorm(2, ps.num_nodes)
-        self.dalpha_norm = InputNorm(2, ps.num_nodes)
-        chans = (2, *LAYER_CHANNELS)
+        self.features = GMGraphFeatures(points, "B", input, align)
+        half = self.features.out_channels // 2  # (x, y) channels, then as many (D, alpha) channels
+        self.xy_norm = InputNorm(half, ps.num_nodes)
+        self.dalpha_norm = InputNorm(half, ps.num_nodes)
+        chans = (half, *LAYER_CHANNELS)
 
         def block(i: int) -> SSModule:
             return SSModule(chans[i], chans[i + 1], ps.adjacency, lam)
@@ -169,9 +180,10 @@ class GTSGN(_GraphModel):
         return out
 
     def _layers(self, x: Tensor) -> tuple[Tensor, dict[int, Tensor]]:
-        f = self.features(x)  # (N, 4, 3, V): x, y, D, alpha
-        a = self.xy_norm(f[:, :2])
-        b = self.dalpha_norm(f[:, 2:])
+        f = self.features(x)  # (N, 2h, 3, V): x, y [, x0, y0], D, alpha [, D0, alpha0]
+        half = f.shape[1] // 2
+        a = self.xy_norm(f[:, :half])
+        b = self.dalpha_norm(f[:, half:])
         for la, lb in zip(self.xy_layers, self.dalpha_layers, strict=True):
             a, b = la(a), lb(b)
         h = a + b  # fusion after layer n (element-wise sum, Fig. 1)
@@ -226,7 +238,9 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
         lam=cfg["lam"],
         num_aus=cfg["num_aus"],
         au_layers=config_au_layers(cfg),
-        aau=mode == "aau",
+        aau_weighting=cfg["aau_weighting"] if mode == "aau" else None,
+        input=cfg["input"],
+        align=cfg["align"],
     )
     if cfg["model"] == "gts_gn":
         return GTSGN(fusion_layer=cfg["fusion_layer"], **common)

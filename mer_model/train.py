@@ -204,6 +204,12 @@ def _optimizer(cfg: dict[str, Any], params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, momentum=0.9, **kw)
 
 
+def aau_shares(model: torch.nn.Module) -> list[float]:
+    """The model's AAU layer weights now (``model.aau_weights()``) as floats: one row of the trajectory."""
+    with torch.no_grad():
+        return [float(w) for w in model.aau_weights().cpu().tolist()]
+
+
 def train_fold(
     config: Mapping[str, Any],
     train: FoldData,
@@ -240,7 +246,7 @@ def train_fold(
         opt = _optimizer(cfg, model.parameters())
         gen = torch.Generator().manual_seed(seed)
         aau_w = getattr(model, "aau_w", None)
-        curve = []
+        curve, w_curve = [], [aau_shares(model)]
         model.train()
         for _ in range(cfg["epochs"]):
             total = torch.zeros((), device=dev)
@@ -248,15 +254,18 @@ def train_fold(
                 idx = idx.to(dev)
                 with autocast(cfg, dev):
                     logits, au = model(x[idx], return_aux=True)
-                    loss = total_loss(logits, y[idx], au, a[idx], aau_w, cfg["beta"])  # Eq. (12)
+                    loss = total_loss(logits, y[idx], au, a[idx], aau_w, cfg["beta"],  # Eq. (12)
+                                      aau_weighting=cfg["aau_weighting"])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total = total + loss.detach() * len(idx)
             curve.append(float(total / len(x)))  # one sync per epoch, not per step
+            w_curve.append(aau_shares(model))
 
         result = finish_fold(model, x, test, batch_size=cfg["batch_size"], curve=curve, epochs=cfg["epochs"],
                              seed=seed, n_train=len(train.labels))
+        result.aau_weight_curve = w_curve
         if keep_model:
             result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.train_seconds = time.perf_counter() - t0

@@ -153,11 +153,15 @@ class FoldWorker:
         metrics["n_test"] = float(res.n_test)
         metrics["train_seconds"] = float(res.train_seconds)  # what --dry-run estimates a sweep's time from
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
-        metrics.update({f"{C.AAU_METRIC_PREFIX}{r}": w for r, w in aau.items()})
+        # the weights' trajectory, steps 0..E (contract.AAU_METRIC_PREFIX); its last row is ``aau``
+        aau_curve = {f"{C.AAU_METRIC_PREFIX}{r}": [row[i] for row in res.aau_weight_curve]
+                     for i, r in enumerate(res.aau_layers)} if res.aau_weight_curve else \
+            {f"{C.AAU_METRIC_PREFIX}{r}": [w] for r, w in aau.items()}
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
         run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),
                               metrics=metrics, status="complete", loss_curve=res.loss_curve, lam=res.lam,
+                              step_metrics=aau_curve,
                               predictions=(clips, y_true, y_pred), model=self._model(job, res))
         rec = self._record(job, "complete", run_id, t0)
         rec.clips, rec.y_true, rec.y_pred, rec.aau = clips, y_true, y_pred, aau

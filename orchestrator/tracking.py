@@ -293,11 +293,15 @@ def finish_sweep_run(
 def log_fold_run(
     client: MlflowClient, exp_id: str, parent_run_id: str, *, tags: Mapping[str, str],
     metrics: Mapping[str, float], status: str, loss_curve: Sequence[float] = (),
+    step_metrics: Mapping[str, Sequence[float]] | None = None,
     lam: Mapping[str, np.ndarray] | None = None,
     predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None = None,
     model: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
 ) -> str:
     """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED.
+
+    ``step_metrics``: key -> values logged at steps 0, 1, ... (the AAU weights' trajectory), so MLflow's
+    latest value of each key is its last entry.
 
     ``model``: (state_dict, model.json content) logged as ``model/`` (``mer_model.predict.save_model``)
     before the status, so a complete fold run of a ``save_models`` sweep always has its model."""
@@ -307,6 +311,8 @@ def log_fold_run(
     now = int(time.time() * 1000)
     ms = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(v)]
     ms += [Metric("train_loss", float(v), now, i) for i, v in enumerate(loss_curve) if math.isfinite(v)]
+    ms += [Metric(k, float(v), now, i) for k, vs in (step_metrics or {}).items() for i, v in enumerate(vs)
+           if math.isfinite(v)]
     for i in range(0, len(ms), 900):  # log_batch takes at most 1000 metrics
         client.log_batch(run_id, metrics=ms[i:i + 900])
     if lam or predictions or model:

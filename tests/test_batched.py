@@ -40,6 +40,8 @@ def _assert_same(b, s, tol):
     np.testing.assert_allclose(b.probs, s.probs, rtol=tol, atol=tol)
     assert b.aau_layers == s.aau_layers
     np.testing.assert_allclose(b.aau_weights, s.aau_weights, rtol=tol, atol=tol)
+    assert len(b.aau_weight_curve) == len(s.aau_weight_curve) == s.epochs + 1
+    np.testing.assert_allclose(b.aau_weight_curve, s.aau_weight_curve, rtol=tol, atol=tol)
     assert list(b.lam) == list(s.lam)
     for k in s.lam:
         np.testing.assert_allclose(b.lam[k], s.lam[k], rtol=tol, atol=tol)
@@ -51,6 +53,13 @@ CASES = {
     "ss_gn+sgd": dict(model="ss_gn", features="A", lam=False, au_loss="none", optimizer="sgd", lr=0.01),
     "gts_gn+LAM+AAU": dict(model="gts_gn", fusion_layer=2, lam=True, au_loss="aau"),
     "gcn+LAM+AU(2)+adamw": dict(model="gcn", features="B", lam=True, au_loss="layer:2", optimizer="adamw"),
+    # options not in the paper (issue 16): onset-relative input with the onset kept, aligned, and the
+    # uncertainty weighting's own learnable tensor
+    "gts_gn+delta_shape+procrustes+uncertainty": dict(model="gts_gn", fusion_layer=1, lam=True, au_loss="aau",
+                                                      input="onset_delta_shape", align="procrustes",
+                                                      aau_weighting="uncertainty"),
+    "ss_gn+delta+frozen": dict(model="ss_gn", features="B", lam=False, au_loss="aau", input="onset_delta",
+                               aau_weighting="frozen"),
 }
 
 

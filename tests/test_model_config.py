@@ -36,7 +36,8 @@ def test_au_layers():
 
 
 INVALID = [
-    ({"modle": "gcn"}, "config: unknown key 'modle'; allowed keys: au_loss, batch_size, beta,"),
+    ({"modle": "gcn"},
+     "config: unknown key 'modle'; allowed keys: aau_weighting, align, au_loss, batch_size, beta,"),
     ({"model": "resnet"}, "config: model: got 'resnet'; allowed: gcn, ss_gn, gts_gn"),
     ({"features": "C"}, "config: features: got 'C'; allowed: 'A' (x, y) or 'B' (x, y, D, alpha)"),
     ({"points": 15}, "config: points: got 15; allowed: 14, 31, 68"),

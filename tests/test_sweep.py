@@ -136,6 +136,11 @@ def test_local_sweep_mlflow_layout_failures_and_pruning(tmp_path: Path, monkeypa
         assert "lam/layer1.xy.npy" in lam or "lam/layer1.npy" in lam
         assert any(p.endswith(".png") for p in lam)
         assert len(client.get_metric_history(f.info.run_id, "train_loss")) == 1  # one per epoch
+        # W's trajectory: step 0 = initialisation (equal weights 1/N_L), then one step per epoch; the
+        # latest value (the one above) is the last step's
+        hist = sorted(client.get_metric_history(f.info.run_id, "aau_weight_layer1"), key=lambda m: m.step)
+        assert [m.step for m in hist] == [0, 1]
+        assert hist[0].value == pytest.approx(0.25) and hist[-1].value == w[0]
     assert not any(k.startswith("aau_weight") for f in folds["GCN+Type A"] for k in f.data.metrics)
 
     # the diverging arm: a NaN fold is retried once, then recorded failed with its error; the config gets

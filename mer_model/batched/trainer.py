@@ -46,13 +46,13 @@ from mer_model.batched.layers import stacked_template
 from mer_model.batched.optim import StackedOptimizer
 from mer_model.config import validate_config
 from mer_model.errors import InputError
-from mer_model.losses import total_loss
+from mer_model.losses import au_layer_shares, total_loss
 from mer_model.models import build_model
 from mer_model.train import FoldData, FoldResult
 
 # What must agree for folds to share one stacked model (see the module docstring).
 ARCH_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss", "num_classes", "num_aus",
-             "optimizer")
+             "optimizer", "input", "align", "aau_weighting")
 # What may differ from fold to fold inside one packed group.
 PER_FOLD_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "beta")
 
@@ -151,8 +151,9 @@ def train_folds_batched(
             for k, ((_, test), model) in enumerate(zip(folds, stack.unstacked(), strict=True))
         ]
     seconds = (time.perf_counter() - t0) / len(folds)
-    for r in results:
+    for r, w_curve in zip(results, stack.w_curves, strict=True):
         r.train_seconds = seconds  # the group's wall time, shared equally
+        r.aau_weight_curve = w_curve
     return results
 
 
@@ -185,6 +186,8 @@ class _Stack:
 
     def __init__(self, models: list[torch.nn.Module], cfgs: list[dict[str, Any]], dev: torch.device):
         self.models, self.cfgs, self.dev = models, cfgs, dev
+        self.weighting = cfgs[0]["aau_weighting"]  # one per group (ARCH_KEYS)
+        self.n_au_layers = len(getattr(models[0], "au_layers", []))
         self.template, self.bn_names = stacked_template(models[0])
         self.full, _ = stacked_template(models[0], masked=False)
         self.params, all_buffers = stack_module_state(models)  # (K, ...) leaves; params require grad
@@ -200,11 +203,12 @@ class _Stack:
         extra = {f"{n}.sample_mask": bn_mask for n in self.bn_names}
         extra.update({f"{n}.update": active for n in self.bn_names})
         logits, au = functional_call(self.template, {**p, **b, **extra}, (x,), {"return_aux": True})
-        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w)
+        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w, aau_weighting=self.weighting)
 
     def _fold_loss_full(self, p, b, x, y, a, beta):  # noqa: ANN001, ANN202
         logits, au = functional_call(self.full, {**p, **b}, (x,), {"return_aux": True})
-        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=torch.ones_like(y, dtype=x.dtype))
+        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=torch.ones_like(y, dtype=x.dtype),
+                          aau_weighting=self.weighting)
 
     def train(self, data: list[tuple[Tensor, Tensor, Tensor]], sizes: list[int],
               seeds: list[int]) -> list[list[float]]:
@@ -214,6 +218,7 @@ class _Stack:
         rows = torch.arange(k_folds, device=dev)[:, None]
         gens = [torch.Generator().manual_seed(s) for s in seeds]  # fold k's own shuffles
         curves: list[list[float]] = [[] for _ in range(k_folds)]
+        self.w_curves = [[self._shares(k)] for k in range(k_folds)]  # AAU weights at init, then per epoch
         for epoch in range(max(c["epochs"] for c in cfgs)):
             parts = [
                 fold.shuffled_batches(sizes[k], cfgs[k]["batch_size"], gens[k])
@@ -228,7 +233,15 @@ class _Stack:
             for k, t in enumerate(total.cpu().tolist()):  # one sync per epoch
                 if epoch < cfgs[k]["epochs"]:
                     curves[k].append(t / sizes[k])
+                    self.w_curves[k].append(self._shares(k))
         return curves
+
+    def _shares(self, k: int) -> list[float]:
+        """Fold k's AAU layer weights now (``losses.au_layer_shares`` of its slice of the stack)."""
+        w = self.params.get("aau_w")
+        with torch.no_grad():
+            shares = au_layer_shares(self.weighting, None if w is None else w[k], self.n_au_layers)
+        return [float(v) for v in shares.cpu().tolist()]
 
     def _step(self, xb: Tensor, yb: Tensor, ab: Tensor, bn_mask: Tensor, loss_w: Tensor, act: Tensor,
               whole: bool) -> Tensor:
