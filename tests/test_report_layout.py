@@ -42,7 +42,8 @@ V = 14
 
 
 def _log_fold(
-    client, exp_id, parent, arm, subject, rng, acc_target, *, failed=False, aau_layers=(), lam=False
+    client, exp_id, parent, arm, subject, rng, acc_target, *, failed=False, aau_layers=(), lam=False,
+    aau_epochs=0,
 ):
     run = client.create_run(
         exp_id,
@@ -70,10 +71,14 @@ def _log_fold(
     y_pred[wrong] = (y_true[wrong] + 1) % len(CLASSES)
     acc = float(np.mean(y_true == y_pred))
     metrics = {"accuracy": acc, "uf1": acc * 0.9, "uar": acc * 0.95, "n_test": n}
-    if aau_layers:
+    if aau_layers and not aau_epochs:  # a store of before the trajectory: the final weight only, at step 0
         w = rng.dirichlet(np.ones(len(aau_layers)))
         metrics.update({f"aau_weight_layer{r}": float(wr) for r, wr in zip(aau_layers, w, strict=True)})
     client.log_batch(rid, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
+    if aau_layers and aau_epochs:  # the contract's trajectory: step 0 = initialisation, e = after epoch e
+        steps = rng.dirichlet(np.ones(len(aau_layers)), size=aau_epochs + 1)
+        client.log_batch(rid, metrics=[Metric(f"aau_weight_layer{r}", float(w[i]), e, e)
+                                       for e, w in enumerate(steps) for i, r in enumerate(aau_layers)])
     if lam:
         import tempfile
         from pathlib import Path
@@ -514,3 +519,140 @@ def test_html_renders_in_a_real_browser(layout_report, tmp_path):
     assert v["html_in_cells"] == 0 and ODD_ARM in v["text"]  # the odd arm name is text, not markup
     shot = browser.screenshot(layout_report / "report.html", tmp_path / "report-html.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+# --------------------------------------------------------- issue 16: W trajectory, non-paper arms, guesses
+EPOCHS_16 = 5
+_PAPER_16 = {"input": "absolute", "aau_weighting": "learned"}  # a sweep logs the extension keys too
+_TRAJ_16 = {"aau_layers": (1, 2, 3, 4), "aau_epochs": EPOCHS_16}
+ARMS_16 = [  # (arm, table, params, fold kw)
+    ("GCN", "III", {"model": "gcn", "au_loss": "none", **_PAPER_16}, {}),
+    ("GCN onset", "III", {"model": "gcn", "au_loss": "none", **_PAPER_16, "input": "onset_delta"}, {}),
+    ("AAU learned", "V", {"model": "gts_gn", "au_loss": "aau", **_PAPER_16}, _TRAJ_16),
+    ("AAU uncertainty", "V",
+     {"model": "gts_gn", "au_loss": "aau", **_PAPER_16, "aau_weighting": "uncertainty"}, _TRAJ_16),
+    ("GTS-GN (layer 1) AU loss", "VII", {"model": "gts_gn", "fusion_layer": 1, "au_loss": "layer:4"}, {}),
+]
+
+
+@pytest.fixture(scope="module")
+def issue16(tmp_path_factory):
+    """A second store: a gcn arm and the same arm with a non-paper input; two AAU arms whose folds log the
+    per-epoch weight trajectory (steps 0..E); a Table VII AU-loss arm. Returns the client, ids, report."""
+    tmp = tmp_path_factory.mktemp("issue16")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment("issue16", artifact_location=str(tmp / "artifacts"))
+    tags = {"mer.kind": "sweep", "mer.sweep_id": "sw16", "mer.dataset": "synthme-casme2",
+            "mer.setup": "objective"}
+    sid = client.create_run(exp_id, run_name="sweep", tags=tags).info.run_id
+    acc = dict(zip(SUBJECTS, np.linspace(0.34, 0.67, len(SUBJECTS)), strict=True))
+    ids = {arm: _log_config(client, exp_id, "sw16", sid, tmp, arm, table, params, acc, **kw)
+           for arm, table, params, kw in ARMS_16}
+    spec = {k: v for k, v in SPEC.items() if k not in ("search", "reference")}
+    (tmp / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    client.log_artifact(sid, str(tmp / "spec.yaml"))
+    client.set_terminated(sid, "FINISHED")
+    out = tmp / "report"
+    res = CliRunner().invoke(main, ["report", "--experiment", "issue16", "--tracking-uri", uri,
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return {"client": client, "ids": ids, "out": out, "tmp": tmp}
+
+
+def _fold_run_ids(client, config_run_id):
+    exp = client.get_run(config_run_id).info.experiment_id
+    runs = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{config_run_id}'")
+    return [f.info.run_id for f in runs]
+
+
+def test_aau_trajectory_is_the_mean_of_the_logged_histories(issue16):
+    from orchestrator.report.build import slug
+
+    client, out = issue16["client"], issue16["out"]
+    md = (out / "report.md").read_text()
+    for arm in ("AAU learned", "AAU uncertainty"):
+        traj = pd.read_csv(out / f"figures/aau_trajectory_{slug(arm)}.csv")
+        assert list(traj.columns) == ["epoch", "layer", "mean", "low", "high", "n_folds"]
+        logged = pd.DataFrame(  # read back from the store, every fold run's whole history
+            [(m.step, r, m.value) for rid in _fold_run_ids(client, issue16["ids"][arm]) for r in (1, 2, 3, 4)
+             for m in client.get_metric_history(rid, f"aau_weight_layer{r}")],
+            columns=["epoch", "layer", "w"])
+        expect = logged.groupby(["epoch", "layer"])["w"].agg(m="mean", lo="min", hi="max", n="count")
+        got = traj.merge(expect.reset_index(), on=["epoch", "layer"], validate="1:1")
+        assert len(got) == len(traj) == (EPOCHS_16 + 1) * 4 and (got["n"] == len(SUBJECTS)).all()
+        np.testing.assert_allclose(got["mean"], got["m"], rtol=1e-12)
+        np.testing.assert_allclose(got[["low", "high"]].to_numpy(), got[["lo", "hi"]].to_numpy(), rtol=1e-12)
+        # Table VIII is the final epoch's weight: its average is the trajectory's last point
+        t8 = pd.read_csv(out / f"tables/table_VIII_{slug(arm)}.csv", index_col="subject")
+        last = traj[traj["epoch"] == EPOCHS_16].set_index("layer")["mean"]
+        assert [t8.loc["Average", f"layer{r}"] for r in (1, 2, 3, 4)] == pytest.approx(list(last))
+        for suffix in (".png", ".pdf", ".svg"):
+            assert (out / f"figures/aau_trajectory_{slug(arm)}{suffix}").stat().st_size > 1000
+        # in report.md directly after the arm's Table VIII, captioned with what the weights are
+        section = md.split(f"### {arm}\n")[1].split("\n### ")[0]
+        assert section.index(f"table_VIII_{slug(arm)}.csv") < section.index(f"aau_trajectory_{slug(arm)}.png")
+        assert "min-max range over the fold runs" in section and "0 = at initialisation" in section
+    learned = md.split("### AAU learned\n")[1].split("\n### ")[0]
+    unc = md.split("### AAU uncertainty\n")[1].split("\n### ")[0]
+    assert "learned AAU layer weights W_r² / Σ W² (Eq. 11)" in learned
+    assert "exp(-s_r) / Σ exp(-s)" in unc and "learned AAU" not in unc
+    tex = (out / f"tables/table_VIII_{slug('AAU uncertainty')}.tex").read_text()
+    assert "uncertainty" in tex and "learned AAU" not in tex
+
+
+def test_old_store_without_trajectory_draws_nothing_and_says_why(layout_report):
+    md = (layout_report / "report.md").read_text()
+    section = md.split("### gts_gn+lam+aau\n")[1].split("\n### ")[0]
+    assert "No trajectory of the layer weights over training" in section and "one value per layer" in section
+    assert not list(layout_report.glob("figures/aau_trajectory_*"))
+
+
+def test_non_paper_arms_are_marked_with_a_footnote(issue16, layout_report, tmp_path):
+    out = issue16["out"]
+    md = (out / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| GCN")]
+    assert any(r.startswith("| GCN onset‡") for r in rows)
+    assert any(r.startswith("| GCN (baseline)") for r in rows)
+    assert not any(r.startswith("| GCN‡") for r in rows)
+    assert "‡ not in the paper: GCN onset: input = onset_delta." in md
+    assert "‡ not in the paper: AAU uncertainty: aau_weighting = uncertainty." in md
+    tex = (out / "tables/table_III.tex").read_text()
+    header, body = _tex_rows(tex)
+    arm_cells = [row[header.index("arm")] for row in body]
+    assert sorted(arm_cells) == ["GCN (baseline)", r"GCN onset$^\ddagger$"]
+    assert r"not in the paper: GCN onset: input = onset\_delta" in tex
+    t3 = pd.read_csv(out / "tables/table_III.csv").set_index("arm")
+    assert t3.loc["GCN onset", "not_in_paper"] == "input = onset_delta"
+    assert pd.isna(t3.loc["GCN", "not_in_paper"]) and "input" in t3.columns
+    methods = md.split("## Methods")[1].split("\n## ")[0]
+    assert "`input = onset_delta`: onset-relative input" in methods and "(ours, not in the paper)" in methods
+    assert "`aau_weighting = uncertainty`" in methods
+    # a sweep of paper arms only: no mark, no footnote, no extension column, no sentence
+    plain = (layout_report / "report.md").read_text()
+    assert "‡" not in plain and "not in the paper" not in plain
+    assert "not_in_paper" not in pd.read_csv(layout_report / "tables/table_V.csv").columns
+    assert "ddagger" not in (layout_report / "tables/table_V.tex").read_text()
+    import shutil
+    import subprocess
+
+    if shutil.which("pdflatex") is None:
+        return
+    shutil.copytree(out / "tables", tmp_path / "tex")
+    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+                         cwd=tmp_path / "tex", capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+
+
+def test_underspecified_lists_the_gcn_guess_only_with_a_gcn_arm(issue16, layout_report):
+    def section(folder):
+        md = (folder / "report.md").read_text()
+        return md.split("## Where the paper is underspecified")[1].split("\n## ")[0]
+
+    with_gcn, without = section(issue16["out"]), section(layout_report)
+    assert "Vanilla GCN baseline" in with_gcn and "Vanilla GCN" not in without
+    for s in (with_gcn, without):  # both sweeps have gts_gn arms and 14-point arms
+        assert "SS module's BatchNorm and residual" in s and "17 (R brow out)" in s
+    assert "31-point set" in without and "31-point set" not in with_gcn  # only the layout sweep has one
+    assert "Table VII's \"AU loss\" column" in with_gcn and "au_loss `layer:4`" in with_gcn
+    assert "Table VII's" not in without  # the layout sweep has no Table VII arm

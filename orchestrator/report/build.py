@@ -9,6 +9,7 @@ Output folder layout (all paths in ``report.md`` are relative to it)::
     tables/significance_<tag>.csv/.tex  each arm vs its table's baseline
     tables/table_VII_grid.csv / .tex  Table VII in the paper's shape (when the arms allow it)
     tables/table_VIII_<arm>.csv/.tex  per-subject AAU weights + average
+    figures/aau_trajectory_<arm>.*    the AAU weights over training (per-epoch history), beside Table VIII
     tables/tables.tex                 a standalone document inputting every .tex table
     tables/search_trials.csv          Optuna trials; tables/param_importances.csv
     tables/folds.csv                  every fold run: subject, status, per-fold metrics
@@ -35,11 +36,14 @@ from mer_model.data.dataset import is_synthetic
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.names import distinct_names, safe_name
-from orchestrator.report import figures, latex, nested, search, significance, tables
+from orchestrator.report import aau, figures, guesses, latex, nested, search, significance, tables
 from orchestrator.report.display import (
     aau_display,
     arm_display,
+    extension_arms,
+    extension_footnote,
     grid_display,
+    mark_arm,
     significance_display,
     table_caption,
 )
@@ -146,11 +150,14 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
     section.tex["table"] = latex.write_table(
         out, f"tables/table_{s}.tex", arm_display(with_reference(t, section.reference), sig), section.caption
     )
+    ext = extension_arms(t)
+    note = f" {extension_footnote(ext)}" if ext else ""
     if len(sig):
         section.tex["significance"] = latex.write_table(
-            out, f"tables/significance_{s}.tex", significance_display(sig),
+            out, f"tables/significance_{s}.tex", significance_display(sig, ext),
             f"{section.title}: each arm and metric against the baseline {sig['baseline'].iloc[0]}, paired "
-            f"over the subjects both completed; p corrected ({ctx.correction}) over the table's family.",
+            f"over the subjects both completed; p corrected ({ctx.correction}) over the table's family."
+            + note,
         )
     if tag == "VII":
         grid = tables.vii_grid(t)
@@ -160,7 +167,7 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
             section.tex["grid"] = latex.write_table(
                 out, f"tables/table_{s}_grid.tex", grid_display(grid),
                 f"{section.title}, in the paper's shape (rows: fusion layer). {ctx.dataset}; pooled over "
-                "the LOSO folds; bold: best of each column.",
+                f"the LOSO folds; bold: best of each column.{note}",
             )
     return section
 
@@ -454,7 +461,12 @@ def _environment(runs: SweepRuns, text: str | None) -> tuple[list[str], str | No
 def _failures(runs: SweepRuns) -> pd.DataFrame:
     f = runs.folds[~runs.folds["status"].eq("complete")]
     cols = [c for c in ("arm", "subject", "status", "attempt", "node", "error") if c in f]
-    return f[cols].fillna("").reset_index(drop=True)
+    out = f[cols].fillna("").reset_index(drop=True)
+    if "arm" in out:  # an arm with options the paper lacks keeps its mark here too (the footnote: its table)
+        ext = {a: v for a, v in zip(runs.configs["arm"].astype(str), tables.non_paper(runs.configs),
+                                    strict=True) if v}
+        out["arm"] = [mark_arm(a, ext) for a in out["arm"].astype(str)]
+    return out
 
 
 def _header(runs: SweepRuns, setup: str | None, n_subjects: int, tracking_uri: str, command: str | None
@@ -476,16 +488,50 @@ def _header(runs: SweepRuns, setup: str | None, n_subjects: int, tracking_uri: s
 
 
 def _aau_tables(runs: SweepRuns, shown: pd.DataFrame, out: Path, content: ReportContent) -> None:
+    """Table VIII of every AAU arm, its caption naming the arm's weighting, and beside it the weights'
+    trajectory over training (or why there is none)."""
     for arm, run_id in tables.aau_arms(shown, runs.folds):
         csv = f"tables/table_VIII_{_arm_file(runs, arm)}.csv"
         t = tables.aau_weight_table(runs.folds, run_id)
         _write_csv(t, out / csv, index=True)
+        config = runs.configs[runs.configs["run_id"] == run_id]
+        ext = {str(arm): v} if (v := "".join(tables.non_paper(config))) else {}
+        what = aau.weights_text(aau.weighting_of(config.iloc[0]) if len(config) else "learned")
+        caption = (f"Table VIII: {what} per left-out subject, {mark_arm(arm, ext)}; {runs.dataset}; the "
+                   "average is over the complete folds." + (f" {extension_footnote(ext)}" if ext else ""))
         content.aau.append((arm, t, csv))
-        content.aau_tex[arm] = latex.write_table(
-            out, csv.replace(".csv", ".tex"), aau_display(t),
-            f"Table VIII: learned AAU layer weights W_r² / Σ W² (Eq. 11) per left-out subject, {arm}; "
-            f"{runs.dataset}; the average is over the complete folds.",
-        )
+        content.aau_captions[arm] = caption
+        content.aau_tex[arm] = latex.write_table(out, csv.replace(".csv", ".tex"), aau_display(t), caption)
+        layers = [int(c[len("layer"):]) for c in t.columns if str(c).startswith("layer")]
+        fig, why = _aau_trajectory(runs, arm, run_id, layers, what, out)
+        if fig is not None:
+            content.aau_figures[arm] = fig
+        else:
+            content.aau_notes[arm] = why
+
+
+def _aau_trajectory(runs: SweepRuns, arm: str, run_id: str, layers: list[int], what: str, out: Path
+                    ) -> tuple[FigureItem | None, str]:
+    """The trajectory figure of one AAU arm (PNG / PDF / SVG + CSV ``epoch, layer, mean, low, high,
+    n_folds``) from its complete fold runs' ``aau_weight_layer<r>`` histories; None and the reason when no
+    fold run logged more than one value."""
+    f = runs.folds[(runs.folds["config_run_id"] == run_id) & runs.folds["status"].eq("complete")]
+    traj, single = aau.trajectory(aau.weight_histories(runs.client, f["run_id"], layers))
+    old = (f" {single} fold run(s) hold one value per layer only (the final weight, as runs logged before "
+           "the per-epoch trajectory existed) and are left out.") if single else ""
+    if traj.empty:
+        return None, (f"No trajectory of the layer weights over training for this arm: none of its "
+                      f"{len(f)} complete fold runs logged more than one value per layer.{old}")
+    name = _arm_file(runs, arm)
+    png, csv = f"figures/aau_trajectory_{name}.png", f"figures/aau_trajectory_{name}.csv"
+    _write_csv(traj, out / csv)
+    figures.aau_trajectory(traj, f"AAU layer weights over training: {arm}", out / png, aau.BAND)
+    n = int(traj["n_folds"].max())
+    caption = (f"Trajectory of the {what} over training, {arm}: per layer the mean over {n} complete fold "
+               "runs (every seed and left-out subject) against the epoch (0 = at initialisation; the last "
+               f"epoch is Table VIII's value); shaded band: the {aau.BAND}.{old}")
+    return FigureItem(f"AAU weight trajectory, {arm}", png, csv, caption,
+                      vectors=figures.figure_files(png)[1:]), ""
 
 
 def _write_files(content: ReportContent, runs: SweepRuns, out: Path) -> None:
@@ -529,7 +575,9 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         content.notes.append(env_note)
     content.methods = methods_paragraph(spec, dataset=runs.dataset, setup=ctx.setup,
                                         n_subjects=ctx.n_subjects, objective=objective,
-                                        environment=parse_environment(env_text))
+                                        environment=parse_environment(env_text),
+                                        non_paper=tables.non_paper_options(runs.configs))
+    content.guesses = guesses.underspecified(runs.configs)
     shown = _shown_arms(runs, objective)
     if runs.configs["table"].isin(nested.NESTED_TABLES).any():
         content.notes.append(

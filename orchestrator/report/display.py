@@ -17,6 +17,8 @@ import pandas as pd
 
 DASH = "—"
 SIG_MARK = "†"  # after a pooled value significantly different from its table's baseline (that metric)
+EXT_MARK = "‡"  # after an arm that turns on an option the paper does not have (issue 16), with a footnote
+NON_PAPER = "not_in_paper"  # tables.NON_PAPER: the arm table's column of those options
 # pooled metric -> (header, scale, decimals); the paper prints ACC in % with 2 decimals, F1 with 3
 POOLED = {
     "accuracy": ("ACC % (pooled)", 100.0, 2),
@@ -33,7 +35,8 @@ REFERENCE_COLUMNS = {
     "paper_samm_acc": "paper: SAMM ACC %",
     "paper_samm_f1": "paper: SAMM F1",
 }
-_META = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed", "n_seeds"}
+_META = {"arm", "baseline", "status", "optuna_trial", "n_folds_complete", "n_folds_failed", "n_seeds",
+         NON_PAPER}  # NON_PAPER: shown as the arm's mark and the footnote, not as a column
 
 
 @dataclass
@@ -64,10 +67,32 @@ def _sd(t: pd.DataFrame, col: str) -> pd.Series:
     return t[f"{col}_sd"] if f"{col}_sd" in t else pd.Series(np.nan, index=t.index)
 
 
+def extension_arms(t: pd.DataFrame) -> dict[str, str]:
+    """``{arm: "input = onset_delta, ..."}`` of the arms of a table (``tables.arm_table``) that turn on an
+    option the paper does not have; empty when the table has none (or no ``not_in_paper`` column)."""
+    if NON_PAPER not in t:
+        return {}
+    return {str(a): str(v) for a, v in zip(t["arm"], t[NON_PAPER], strict=True) if isinstance(v, str) and v}
+
+
+def mark_arm(arm: str, ext: dict[str, str]) -> str:
+    """``arm`` followed by :data:`EXT_MARK` when it is one of ``ext`` (:func:`extension_arms`)."""
+    return f"{arm}{EXT_MARK}" if str(arm) in ext else str(arm)
+
+
+def extension_footnote(ext: dict[str, str]) -> str:
+    """The footnote under a table with marked arms: which options each uses, all called not in the paper
+    (plain text; empty when no arm is marked)."""
+    if not ext:
+        return ""
+    return f"{EXT_MARK} not in the paper: " + "; ".join(f"{a}: {v}" for a, v in ext.items()) + "."
+
+
 def _arm_names(t: pd.DataFrame, significant: set[str]) -> list[str]:
     base = t["baseline"] if "baseline" in t else pd.Series(False, index=t.index)
+    ext = extension_arms(t)
     return [
-        f"{a}{SIG_MARK if a in significant else ''}{' (baseline)' if bool(b) else ''}"
+        f"{mark_arm(a, ext)}{SIG_MARK if a in significant else ''}{' (baseline)' if bool(b) else ''}"
         for a, b in zip(t["arm"].astype(str), base, strict=True)
     ]
 
@@ -152,16 +177,17 @@ def _diff(x: float, metric: str, decimals: int | None = None) -> str:
     return number(x, 100.0 if pct else 1.0, decimals if decimals is not None else (2 if pct else 3))
 
 
-def significance_display(s: pd.DataFrame) -> Display:
+def significance_display(s: pd.DataFrame, ext: dict[str, str] | None = None) -> Display:
     """Each (arm, metric) against its baseline (``significance.significance_table``): differences in the
     metric's unit (ACC in percentage points), p before and after the table's correction; the rows
     significant after correction have their verdict in bold. A frame without a ``metric`` column (rows of
-    accuracy only) is shown the same way."""
+    accuracy only) is shown the same way. ``ext``: the table's :func:`extension_arms`, marked."""
+    ext = ext or {}
     metric = s["metric"].astype(str) if "metric" in s else pd.Series("accuracy", index=s.index)
     cells: dict[str, list[str]] = {
-        "arm": s["arm"].astype(str).tolist(),
+        "arm": [mark_arm(a, ext) for a in s["arm"].astype(str)],
         "metric": [_METRIC_NAMES.get(m, m) for m in metric],
-        "vs baseline": s["baseline"].astype(str).tolist(),
+        "vs baseline": [mark_arm(a, ext) for a in s["baseline"].astype(str)],
         "subjects": [str(int(n)) if pd.notna(n) else DASH for n in s.get("n_subjects", [np.nan] * len(s))],
     }
     if "pooled_diff" in s:
@@ -242,6 +268,8 @@ def table_caption(
         correction = f", after {sig['correction'].dropna().astype(str).iloc[0]} correction"
     parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (paired "
                  f"permutation test over subjects{correction}).")
+    if extension_arms(table):
+        parts.append(extension_footnote(extension_arms(table)))
     if reference is not None and len(reference):
         tables = ", ".join(sorted(reference["paper_table"].dropna().astype(str).unique()))
         parts.append(

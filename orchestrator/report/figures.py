@@ -239,3 +239,27 @@ def param_importances(importances: Mapping[str, float], title: str, path: Path) 
     ax.set_title(title)
     save(fig, path)
     return fig
+
+
+@_print_style
+def aau_trajectory(traj: pd.DataFrame, title: str, path: Path, band: str) -> Figure:
+    """The AAU layer weights over training (issue 16, beside Table VIII): per layer the mean over the fold
+    runs against the epoch (0 = initialisation), with a shaded band (``low`` .. ``high``, what ``band``
+    names). traj: ``report.aau.trajectory`` (columns epoch, layer, mean, low, high). One column."""
+    fig = Figure(figsize=(ONE_COLUMN_IN, 2.9), layout="constrained")
+    ax = fig.subplots()
+    for i, (layer, g) in enumerate(traj.sort_values("epoch").groupby("layer")):
+        colour = f"C{i}"
+        ax.plot(g["epoch"], g["mean"], color=colour, lw=1.2, label=f"layer {int(layer)}")
+        ax.fill_between(g["epoch"], g["low"], g["high"], color=colour, alpha=0.2, lw=0)
+    ax.set_xlabel("epoch (0 = initialisation)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("layer weight (share)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    # below the axes: a legend inside would hide the bands of up to four layers
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=4,
+               title=f"line: mean; band: {band}", title_fontsize=6)
+    ax.set_title(title)
+    save(fig, path)
+    return fig

@@ -18,6 +18,8 @@ from orchestrator.report.display import (
     Display,
     aau_display,
     arm_display,
+    extension_arms,
+    extension_footnote,
     grid_display,
     significance_display,
 )
@@ -57,6 +59,10 @@ class ReportContent:
     tables: list[TableSection] = field(default_factory=list)
     aau: list[tuple[str, pd.DataFrame, str]] = field(default_factory=list)  # (arm, table VIII, csv)
     aau_tex: dict[str, str] = field(default_factory=dict)  # arm -> .tex of its Table VIII
+    aau_captions: dict[str, str] = field(default_factory=dict)  # arm -> Table VIII caption (its weighting)
+    aau_figures: dict[str, FigureItem] = field(default_factory=dict)  # arm -> weight trajectory (issue 16)
+    aau_notes: dict[str, str] = field(default_factory=dict)  # arm -> why it has no trajectory figure
+    guesses: list[str] = field(default_factory=list)  # where the paper is underspecified (report/guesses.py)
     search: list[str] = field(default_factory=list)  # Markdown lines about the Optuna study
     selection: list[str] = field(default_factory=list)  # nested vs test-selected estimates (report/nested.py)
     figures: list[FigureItem] = field(default_factory=list)
@@ -140,6 +146,10 @@ def _intro(r: ReportContent) -> list[str]:
     ]
     if r.methods:
         lines += ["## Methods", "", r.methods, ""]
+    if r.guesses:
+        lines += ["## Where the paper is underspecified", "",
+                  "Choices the paper leaves open, made by us for the models of this sweep (what the paper "
+                  "does say comes first):", ""] + [f"- {g}" for g in r.guesses] + [""]
     if r.notes:
         lines += ["**Notes on the runs read:**", ""] + [f"- {n}" for n in r.notes] + [""]
     if r.latex_document:
@@ -163,7 +173,9 @@ def _table_section(s: TableSection) -> list[str]:
              + _links(("data", s.csv), ("LaTeX", tex.get("table")), ("paper's values", s.reference_csv)), ""]
     lines += [md_table(arm_display(with_reference(s.table, s.reference), s.significance)), ""]
     if s.caption:
-        lines += [f"*{s.caption}*", ""]
+        lines += [f"*{md_escape(s.caption)}*", ""]
+    ext = extension_arms(s.table)
+    foot = [md_escape(extension_footnote(ext)), ""] if ext else []
     if s.grid is not None:
         lines += [
             "In the paper's shape (pooled; "
@@ -172,14 +184,16 @@ def _table_section(s: TableSection) -> list[str]:
             "",
             md_table(grid_display(s.grid)),
             "",
+            *foot,
         ]
     if len(s.significance):
         lines += [
             "Significance against the baseline ("
             + _links(("data", s.significance_csv), ("LaTeX", tex.get("significance"))) + "):",
             "",
-            md_table(significance_display(s.significance)),
+            md_table(significance_display(s.significance, ext)),
             "",
+            *foot,
         ]
         if "family" in s.significance:
             lines += [f"Multiple comparisons: {md_escape(s.significance['family'].iloc[0])}.", ""]
@@ -192,11 +206,34 @@ def _table_section(s: TableSection) -> list[str]:
     return lines
 
 
-def _figure(f: FigureItem) -> list[str]:
+def _figure(f: FigureItem, level: str = "###") -> list[str]:
     data = f" · data: [{f.data}]({f.data})" if f.data else ""
     vec = "".join(f" · {v.rsplit('.', 1)[-1].upper()}: [{v}]({v})" for v in f.vectors)
     title = md_escape(f.title)
-    return [f"### {title}", "", f"![{title}]({f.png})", "", f"{md_escape(f.caption)}{data}{vec}", ""]
+    return [f"{level} {title}", "", f"![{title}]({f.png})", "", f"{md_escape(f.caption)}{data}{vec}", ""]
+
+
+def _aau_section(r: ReportContent) -> list[str]:
+    """Table VIII of each AAU arm, its caption, and directly after it the weights' trajectory (or why
+    there is none)."""
+    lines = [
+        "## Table VIII: AAU layer weights per subject",
+        "",
+        "The AAU layer weights of each LOSO fold's final model: for the paper's AAU loss the learned "
+        "W_r² / Σ W² (Eq. 11); the caption under each table names its arm's weighting. The average is over "
+        "complete folds only. After each table: the weights' trajectory over training.",
+        "",
+    ]
+    for arm, t, csv in r.aau:
+        lines += [f"### {md_escape(arm)}", "", _links(("data", csv), ("LaTeX", r.aau_tex.get(arm))), "",
+                  md_table(aau_display(t)), ""]
+        if arm in r.aau_captions:
+            lines += [f"*{md_escape(r.aau_captions[arm])}*", ""]
+        if arm in r.aau_figures:
+            lines += _figure(r.aau_figures[arm], "####")
+        elif arm in r.aau_notes:
+            lines += [md_escape(r.aau_notes[arm]), ""]
+    return lines
 
 
 def render(r: ReportContent) -> str:
@@ -209,16 +246,7 @@ def render(r: ReportContent) -> str:
     for s in r.tables:
         lines += _table_section(s)
     if r.aau:
-        lines += [
-            "## Table VIII: learned AAU layer weights per subject",
-            "",
-            "W_r² / Σ W² of each layer (Eq. 11) learned in each LOSO fold; the average is over complete "
-            "folds only.",
-            "",
-        ]
-        for arm, t, csv in r.aau:
-            lines += [f"### {md_escape(arm)}", "", _links(("data", csv), ("LaTeX", r.aau_tex.get(arm))), "",
-                      md_table(aau_display(t)), ""]
+        lines += _aau_section(r)
     if r.search:
         lines += ["## Optuna search", ""] + r.search + [""]
     if r.selection:

@@ -11,6 +11,7 @@ paragraph names files by their base name only.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mer_model.config import TRAINING_DEFAULTS
@@ -89,6 +90,31 @@ def _search_sentence(search: dict[str, Any], objective: str) -> str:
             "the outer subject took no part in its own selection.")
 
 
+# What each option the paper does not have does (mer_model.config EXTENSION_DEFAULTS; issue 16).
+NON_PAPER_TEXT: dict[tuple[str, str], str] = {
+    ("input", "onset_delta"): "onset-relative input (each frame minus the onset frame)",
+    ("input", "onset_delta_shape"): "onset-relative input with the onset shape kept as extra channels",
+    ("align", "procrustes"): "each clip rotated so its onset best matches a fixed frontal face (2-D "
+                             "Procrustes, rotation only)",
+    ("aau_weighting", "frozen"): "AAU weights W frozen at their initial ones (equal shares 1/N_L; a control)",
+    ("aau_weighting", "sum"): "the unweighted sum of the layer AU losses of Eq. (9), which the paper writes "
+                              "but evaluates in no arm, in place of Eq. (11) (a control)",
+    ("aau_weighting", "uncertainty"): "homoscedastic-uncertainty weighting of the AAU layer losses (Kendall "
+                                      "et al. 2018; shares exp(-s_r) / Σ exp(-s)) in place of Eq. (11)",
+}
+
+
+def non_paper_sentence(options: Mapping[str, Sequence[str]] | None) -> str:
+    """One sentence naming every option not in the paper that some arm uses (``tables.non_paper_options``),
+    each called ours; empty when every arm is a paper model."""
+    if not options:
+        return ""
+    items = [f"`{k} = {v}`: {NON_PAPER_TEXT.get((k, v), 'an option')} (ours, not in the paper)"
+             for k, vs in options.items() for v in vs]
+    return ("Some arms use options that are not in the paper, marked ‡ in the tables: " + "; ".join(items)
+            + "; every other arm is the paper's model.")
+
+
 def environment_text(env: dict[str, Any] | None) -> str:
     """One sentence from ``environment.json``: its scalar entries, machine paths left out."""
     if not env:
@@ -128,11 +154,14 @@ def methods_paragraph(
     n_subjects: int,
     objective: str,
     environment: dict[str, Any] | None,
+    non_paper: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The paragraph (Markdown, one block). ``spec``: the sweep's parsed spec.yaml (None when absent)."""
+    """The paragraph (Markdown, one block). ``spec``: the sweep's parsed spec.yaml (None when absent).
+    ``non_paper``: the options not in the paper that arms use (``tables.non_paper_options``)."""
     if spec is None:
         return ("The sweep run has no readable spec.yaml: its protocol, training settings and selection "
-                "cannot be stated here. " + environment_text(environment))
+                "cannot be stated here. " + " ".join(x for x in (non_paper_sentence(non_paper),
+                                                                 environment_text(environment)) if x))
     protocol, ds = spec.get("protocol") or {}, spec.get("dataset") or {}
     lines = [
         f"Leave-one-subject-out (LOSO) on {dataset}" + (f", class setup `{setup}`" if setup else "")
@@ -141,6 +170,7 @@ def methods_paragraph(
         _training(spec.get("train") or {}),
         _data(ds, dataset),
         _selection(spec, objective),
+        non_paper_sentence(non_paper),
         "Metrics are pooled over the LOSO folds (the field's convention) and reported apart from per-fold "
         "means.",
         environment_text(environment),

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from mer_model.config import EXTENSION_DEFAULTS, extensions
 from orchestrator.contract import METRICS  # the one definition (mer_model.metrics via the contract)
 
 # Paper table tags (``mer.table``) in the paper's order, with what each compares.
@@ -27,6 +28,7 @@ TABLE_TITLES: dict[str, str] = {
     "search": "Optuna search over beta and the fusion layer",
 }
 COMPLETE = "complete"
+NON_PAPER = "not_in_paper"  # arm-table column: the options not in the paper an arm turns on (issue 16)
 
 
 def table_title(tag: str) -> str:
@@ -94,17 +96,49 @@ def n_seeds(rows: pd.DataFrame) -> pd.Series:
     return from_param.fillna(counted.where(counted > 0)).fillna(1).astype(int)
 
 
+def _paper_defaults(rows: pd.DataFrame) -> pd.DataFrame:
+    """Extension params a run did not log (a store of before the option) read as their paper value, so
+    an old run and a new run of the same paper model do not differ in that column."""
+    rows = rows.copy()
+    for k, v in EXTENSION_DEFAULTS.items():
+        if f"param.{k}" in rows:
+            rows[f"param.{k}"] = rows[f"param.{k}"].fillna(str(v))
+    return rows
+
+
+def non_paper(rows: pd.DataFrame) -> pd.Series:
+    """Per config row: the options not in the paper that it turns on (``mer_model.config.extensions``) as
+    ``"input = onset_delta, align = procrustes"``; ``""`` for a paper model (or a run of before them)."""
+    def one(r: pd.Series) -> str:
+        cfg = {k: r[f"param.{k}"] for k in EXTENSION_DEFAULTS if isinstance(r.get(f"param.{k}"), str)}
+        return ", ".join(f"{k} = {v}" for k, v in extensions(cfg).items())
+
+    return pd.Series([one(r) for _, r in rows.iterrows()], index=rows.index, dtype=object)
+
+
+def non_paper_options(configs: pd.DataFrame) -> dict[str, list[str]]:
+    """Every option not in the paper that some config run uses: ``{key: [values]}`` (empty: all paper)."""
+    used: dict[str, list[str]] = {}
+    for _, r in configs.iterrows():
+        for k in EXTENSION_DEFAULTS:
+            v = r.get(f"param.{k}")
+            if isinstance(v, str) and k in extensions({k: v}) and v not in used.setdefault(k, []):
+                used[k].append(v)
+    return {k: v for k, v in used.items() if v}
+
+
 def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.DataFrame:
     """One paper table: a row per arm of ``mer.table == table`` in spec order.
 
     Columns: ``arm, status, baseline, n_folds_complete, n_folds_failed``, the varying params (named without
-    the ``param.`` prefix), then ``<m>`` and ``<m>_sd`` for m in accuracy, uf1, uar (pooled over folds:
+    the ``param.`` prefix), ``not_in_paper`` (only when some arm turns on an option the paper does not
+    have: :func:`non_paper`), then ``<m>`` and ``<m>_sd`` for m in accuracy, uf1, uar (pooled over folds:
     mean and sample sd over seeds of each seed's pooled value; sd blank with one seed), ``n_seeds``, and
     ``fold_mean_<m>`` / ``fold_std_<m>`` (per fold, over every (seed, subject) fold), all fractions in
     [0, 1]; blank (NaN) unless the status is complete.
     Optuna rows also carry ``optuna_trial``.
     """
-    rows = configs[configs["table"] == table].copy()
+    rows = _paper_defaults(configs[configs["table"] == table])
     rows["status"] = effective_status(rows, folds)
     counts = fold_counts(folds).reindex(rows["run_id"]).fillna(0).astype(int)
     rows["n_folds_complete"] = counts["n_folds_complete"].to_numpy()
@@ -126,7 +160,9 @@ def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.Data
     lead = ["arm", "status", "baseline", "n_folds_complete", "n_folds_failed"]
     if table == "search" or rows["optuna_trial"].notna().any():
         lead.insert(1, "optuna_trial")
-    out = rows[lead + params + metric_cols].rename(columns={p: p[len("param.") :] for p in params})
+    rows[NON_PAPER] = non_paper(rows)
+    marked = [NON_PAPER] if rows[NON_PAPER].astype(bool).any() else []  # a column only when some arm uses one
+    out = rows[lead + params + marked + metric_cols].rename(columns={p: p[len("param.") :] for p in params})
     return out.reset_index(drop=True)
 
 
