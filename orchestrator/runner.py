@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mer_model.config import SUMMARY_KEYS
+from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS, extensions
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.contract import METRICS, FoldRecord, sqlite_path
@@ -107,7 +107,10 @@ class SweepResult:
 
     @property
     def header(self) -> list[str]:
-        return arms_header(self.n_seeds)
+        """``arms_header``; a non-paper option's column only when some arm turns it on (a paper sweep's
+        tables/arms.csv is the same as before the options existed)."""
+        used = {k for c in self.configs for k in extensions(c.plan.config)}
+        return [k for k in arms_header(self.n_seeds) if k not in EXTENSION_DEFAULTS or k in used]
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per config, keyed by :attr:`header`; pooled metrics (mean over seeds, and their sd)
