@@ -17,7 +17,10 @@ pytestmark = pytest.mark.slow
 SPEC = {
     "dataset": {"name": "synthme-tiny", "knobs": {"n_subjects": 3, "n_clips": 30}},
     "protocol": {"seed": 3},
-    "train": {"epochs": 2, "batch_size": 16},
+    # enough epochs that the 8 folds after the first one cannot all finish before the signal lands, even
+    # when the machine is loaded and the test's polling lags (at 2 epochs a loaded CI box once finished the
+    # whole sweep first and the driver exited 0)
+    "train": {"epochs": 8, "batch_size": 16},
     "grid": [
         {"name": "GCN", "table": "III", "model": "gcn", "features": "A", "lam": False, "au_loss": "none"},
         {"name": "SS-GN", "table": "III", "model": "ss_gn", "features": "A", "lam": False, "au_loss": "none"},
