@@ -49,7 +49,7 @@ def main() -> None:
     base = min(times[0])
     out = {"command": f"python benchmarks/bench_augment.py --views {' '.join(map(str, args.views))} "
                       f"--epochs {args.epochs} --repeats {args.repeats}",
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread, no GPU",
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread",
            "cpu_seconds": {str(k): v for k, v in times.items()},
            "ratio_vs_no_views": {str(k): min(v) / base for k, v in times.items()}}
     args.out.write_text(json.dumps(out, indent=2) + "\n")

@@ -525,7 +525,7 @@ def _aau_trajectory(runs: SweepRuns, arm: str, run_id: str, layers: list[int], w
     name = _arm_file(runs, arm)
     png, csv = f"figures/aau_trajectory_{name}.png", f"figures/aau_trajectory_{name}.csv"
     _write_csv(traj, out / csv)
-    figures.aau_trajectory(traj, f"AAU layer weights over training: {arm}", out / png, aau.BAND)
+    figures.aau_trajectory(traj, f"AAU layer weights over training:\n{arm}", out / png, aau.BAND)
     n = int(traj["n_folds"].max())
     caption = (f"Trajectory of the {what} over training, {arm}: per layer the mean over {n} complete fold "
                "runs (every seed and left-out subject) against the epoch (0 = at initialisation; the last "

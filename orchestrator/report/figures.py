@@ -260,6 +260,6 @@ def aau_trajectory(traj: pd.DataFrame, title: str, path: Path, band: str) -> Fig
     # below the axes: a legend inside would hide the bands of up to four layers
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=4,
                title=f"line: mean; band: {band}", title_fontsize=6)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=8)
     save(fig, path)
     return fig

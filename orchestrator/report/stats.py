@@ -114,8 +114,8 @@ def subject_confusions(
     p = pred[pred["seed"].astype(int).isin(si) & pred["subject"].astype(str).isin(ji)]
     out = np.zeros((len(seeds), len(subjects), num_classes, num_classes))
     idx = (
-        p["seed"].astype(int).map(si).to_numpy(),
-        p["subject"].astype(str).map(ji).to_numpy(),
+        p["seed"].astype(int).map(si).to_numpy(int),  # int even when empty (a running sweep's arm)
+        p["subject"].astype(str).map(ji).to_numpy(int),
         p["y_true"].to_numpy(int),
         p["y_pred"].to_numpy(int),
     )
