@@ -280,3 +280,11 @@ def test_pruned_trials_take_no_place_in_the_significance_table():
     assert "(1 arm(s) x" in sig.loc[0, "family"]  # the pruned arm is not counted in the family
     alone = significance.significance_table(configs.iloc[[1]], folds, "search")
     assert alone.empty
+
+
+def test_subject_confusions_of_an_arm_without_predictions_yet():
+    """A running sweep's arm has no predictions: all-zero confusions, not an IndexError (empty index arrays
+    came out as float)."""
+    empty = pd.DataFrame({"seed": [], "subject": [], "y_true": [], "y_pred": []})
+    out = stats.subject_confusions(empty, ["A", "B"], [0, 1], 3)
+    assert out.shape == (2, 2, 3, 3) and not out.any()
