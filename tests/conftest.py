@@ -125,6 +125,13 @@ def finished_sweep(tmp_path_factory):
             "exit_code": r.exit_code, "output": r.output}
 
 
+def _default_sigint() -> None:
+    """In a started driver, before exec: SIGINT back to its default (see ``start_sweep``)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def start_sweep():
     """``start_sweep(cwd)``: ``mer-orch sweep space.yaml --num-cpus 2`` in ``cwd`` as a separate driver
@@ -140,8 +147,11 @@ def start_sweep():
 
     def start(cwd):
         cmd = [sys.executable, "-m", "orchestrator.cli", "sweep", "space.yaml", "--num-cpus", "2"]
+        # SIGINT at its default in the driver, as in a terminal: a suite started in the background by a
+        # non-interactive shell (`pytest &`) inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt, so a Ctrl-C test would see the sweep run to its end
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+                                text=True, preexec_fn=_default_sigint)
         procs.append(proc)
         return proc
 
