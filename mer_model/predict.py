@@ -125,8 +125,8 @@ def predict(saved: SavedModel, landmarks: np.ndarray, source: str = "landmarks")
     """Class and AU probabilities for ``(N, 3, 68, 2)`` clips, as the fold's evaluation computed them.
 
     AU probabilities (our choice of read-out): the sigmoid of each AU head (the heads are trained with
-    ``MultiLabelSoftMarginLoss``, a per-AU sigmoid), averaged over the AU layers with the AAU weights of
-    Eq. (11) (one layer: that layer's head).
+    ``MultiLabelSoftMarginLoss``, a per-AU sigmoid), averaged over the AU layers with the model's AAU layer
+    shares (``model.aau_weights()``: Eq. 11's for the paper's AAU loss; one layer: that layer's head).
     """
     x = check_landmarks(landmarks, source, saved.config["points"])
     model = saved.model

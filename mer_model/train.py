@@ -297,14 +297,13 @@ def finish_fold(
     x_test = torch.from_numpy(np.asarray(test.landmarks, dtype=np.float32)).to(dev)
     with torch.no_grad():
         probs = torch.softmax(model(x_test), dim=1).cpu().numpy().astype(np.float64)
-        weights = model.aau_weights().cpu().tolist()
         lam = {k: v.detach().cpu().numpy().copy() for k, v in model.lam_matrices().items()}
     return FoldResult(
         y_true=np.asarray(test.labels, dtype=np.int64).copy(),
         y_pred=probs.argmax(axis=1).astype(np.int64),
         probs=probs,
         aau_layers=list(model.au_layers),
-        aau_weights=[float(w) for w in weights],
+        aau_weights=aau_shares(model),
         lam=lam,
         loss_curve=curve,
         epochs=epochs,

@@ -155,8 +155,7 @@ class FoldWorker:
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
         # the weights' trajectory, steps 0..E (contract.AAU_METRIC_PREFIX); its last row is ``aau``
         aau_curve = {f"{C.AAU_METRIC_PREFIX}{r}": [row[i] for row in res.aau_weight_curve]
-                     for i, r in enumerate(res.aau_layers)} if res.aau_weight_curve else \
-            {f"{C.AAU_METRIC_PREFIX}{r}": [w] for r, w in aau.items()}
+                     for i, r in enumerate(res.aau_layers)}
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
         run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),

@@ -187,7 +187,7 @@ class _Stack:
     def __init__(self, models: list[torch.nn.Module], cfgs: list[dict[str, Any]], dev: torch.device):
         self.models, self.cfgs, self.dev = models, cfgs, dev
         self.weighting = cfgs[0]["aau_weighting"]  # one per group (ARCH_KEYS)
-        self.n_au_layers = len(getattr(models[0], "au_layers", []))
+        self.n_au_layers = len(models[0].au_layers)
         self.template, self.bn_names = stacked_template(models[0])
         self.full, _ = stacked_template(models[0], masked=False)
         self.params, all_buffers = stack_module_state(models)  # (K, ...) leaves; params require grad

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from orchestrator.report.tables import NON_PAPER  # the arm table's column of options not in the paper
+
 DASH = "—"
 SIG_MARK = "†"  # after a pooled value significantly different from its table's baseline (that metric)
 EXT_MARK = "‡"  # after an arm that turns on an option the paper does not have (issue 16), with a footnote
-NON_PAPER = "not_in_paper"  # tables.NON_PAPER: the arm table's column of those options
 # pooled metric -> (header, scale, decimals); the paper prints ACC in % with 2 decimals, F1 with 3
 POOLED = {
     "accuracy": ("ACC % (pooled)", 100.0, 2),
@@ -268,8 +269,8 @@ def table_caption(
         correction = f", after {sig['correction'].dropna().astype(str).iloc[0]} correction"
     parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (paired "
                  f"permutation test over subjects{correction}).")
-    if extension_arms(table):
-        parts.append(extension_footnote(extension_arms(table)))
+    if ext := extension_arms(table):
+        parts.append(extension_footnote(ext))
     if reference is not None and len(reference):
         tables = ", ".join(sorted(reference["paper_table"].dropna().astype(str).unique()))
         parts.append(

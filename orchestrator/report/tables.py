@@ -106,25 +106,29 @@ def _paper_defaults(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def non_paper(rows: pd.DataFrame) -> pd.Series:
-    """Per config row: the options not in the paper that it turns on (``mer_model.config.extensions``) as
-    ``"input = onset_delta, align = procrustes"``; ``""`` for a paper model (or a run of before them)."""
-    def one(r: pd.Series) -> str:
-        cfg = {k: r[f"param.{k}"] for k in EXTENSION_DEFAULTS if isinstance(r.get(f"param.{k}"), str)}
-        return ", ".join(f"{k} = {v}" for k, v in extensions(cfg).items())
+def _row_extensions(rows: pd.DataFrame) -> list[dict[str, str]]:
+    """Per config row, the options not in the paper it turns on (``mer_model.config.extensions`` of its
+    logged ``param.*``; a param a run did not log counts as the paper's value)."""
+    logged = [{k: r.get(f"param.{k}") for k in EXTENSION_DEFAULTS} for _, r in rows.iterrows()]
+    return [extensions({k: v for k, v in cfg.items() if isinstance(v, str)}) for cfg in logged]
 
-    return pd.Series([one(r) for _, r in rows.iterrows()], index=rows.index, dtype=object)
+
+def non_paper(rows: pd.DataFrame) -> pd.Series:
+    """Per config row: its options not in the paper as ``"input = onset_delta, align = procrustes"``;
+    ``""`` for a paper model (or a run of before them)."""
+    return pd.Series([", ".join(f"{k} = {v}" for k, v in e.items()) for e in _row_extensions(rows)],
+                     index=rows.index, dtype=object)
 
 
 def non_paper_options(configs: pd.DataFrame) -> dict[str, list[str]]:
-    """Every option not in the paper that some config run uses: ``{key: [values]}`` (empty: all paper)."""
+    """Every option not in the paper that some config run uses: ``{key: [values]}`` in first-use order
+    (empty: all paper)."""
     used: dict[str, list[str]] = {}
-    for _, r in configs.iterrows():
-        for k in EXTENSION_DEFAULTS:
-            v = r.get(f"param.{k}")
-            if isinstance(v, str) and k in extensions({k: v}) and v not in used.setdefault(k, []):
+    for e in _row_extensions(configs):
+        for k, v in e.items():
+            if v not in used.setdefault(k, []):
                 used[k].append(v)
-    return {k: v for k, v in used.items() if v}
+    return used
 
 
 def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.DataFrame:
