@@ -26,7 +26,9 @@ class LandmarkDataset:
 
     landmarks (N, 3, 68, 2) float32 onset/apex/offset x dlib-68 x (x, y) pixels; subjects, clips (N,) str;
     labels (N,) int64 in [0, C); aus (N, A) float32 multi-hot; augment (N, K, 3, 68, 2) float32 extra
-    training views or None.
+    training views or None; au_labelled (N,) bool, the clips whose ``aus`` row is a real annotation (None:
+    every clip; a clip without one trains on the classification loss only); origin (N,) str, the dataset
+    each clip came from (None: every clip is ``name``'s; set on the union of several datasets).
     """
 
     name: str
@@ -40,6 +42,8 @@ class LandmarkDataset:
     au_names: tuple[str, ...]
     augment: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    au_labelled: np.ndarray | None = None
+    origin: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -59,7 +63,21 @@ class LandmarkDataset:
             labels=self.labels[idx],
             aus=self.aus[idx],
             augment=None if self.augment is None else self.augment[idx],
+            au_labelled=None if self.au_labelled is None else self.au_labelled[idx],
+            origin=None if self.origin is None else self.origin[idx],
         )
+
+    @property
+    def au_mask(self) -> np.ndarray:
+        """(N,) bool: the clips with AU labels (all True when ``au_labelled`` is None)."""
+        if self.au_labelled is None:
+            return np.ones(len(self), dtype=bool)
+        return self.au_labelled.astype(bool, copy=False)
+
+    @property
+    def origins(self) -> np.ndarray:
+        """(N,) str: the dataset of every clip (``name`` for a single dataset)."""
+        return np.full(len(self), self.name) if self.origin is None else self.origin
 
     def loso_splits(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Leave-one-subject-out folds: [(subject, train_idx, test_idx)], subjects in sorted order.
@@ -105,6 +123,11 @@ class LandmarkDataset:
         add("aus", self.aus.astype(np.float32, copy=False))
         add("au_names", np.asarray(self.au_names, dtype=str))
         add("augment", None if self.augment is None else self.augment.astype(np.float32, copy=False))
+        # added only when set, so every dataset that has neither keeps the hash (and the results) it had
+        if self.au_labelled is not None:
+            add("au_labelled", self.au_labelled.astype(bool))
+        if self.origin is not None:
+            add("origin", self.origin.astype(str))
         return h.hexdigest()
 
     def class_counts(self) -> dict[str, int]:
@@ -132,6 +155,7 @@ def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0
         aus=multi_hot([raw.aus[i] for i in idx], raw.au_numbers),
         au_names=tuple(au_name(a) for a in raw.au_numbers),
         augment=aug,
+        au_labelled=None if raw.au_labelled is None else np.asarray(raw.au_labelled, dtype=bool)[idx],
         # the total factor: the generator's (SynthME, on the motion) times this landmark-space one
         meta={**raw.meta, "dataset": name, "setup": setup,
               "magnification": float(raw.meta.get("magnification", 1.0)) * float(magnification),

@@ -19,7 +19,7 @@ class RawClips:
     objective (N,) str "I".."VII"; emotion (N,) str lower-case self-report; au_numbers: AU vocabulary.
     """
 
-    family: str  # "casme2" | "samm": which class-setup lists apply
+    family: str  # "casme2" | "samm" | ...: which class-setup lists apply
     landmarks: np.ndarray
     augment: np.ndarray | None
     subjects: np.ndarray
@@ -29,6 +29,9 @@ class RawClips:
     emotion: np.ndarray
     au_numbers: tuple[int, ...]
     meta: dict
+    # (N,) bool: which clips carry AU labels; None = every clip (CASME II, SAMM). SMIC has none: its clips
+    # train on the classification loss only (the AU losses are masked, never fed zeros as targets)
+    au_labelled: np.ndarray | None = None
 
 
 def magnify(x: np.ndarray, a: float) -> np.ndarray:
