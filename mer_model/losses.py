@@ -91,6 +91,7 @@ def total_loss(
     beta: float | Tensor = 1.0,
     weight: Tensor | None = None,
     aau_weighting: str = "learned",
+    au_mask: Tensor | None = None,
 ) -> Tensor:
     """Eq. (12): ``L_T = L_ME + beta * L_AU``.
 
@@ -99,16 +100,32 @@ def total_loss(
     W by default), the single layer's loss for one head (``layer:r``), absent for none.
     ``weight`` ``(N,)`` in {0, 1}: batch means over the weighted samples only (fold-batched training pads
     and idles folds this way; all-zero weight gives 0, hence zero gradients); None: the plain means.
+    ``au_mask`` ``(N,)`` in {0, 1}: the samples whose ``aus`` row is an annotation (SMIC has none). Each
+    ``L_r`` is the mean over those samples only (a mask, never zeros taken as targets), and a batch without
+    any adds no AU term at all, so the AAU weights learn from labelled clips only; an unlabelled sample's
+    gradient is its classification loss's. None: every sample is labelled.
     """
     loss_me = _batch_mean(F.cross_entropy(logits, labels, reduction="none"), weight) if weight is not None \
         else F.cross_entropy(logits, labels)
     if not au_logits:
         return loss_me
     assert aus is not None, "AU heads need AU labels"
-    if weight is None:
+    if weight is None and au_mask is None:
         layer_losses = [au_layer_loss(a, aus) for a in au_logits]
     else:
-        layer_losses = [_batch_mean(F.multilabel_soft_margin_loss(a, aus, reduction="none"), weight)
+        w_au = au_weight(weight, au_mask)
+        layer_losses = [_batch_mean(F.multilabel_soft_margin_loss(a, aus, reduction="none"), w_au)
                         for a in au_logits]
     loss_au = combine_au_losses(torch.stack(layer_losses), aau_weighting, aau_w)  # Eq. (11) by default
+    if au_mask is not None:  # no labelled sample: no AU term (uncertainty's "+ s_r" would still pull on s_r)
+        loss_au = loss_au * (w_au.sum() > 0).to(loss_au.dtype)
     return loss_me + beta * loss_au  # Eq. (12)
+
+
+def au_weight(weight: Tensor | None, au_mask: Tensor | None) -> Tensor:
+    """The per-sample weight ``(N,)`` of the AU losses: the batch weight times the AU-label mask."""
+    if au_mask is None:
+        assert weight is not None
+        return weight
+    m = au_mask.to(torch.get_default_dtype() if weight is None else weight.dtype)
+    return m if weight is None else weight * m

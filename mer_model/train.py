@@ -41,6 +41,7 @@ class FoldData(Protocol):
     labels: np.ndarray  # (N,)
     aus: np.ndarray  # (N, num_aus)
     augment: np.ndarray | None  # (N, K, 3, 68, 2)
+    # optional: au_labelled (N,) bool, the clips with AU labels (absent or None: all; training_tensors)
 
 
 @dataclass
@@ -62,6 +63,8 @@ class FoldResult:
     # the AAU layer weights at initialisation and after each epoch: (epochs + 1) rows of len(aau_layers);
     # the last row equals aau_weights
     aau_weight_curve: list[list[float]] = field(default_factory=list)
+    # training clips (augment views not counted) whose AU labels supervised the AU losses; -1: not recorded
+    n_au_train: int = -1
     # the final model's weights (CPU tensors) when train_fold(..., keep_model=True); not part of to_dict()
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -81,6 +84,7 @@ class FoldResult:
             "n_test": self.n_test,
             "train_seconds": self.train_seconds,
             "aau_weight_curve": [list(row) for row in self.aau_weight_curve],
+            "n_au_train": self.n_au_train,
         }
 
     @classmethod
@@ -99,6 +103,7 @@ class FoldResult:
             n_test=int(d["n_test"]),
             train_seconds=float(d.get("train_seconds", 0.0)),
             aau_weight_curve=[[float(w) for w in row] for row in d.get("aau_weight_curve", [])],
+            n_au_train=int(d.get("n_au_train", -1)),
         )
 
 
@@ -153,20 +158,45 @@ def resolve_sizes(cfg: dict[str, Any], train: FoldData, test: FoldData) -> dict[
     return cfg
 
 
+def au_labelled(data: FoldData) -> np.ndarray | None:
+    """(N,) bool: the clips of ``data`` with AU labels, or None when every clip has them (or the object
+    does not say: plain test doubles)."""
+    mask = getattr(data, "au_labelled", None)
+    if mask is None or bool(np.all(mask)):
+        return None
+    return np.asarray(mask, dtype=bool)
+
+
 def training_tensors(
     train: FoldData, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Training clips plus their augment views as one set: x (M, 3, 68, 2), y (M,), aus (M, A)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Training clips plus their augment views as one set: x (M, 3, 68, 2), y (M,), aus (M, A), and the
+    AU-label mask (M,) float in {0, 1} (None when every clip is labelled: the loss then runs exactly as
+    before masks existed)."""
     x = np.asarray(train.landmarks, dtype=np.float32)
     y = np.asarray(train.labels, dtype=np.int64)
     a = np.asarray(train.aus, dtype=np.float32)
+    m = au_labelled(train)
     aug = getattr(train, "augment", None)
     if aug is not None and aug.shape[1] > 0:
         k = aug.shape[1]
         x = np.concatenate([x, np.asarray(aug, dtype=np.float32).reshape(-1, *x.shape[1:])])
         y = np.concatenate([y, np.repeat(y, k)])
         a = np.concatenate([a, np.repeat(a, k, axis=0)])
-    return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(a).to(device))
+        m = None if m is None else np.concatenate([m, np.repeat(m, k)])  # a view has its clip's labels
+    mask = None if m is None else torch.from_numpy(m.astype(np.float32)).to(device)
+    return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), torch.from_numpy(a).to(device),
+            mask)
+
+
+def check_au_supervision(cfg: Mapping[str, Any], train: FoldData) -> int:
+    """The number of training clips with AU labels; an AU-loss config with none is refused (one line)."""
+    mask = au_labelled(train)
+    n = len(train.labels) if mask is None else int(mask.sum())
+    if cfg["au_loss"] != "none" and n == 0:
+        raise InputError(f"config: au_loss: {cfg['au_loss']!r} but no training clip has AU labels (e.g. "
+                         "SMIC); allowed: au_loss 'none', or training data with AU labels")
+    return n
 
 
 def shuffled_batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -233,7 +263,8 @@ def train_fold(
     t0 = time.perf_counter()
     dev = torch.device(device)
     cfg = resolve_sizes(validate_config(config), train, test)
-    x, y, a = training_tensors(train, dev)
+    x, y, a, m = training_tensors(train, dev)
+    n_au = check_au_supervision(cfg, train)
     if len(x) < 2:
         raise InputError(f"train: landmarks: got {len(x)} training samples; allowed: at least 2")
 
@@ -255,7 +286,8 @@ def train_fold(
                 with autocast(cfg, dev):
                     logits, au = model(x[idx], return_aux=True)
                     loss = total_loss(logits, y[idx], au, a[idx], aau_w, cfg["beta"],  # Eq. (12)
-                                      aau_weighting=cfg["aau_weighting"])
+                                      aau_weighting=cfg["aau_weighting"],
+                                      au_mask=None if m is None else m[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -266,6 +298,7 @@ def train_fold(
         result = finish_fold(model, x, test, batch_size=cfg["batch_size"], curve=curve, epochs=cfg["epochs"],
                              seed=seed, n_train=len(train.labels))
         result.aau_weight_curve = w_curve
+        result.n_au_train = n_au
         if keep_model:
             result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.train_seconds = time.perf_counter() - t0

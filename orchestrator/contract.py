@@ -51,6 +51,9 @@ OBJECTIVE = "mer.objective"  # on the sweep run: protocol.objective (what `mer-o
 N_UNITS = "mer.n_units"  # on the sweep run: units planned when it started (configs x seeds x subjects)
 UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (orchestrator/reuse.py)
 REUSED_FROM = "mer.reused_from"  # on a fold run linked, not trained: the run id that trained the unit
+TEST_DATASET = "mer.test_dataset"  # fold run of a union of datasets: the dataset (label) its clips are from
+TRAIN_DATASETS = "mer.train_datasets"  # fold run of a cross-dataset sweep: the datasets it trained on (+)
+SCHEME = "mer.scheme"  # on the sweep run: protocol.scheme (loso | composite | cross_dataset)
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 
@@ -72,6 +75,19 @@ AAU_COLUMNS = ("arm", "subject", "layer1", "layer2", "layer3", "layer4")
 # weights at initialisation and step e those after epoch e, so MLflow's latest value is the final model's
 # weight (Table VIII) and the metric history is its trajectory (issue 16). Logged for every AU-loss arm.
 AAU_METRIC_PREFIX = "aau_weight_layer"
+N_AU_TRAIN = "n_au_train"  # fold metric: training clips whose AU labels supervised the AU losses (issue 23)
+
+
+def dataset_metric(label: str, name: str) -> str:
+    """A config run's metric on one dataset of a union: ``dataset/<label>/<name>`` (``name`` is ``uf1``,
+    ``uf1_sd``, ``uf1_seed0``, ``n_clips``, ...; MLflow allows ``/`` in metric names)."""
+    return f"dataset/{label}/{name}"
+
+
+def parse_dataset_metric(key: str) -> tuple[str, str] | None:
+    """``dataset/<label>/<name>`` -> (label, name); anything else -> None."""
+    parts = key.split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 and parts[0] == "dataset" else None
 
 # ------------------------------------------------------------------------------------------- local state
 DEFAULT_RUNS_DIR = Path("mer-runs")  # relative to the working directory (docs/architecture.md)

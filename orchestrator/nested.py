@@ -22,7 +22,8 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from mer_model.errors import InputError
-from orchestrator.spec import InnerSpec
+from orchestrator import contract as C
+from orchestrator.spec import InnerSpec, PairSpec
 
 OUTER_SUBJECT = "mer.outer_subject"  # on inner and chosen config / fold runs of a nested search
 TRAIN_SUBJECTS = "mer.train_subjects"  # fold run: the subjects it trained on, comma-separated
@@ -39,13 +40,23 @@ class FoldSet:
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     subjects: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     outer: str | None = None  # the outer subject of a nested fold set
+    # union of datasets: the dataset (label) each fold tests, whose per-dataset metrics its predictions
+    # enter; cross-dataset: also the datasets each fold trains on
+    groups: dict[str, str] = field(default_factory=dict)
+    train_groups: dict[str, list[str]] = field(default_factory=dict)
 
     def tags(self, fid: str) -> dict[str, str]:
-        """Fold-run tags naming its training and test subjects (and the outer subject), when recorded."""
+        """Fold-run tags naming its training and test subjects (and the outer subject) or datasets, when
+        recorded."""
+        out: dict[str, str] = {}
+        if fid in self.groups:
+            out[C.TEST_DATASET] = self.groups[fid]
+        if fid in self.train_groups:
+            out[C.TRAIN_DATASETS] = "+".join(self.train_groups[fid])
         if fid not in self.subjects:
-            return {}
+            return out
         train, test = self.subjects[fid]
-        out = {TRAIN_SUBJECTS: ",".join(train), TEST_SUBJECTS: ",".join(test)}
+        out |= {TRAIN_SUBJECTS: ",".join(train), TEST_SUBJECTS: ",".join(test)}
         return out | ({OUTER_SUBJECT: self.outer} if self.outer is not None else {})
 
 
@@ -54,10 +65,44 @@ def subject_index(splits: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str,
     return {s: te for s, _, te in splits}
 
 
-def loso_folds(splits: list[tuple[str, np.ndarray, np.ndarray]], subjects: list[str]) -> FoldSet:
-    """The sweep's LOSO folds of ``subjects`` (no subject tags: plain sweeps' fold runs stay as they were)."""
+def loso_folds(splits: list[tuple[str, np.ndarray, np.ndarray]], subjects: list[str],
+               origins: dict[str, str] | None = None) -> FoldSet:
+    """The sweep's LOSO folds of ``subjects`` (no subject tags: plain sweeps' fold runs stay as they were);
+    ``origins``: subject -> its dataset on a union (the composite), which each fold then tests."""
     by = {s: (tr, te) for s, tr, te in splits}
-    return FoldSet(list(subjects), {s: by[s] for s in subjects})
+    groups = {s: origins[s] for s in subjects} if origins else {}
+    return FoldSet(list(subjects), {s: by[s] for s in subjects}, groups=groups)
+
+
+def subject_origins(subjects: np.ndarray, origin: np.ndarray) -> dict[str, str]:
+    """Subject -> the one dataset its clips come from (a union's subjects are prefixed, so one each)."""
+    out: dict[str, str] = {}
+    for s, o in zip(subjects.tolist(), origin.tolist(), strict=True):
+        if out.setdefault(s, o) != o:
+            raise ValueError(f"subject {s} has clips of two datasets ({out[s]}, {o})")
+    return out
+
+
+def pair_id(pair: PairSpec) -> str:
+    """The fold id of a cross-dataset unit: ``<train datasets joined by +>-><test>``. It names the split
+    itself, so the unit key (config, seed, this id, data) means the same samples in every sweep."""
+    return f"{'+'.join(pair.train)}->{pair.test}"
+
+
+def cross_dataset_folds(origin: np.ndarray, labels: list[str], pairs: list[PairSpec] | None) -> FoldSet:
+    """One fold per (train datasets, test dataset) pair; ``pairs`` None: leave one dataset out (each
+    dataset tested after training on all the others). Train and test never share a dataset."""
+    if pairs is None:
+        pairs = [PairSpec(train=[o for o in labels if o != t], test=t) for t in labels]
+    folds = FoldSet([], {})
+    for pair in pairs:
+        assert pair.test not in pair.train
+        fid = pair_id(pair)
+        folds.ids.append(fid)
+        folds.splits[fid] = (np.flatnonzero(np.isin(origin, pair.train)), np.flatnonzero(origin == pair.test))
+        folds.groups[fid] = pair.test
+        folds.train_groups[fid] = list(pair.train)
+    return folds
 
 
 def _join(idx: dict[str, np.ndarray], subjects: list[str]) -> np.ndarray:

@@ -49,8 +49,14 @@ def config_hash(config: dict[str, Any], spec: SweepSpec, data_hash: str = "") ->
     cfg = {k: v for k, v in paper_free(config).items() if k not in ("num_classes", "num_aus")}
     seeds = spec.protocol.seed_list
     key: dict[str, Any] = {"seed": seeds[0]} if len(seeds) == 1 else {"seeds": list(seeds)}
-    return _digest(_with_data({"config": cfg, "dataset": spec.dataset.model_dump(mode="json"), **key},
-                              data_hash))
+    return _digest(_with_data({"config": cfg, "dataset": _dataset_identity(spec), **key}, data_hash))
+
+
+def _dataset_identity(spec: SweepSpec) -> Any:
+    """The dataset section as hashed: one dataset's mapping (as always), or the list of them."""
+    if isinstance(spec.dataset, list):
+        return [d.model_dump(mode="json") for d in spec.dataset]
+    return spec.dataset.model_dump(mode="json")
 
 
 @dataclass
@@ -122,6 +128,44 @@ def fold_subjects(all_subjects: list[str], spec: SweepSpec) -> list[str]:
         raise InputError(f"{spec.source}: protocol.subjects: {missing[0]!r} is not in the dataset; "
                          f"allowed: {', '.join(all_subjects)}")
     return [s for s in all_subjects if s in wanted]
+
+
+def sweep_folds(spec: SweepSpec, ds: Any) -> Any:
+    """The sweep's fold set (``orchestrator.nested.FoldSet``), by ``protocol.scheme``:
+
+    - ``loso``: one fold per left-out subject (``protocol.subjects``, default all);
+    - ``composite``: the same over the union of datasets (subjects prefixed ``<dataset>:``), each fold
+      tagged with its subject's dataset, whose per-dataset metrics its predictions enter;
+    - ``cross_dataset``: one fold per (train datasets, test dataset) pair (default: leave one dataset out).
+    """
+    from orchestrator.nested import cross_dataset_folds, loso_folds, subject_origins
+
+    if spec.protocol.scheme == "cross_dataset":
+        return cross_dataset_folds(ds.origins, [d.short for d in spec.datasets], spec.protocol.pairs)
+    splits = ds.loso_splits()
+    subjects = fold_subjects([s for s, _, _ in splits], spec)
+    origins = subject_origins(ds.subjects, ds.origins) if spec.protocol.scheme == "composite" else None
+    return loso_folds(splits, subjects, origins)
+
+
+def check_au_supervision(spec: SweepSpec, configs: list[ConfigPlan], folds: Any, au_mask: Any) -> None:
+    """Refuse, before anything trains, an AU-loss config (a grid arm, or a search that can suggest one) on a
+    fold whose training clips carry no AU labels (e.g. trained on SMIC alone): one line naming both."""
+    from mer_model.errors import InputError
+
+    bare = [fid for fid in folds.ids if not au_mask[folds.splits[fid][0]].any()]
+    if not bare:
+        return
+    aus = [(f"grid arm {c.arm!r}", c.config["au_loss"]) for c in configs if c.config["au_loss"] != "none"]
+    if spec.search is not None:
+        base = {**spec.model.model_dump(), **spec.search.base.set_keys()}.get("au_loss", "none")
+        choices = getattr(spec.search.params.get("au_loss"), "choices", [base])
+        aus += [(f"search {spec.search.name!r}", a) for a in choices if a != "none"][:1]
+    if aus:
+        who, au = aus[0]
+        raise InputError(f"{spec.source}: {who}: au_loss {au!r} but fold {bare[0]!r} has no training clip "
+                         "with AU labels (SMIC has none); allowed: au_loss 'none' there, or training data "
+                         "with AU labels")
 
 
 def units_for(plan: ConfigPlan, subjects: list[str], seeds: tuple[int, ...]) -> list[Unit]:

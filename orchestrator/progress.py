@@ -15,6 +15,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.contract import parse_dataset_metric
+
 
 def _hms(s: float) -> str:
     s = int(max(0, s))
@@ -193,8 +195,14 @@ def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "
     ``objective`` under ``direction`` in bold green."""
     n_seeds = max((int(r["n_seeds"]) for r in rows if r.get("n_seeds")), default=1)
     seeds = f", mean ± sd over {n_seeds} seeds" if n_seeds >= 2 else ""
-    t = Table(title=f"sweep summary (pooled over LOSO folds{seeds}; fold mean = mean of per-fold values)")
-    for col in ("arm", "table", "status", "folds ok", "accuracy", "uf1", "uar", "fold mean uf1"):
+    # a union of datasets (composite / cross-dataset): each dataset's pooled UF1 beside the whole's
+    per_dataset = list(dict.fromkeys(k for r in rows for k in r if (p := parse_dataset_metric(k))
+                                     and p[1] == "uf1"))
+    over = "every fold's predictions, whole and per dataset" if per_dataset else "LOSO folds"
+    t = Table(title=f"sweep summary (pooled over {over}{seeds}; fold mean = mean of per-fold values)")
+    cols = ("arm", "table", "status", "folds ok", "accuracy", "uf1", "uar",
+            *[f"{parse_dataset_metric(k)[0]} uf1" for k in per_dataset], "fold mean uf1")  # type: ignore[index]
+    for col in cols:
         t.add_column(col, justify="left" if col in ("arm", "table", "status") else "right")
 
     def f(v: Any) -> str:
@@ -214,5 +222,6 @@ def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "
         style = "bold green" if best is not None and r.get(objective) == best else (
             "red" if r["status"] in ("failed", "incomplete") else "")
         t.add_row(r["arm"], r["table"], r["status"], folds, pooled(r, "accuracy"), pooled(r, "uf1"),
-                  pooled(r, "uar"), f(r.get("fold_mean_uf1")), style=style)
+                  pooled(r, "uar"), *[pooled(r, k) for k in per_dataset], f(r.get("fold_mean_uf1")),
+                  style=style)
     return t

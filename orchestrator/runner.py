@@ -30,20 +30,21 @@ from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS, extensions
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.contract import METRICS, FoldRecord, sqlite_path
-from orchestrator.nested import FoldSet, loso_folds
+from orchestrator.nested import FoldSet
 from orchestrator.nested_sweep import NestedSteps
 from orchestrator.plan import (
     ConfigPlan,
     Unit,
-    fold_subjects,
+    check_au_supervision,
     grid_configs,
     search_config,
+    sweep_folds,
     sweep_id,
     units_for,
 )
 from orchestrator.progress import NullProgress
 from orchestrator.spec import SweepSpec
-from orchestrator.tracking import config_summary
+from orchestrator.tracking import config_summary, group_summary
 from orchestrator.work_queue import WorkQueue
 
 # tables/arms.csv and the summary rows: identity, counts, pooled then per-fold metrics, the config keys
@@ -104,13 +105,24 @@ class SweepResult:
     n_seeds: int = 1
     folds_reused: int = 0  # folds linked to an identical done unit by this invocation (reuse.py)
     nested: dict[str, Any] = field(default_factory=dict)  # nested search: _Sweep.finish_nested()
+    datasets: list[str] = field(default_factory=list)  # a union's dataset labels: per-dataset columns
 
     @property
     def header(self) -> list[str]:
         """``arms_header``; a non-paper option's column only when some arm turns it on (a paper sweep's
-        tables/arms.csv is the same as before the options existed)."""
+        tables/arms.csv is the same as before the options existed); on a union of datasets the pooled
+        metrics of each dataset (``dataset/<label>/<m>``, and ``_sd``) after the whole's."""
         used = {k for c in self.configs for k in extensions(c.plan.config)}
-        return [k for k in arms_header(self.n_seeds) if k not in EXTENSION_DEFAULTS or k in used]
+        head = [k for k in arms_header(self.n_seeds) if k not in EXTENSION_DEFAULTS or k in used]
+        if not self.datasets:
+            return head
+        i = head.index(f"{METRICS[-1]}_sd" if self.n_seeds >= 2 else METRICS[-1]) + 1
+        return [*head[:i], *self.dataset_columns, *head[i:]]
+
+    @property
+    def dataset_columns(self) -> list[str]:
+        sd = ("", "_sd") if self.n_seeds >= 2 else ("",)
+        return [C.dataset_metric(d, f"{m}{x}") for d in self.datasets for m in METRICS for x in sd]
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per config, keyed by :attr:`header`; pooled metrics (mean over seeds, and their sd)
@@ -124,7 +136,8 @@ class SweepResult:
             row.update({k: c.summary.get(k, "") for k in ARMS_HEADER if k.startswith(("n_", "fold_"))})
             if self.n_seeds >= 2:
                 row["n_seeds"] = self.n_seeds
-            row.update({m: c.summary.get(m, "") if c.status == "complete" else "" for m in pooled})
+            pooled_now = [*pooled, *self.dataset_columns]
+            row.update({m: c.summary.get(m, "") if c.status == "complete" else "" for m in pooled_now})
             row.update({k: c.plan.config.get(k) for k in SUMMARY_KEYS})
             out.append(row)
         return out
@@ -144,12 +157,19 @@ def resolve(spec: SweepSpec, tracking_uri: str | None, storage_url: str | None) 
 
 
 def load_data(spec: SweepSpec) -> Any:
-    """The dataset, loaded (and its landmark cache built) once, in the driver."""
+    """The dataset, loaded (and its landmark cache built) once, in the driver; several datasets: their
+    union (``mer_model.data.combine``), subjects prefixed by each dataset's label."""
     from mer_model.data import load_dataset
+    from mer_model.data.combine import combine
 
-    d = spec.dataset
-    return load_dataset(d.name, setup=d.setup, root=d.root, seed=d.seed, magnification=d.magnification,
-                        cache_dir=d.cache_dir or C.cache_dir(), **d.knobs)
+    parts = [load_dataset(d.name, setup=d.setup, root=d.root, seed=d.seed, magnification=d.magnification,
+                          cache_dir=d.cache_dir or C.cache_dir(), **d.knobs) for d in spec.datasets]
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        return combine(parts, [d.short for d in spec.datasets])
+    except InputError as e:
+        raise InputError(f"{spec.source}: {e}") from None
 
 
 def _subject_aau(c: ConfigState, subjects: list[str]) -> list[tuple[str, dict[int, float]]]:
@@ -216,6 +236,7 @@ def _run_sweep(
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc, needs_storage=spec.search is not None)
     sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
+    check_au_supervision(spec, grid_configs(spec, sw.data_hash), sw.loso, sw.ds.au_mask)
     sw.open_tracking(leases)
     sw.open_reuse(reuse)
     sw.open_search()
@@ -247,9 +268,11 @@ class _Sweep(NestedSteps):
         # the old data is resumed (the hash enters the sweep id and every config hash)
         self.data_hash = ds.content_hash()
         self.sid = sweep_id(spec, self.data_hash)
+        # the sweep's folds: LOSO (one dataset or a union) or cross-dataset pairs; every unit of a grid arm
+        # or trial trains and tests on one of them
+        self.loso = sweep_folds(spec, ds)
+        self.subjects = self.loso.ids
         splits = ds.loso_splits()
-        self.subjects = fold_subjects([s for s, _, _ in splits], spec)
-        self.loso = loso_folds(splits, self.subjects)
         self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}  # from the data, once
         self.seeds = spec.protocol.seed_list
         self.configs: list[ConfigState] = []
@@ -277,7 +300,7 @@ class _Sweep(NestedSteps):
         check_artifact_location(self.client.get_experiment(self.exp_id).artifact_location)  # before training
         self.study_name = f"{self.spec.experiment}-{self.sid}"
         tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name,
-                C.OBJECTIVE: self.spec.protocol.objective}
+                C.OBJECTIVE: self.spec.protocol.objective, C.SCHEME: self.spec.protocol.scheme}
         if self.spec.search is not None:
             tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
         self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
@@ -499,7 +522,7 @@ class _Sweep(NestedSteps):
 
         recs = [st.records[(u.seed, u.subject)] for u in st.units if (u.seed, u.subject) in st.records]
         st.status = self.status(st)
-        st.summary = self.summary(recs, len(st.units) // len(self.seeds))
+        st.summary = self.summary(recs, len(st.units) // len(self.seeds), st.folds)
         if st.status == "pruned":
             st.summary["n_failed"] = float(sum(not r.ok for r in recs))
         tracking.finish_config_run(self.client, st.run_id, folds=recs, summary=st.summary, status=st.status,
@@ -508,10 +531,16 @@ class _Sweep(NestedSteps):
             self.tell(st)
         self.prog.config_done(st.plan.arm, st.status, st.summary.get(self.spec.protocol.objective))
 
-    def summary(self, recs: list[FoldRecord], n_folds: int | None = None) -> dict[str, Any]:
-        """config_summary over ``n_folds`` folds per seed (default: the sweep's LOSO subjects)."""
-        return config_summary(recs, seeds=self.seeds, n_subjects=n_folds or len(self.subjects),
-                              num_classes=self.ds.num_classes)
+    def summary(self, recs: list[FoldRecord], n_folds: int | None = None,
+                folds: FoldSet | None = None) -> dict[str, Any]:
+        """config_summary over ``n_folds`` folds per seed (default: the sweep's folds); on a union of
+        datasets also the per-dataset pooled metrics (``tracking.group_summary``)."""
+        out = config_summary(recs, seeds=self.seeds, n_subjects=n_folds or len(self.subjects),
+                             num_classes=self.ds.num_classes)
+        groups = (folds or self.loso).groups
+        if groups:
+            out.update(group_summary(recs, groups, seeds=self.seeds, num_classes=self.ds.num_classes))
+        return out
 
     def tell(self, st: ConfigState) -> None:
         from optuna.trial import TrialState
@@ -548,7 +577,7 @@ class _Sweep(NestedSteps):
             st.pruned = t.state == TrialState.PRUNED
             by_state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}
             st.status = status or by_state.get(t.state, "failed")
-            st.summary = self.summary(list(st.records.values()), len(folds.ids))
+            st.summary = self.summary(list(st.records.values()), len(folds.ids), folds)
             self.configs.append(st)
             for _ in st.records:
                 self.prog.fold_done(True, resumed=True)
@@ -633,7 +662,7 @@ class _Sweep(NestedSteps):
 
         self.configs.sort(key=_table_order)
         result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds),
-                             self.folds_reused)
+                             self.folds_reused, datasets=list(dict.fromkeys(self.loso.groups.values())))
         result.nested = self.finish_nested()
         rows = [[r[k] for k in result.header] for r in result.rows()]
         tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text,

@@ -62,6 +62,21 @@ class DatasetSpec(_Strict):
     magnification: float = Field(1.0, gt=0)
     cache_dir: Path | None = None  # default mer-runs/cache
     knobs: dict[str, Any] = Field(default_factory=dict)  # preset knobs, e.g. n_subjects, n_clips
+    # the dataset's short name on a union of datasets: subject prefix and per-dataset column (default: name)
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_label(self, handler: Any) -> dict[str, Any]:
+        # a dataset without a label dumps exactly as before labels existed: sweep ids and config hashes stay
+        out = handler(self)
+        if self.label is None:
+            out.pop("label", None)
+        return out
+
+    @property
+    def short(self) -> str:
+        """The label, else the name: how subjects and per-dataset columns of a union name this dataset."""
+        return self.label or self.name
 
     @field_validator("root")
     @classmethod
@@ -81,14 +96,26 @@ class DatasetSpec(_Strict):
         return v
 
 
-class ProtocolSpec(_Strict):
-    """How every config is evaluated: LOSO over ``subjects``, once per training seed.
+class PairSpec(_Strict):
+    """One cross-dataset unit: train on the datasets ``train`` (labels), test on the dataset ``test``."""
 
-    ``seeds: [0, 1, 2]`` trains every (config, subject) once per seed; ``seed: N`` is the one-seed shorthand
+    train: list[str] = Field(min_length=1)
+    test: str = Field(min_length=1)
+
+
+class ProtocolSpec(_Strict):
+    """How every config is evaluated, once per training seed.
+
+    ``scheme``: ``loso`` (one dataset, leave one subject out), ``composite`` (several datasets as one: LOSO
+    over the union, subjects prefixed by their dataset, metrics on the whole and per dataset: the MEGC2019
+    composite) or ``cross_dataset`` (train on some datasets, test on another; ``pairs``, default: leave one
+    dataset out, each dataset tested once after training on all the others).
+    ``seeds: [0, 1, 2]`` trains every (config, fold) once per seed; ``seed: N`` is the one-seed shorthand
     (``seeds: [N]`` is normalised to it, so both give the same sweep id as before seeds existed).
     """
 
-    scheme: Literal["loso"] = "loso"
+    scheme: Literal["loso", "composite", "cross_dataset"] = "loso"
+    pairs: list[PairSpec] | None = Field(None, min_length=1)  # cross_dataset only
     seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)  # one-seed shorthand; with `seeds`, their first
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] | None = Field(None, min_length=1)
     objective: MetricName = "uf1"  # pooled metric (mean over seeds) Optuna optimises / "best so far"
@@ -125,6 +152,8 @@ class ProtocolSpec(_Strict):
         out = handler(self)
         if self.seeds is None:
             out.pop("seeds", None)
+        if self.pairs is None:
+            out.pop("pairs", None)
         return out
 
     @property
@@ -354,7 +383,8 @@ class PaperReference(_Strict):
 
 
 class SweepSpec(_Strict):
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    # one dataset (a mapping, as always), or several (a list) for the composite / cross-dataset protocols
+    dataset: DatasetSpec | list[DatasetSpec] = Field(default_factory=DatasetSpec)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
@@ -378,6 +408,16 @@ class SweepSpec(_Strict):
     def experiment(self) -> str:
         return self.tracking.experiment or Path(self.source).stem
 
+    @property
+    def datasets(self) -> list[DatasetSpec]:
+        """The dataset section as a list (one dataset: a list of one)."""
+        return list(self.dataset) if isinstance(self.dataset, list) else [self.dataset]
+
+    @property
+    def dataset_name(self) -> str:
+        """What the sweep runs on, as recorded in ``mer.dataset``: the name, or the names joined by ``+``."""
+        return "+".join(d.name for d in self.datasets)
+
 
 def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
     """('grid', 3, 'arm', 'beta') -> 'grid[3] (arm "X").beta' using the raw YAML to name the arm."""
@@ -389,7 +429,7 @@ def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
             after_grid_index = False
             continue  # the grid entry's discriminator tag, not a key
         after_grid_index = False
-        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+        if isinstance(part, str) and ("[" in part or part.startswith("function-") or part == "DatasetSpec"):
             continue  # pydantic's name of a union member, e.g. "function-after[_range(), FloatParam]"
         if isinstance(part, int) and out == "grid":
             after_grid_index = True
@@ -418,7 +458,8 @@ def _describe(err: dict[str, Any]) -> str:
 def _allowed_keys(loc: tuple[Any, ...]) -> str:
     """For an unknown key: the keys the enclosing section accepts."""
     parent = [p for p in loc[:-1]
-              if not isinstance(p, int) and "[" not in p and not p.startswith("function-")]
+              if not isinstance(p, int) and "[" not in p and not p.startswith("function-")
+              and p != "DatasetSpec"]  # the union member's tag of `dataset` (one mapping or a list)
     if parent and parent[0] == "reference":  # reference.<arm name>[.<dataset>]: the arm name is data
         ref_model = {2: PaperReference, 3: PaperValues}.get(len(parent))
         return "; allowed keys: " + ", ".join(ref_model.model_fields) if ref_model else ""
@@ -550,18 +591,15 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
     try:
         spec = SweepSpec.model_validate({**raw, "source": source, "text": text})
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        if isinstance(raw.get("dataset"), list):  # the list's own error, not the mapping member's "not a dict"
+            errors = [x for x in errors if tuple(x["loc"][:2]) != ("dataset", "DatasetSpec")]
+        err = (errors or e.errors())[0]
         loc = tuple(err["loc"])
         extra = _allowed_keys(loc) if err["type"] == "extra_forbidden" else ""
         raise InputError(f"{source}: {_dotted(loc, raw)}: {_describe(err)}{extra}") from None
-    if spec.dataset.name not in _dataset_names():
-        raise InputError(f"{source}: dataset.name: {spec.dataset.name!r} is unknown; allowed: "
-                         + ", ".join(_dataset_names()))
-    from mer_model.data.dataset import is_synthetic
-
-    if not is_synthetic(spec.dataset.name) and spec.dataset.root is None:
-        raise InputError(f"{source}: dataset.root: required for {spec.dataset.name}; allowed: the dataset "
-                         "folder holding the coding spreadsheet and the subject frame folders")
+    _check_datasets(spec)
+    _check_protocol(spec)
     _check_size(spec)
     names: set[str] = set()
     for arm in expand_grid(spec):
@@ -586,6 +624,64 @@ def _check_reference(spec: SweepSpec, arms: set[str]) -> None:
         if name not in arms:
             raise InputError(f"{spec.source}: reference.{name}: no grid arm has this name; allowed: one of "
                              + ", ".join(sorted(arms)))
+
+
+def _check_datasets(spec: SweepSpec) -> None:
+    """Every dataset known, a real one with its folder; on a union, distinct labels and one kind of data."""
+    from mer_model.data.dataset import is_synthetic
+
+    many = isinstance(spec.dataset, list)
+    for i, d in enumerate(spec.datasets):
+        where = f"dataset[{i}]" if many else "dataset"
+        if d.name not in _dataset_names():
+            raise InputError(f"{spec.source}: {where}.name: {d.name!r} is unknown; allowed: "
+                             + ", ".join(_dataset_names()))
+        if not is_synthetic(d.name) and d.root is None:
+            raise InputError(f"{spec.source}: {where}.root: required for {d.name}; allowed: the dataset "
+                             "folder holding the coding spreadsheet and the subject frame folders")
+    shorts = [d.short for d in spec.datasets]
+    dup = next((s for s in shorts if shorts.count(s) > 1), None)
+    if dup is not None:
+        raise InputError(f"{spec.source}: dataset: {dup!r} names two datasets; allowed: distinct names, or "
+                         "a distinct `label` for each")
+    if len({is_synthetic(d.name) for d in spec.datasets}) > 1:  # a SynthME part makes every number SynthME's
+        raise InputError(f"{spec.source}: dataset: mixes SynthME and real datasets; allowed: all SynthME "
+                         "presets or all real datasets")
+
+
+def _check_protocol(spec: SweepSpec) -> None:
+    """The scheme fits the number of datasets; cross-dataset pairs name datasets of the file."""
+    p, n, src = spec.protocol, len(spec.datasets), spec.source
+    if p.scheme == "loso" and n > 1:
+        raise InputError(f"{src}: protocol.scheme: 'loso' with {n} datasets; allowed: 'composite' (LOSO over "
+                         "their union) or 'cross_dataset', or one dataset")
+    if p.scheme != "loso" and n < 2:
+        raise InputError(f"{src}: protocol.scheme: {p.scheme!r} needs at least 2 datasets; allowed: a "
+                         "`dataset` list, or scheme 'loso'")
+    if p.pairs is not None and p.scheme != "cross_dataset":
+        raise InputError(f"{src}: protocol.pairs: only for scheme 'cross_dataset'; allowed: remove it")
+    if p.scheme != "cross_dataset":
+        return
+    if p.subjects is not None:
+        raise InputError(f"{src}: protocol.subjects: not with scheme 'cross_dataset' (its units are "
+                         "dataset pairs); allowed: remove it")
+    if spec.search is not None and spec.search.selection == "nested":
+        raise InputError(f"{src}: search.selection: 'nested' is LOSO-based; allowed: 'test' with scheme "
+                         "'cross_dataset', or scheme 'composite'")
+    labels = [d.short for d in spec.datasets]
+    tests: set[str] = set()
+    for j, pair in enumerate(p.pairs or []):
+        for name in [*pair.train, pair.test]:
+            if name not in labels:
+                raise InputError(f"{src}: protocol.pairs[{j}]: {name!r} is not a dataset of this file; "
+                                 f"allowed: {', '.join(labels)}")
+        if pair.test in pair.train or len(set(pair.train)) != len(pair.train):
+            raise InputError(f"{src}: protocol.pairs[{j}]: test {pair.test!r} is also trained on (or a "
+                             "training dataset repeats); allowed: distinct datasets, none on both sides")
+        if pair.test in tests:  # the per-dataset columns are per test dataset: one pair each
+            raise InputError(f"{src}: protocol.pairs[{j}]: {pair.test!r} is tested twice; allowed: one pair "
+                             "per test dataset (run another sweep for another training set)")
+        tests.add(pair.test)
 
 
 def _dataset_names() -> tuple[str, ...]:

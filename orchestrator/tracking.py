@@ -222,6 +222,25 @@ def config_summary(folds: Sequence[FoldRecord], *, seeds: Sequence[int], n_subje
     return out
 
 
+def group_summary(folds: Sequence[FoldRecord], groups: dict[str, str], *, seeds: Sequence[int],
+                  num_classes: int) -> dict[str, Any]:
+    """Per-dataset pooled metrics of a union of datasets: for each dataset d (in the order of ``groups``,
+    fold id -> the dataset it tests), ``dataset/<d>/<m>`` (mean over seeds of m pooled over d's folds),
+    ``<m>_sd`` and ``<m>_seed<k>`` as :func:`config_summary` computes them on d's folds alone, and
+    ``dataset/<d>/n_clips`` (test clips of d per seed)."""
+    out: dict[str, Any] = {}
+    for label in dict.fromkeys(groups.values()):
+        fids = {f for f, g in groups.items() if g == label}
+        part = [f for f in folds if f.subject in fids]
+        s = config_summary(part, seeds=seeds, n_subjects=len(fids), num_classes=num_classes)
+        keep = [k for k in s if k in METRICS or k.endswith("_sd") or "_seed" in k]
+        out.update({C.dataset_metric(label, k): s[k] for k in keep if not k.startswith("fold_")})
+        if part:
+            out[C.dataset_metric(label, "n_clips")] = float(sum(len(f.y_true) for f in part if f.ok)
+                                                            / len(seeds))
+    return out
+
+
 def finish_config_run(
     client: MlflowClient, run_id: str, *, folds: Sequence[FoldRecord], summary: dict[str, Any], status: str,
     class_names: Sequence[str],

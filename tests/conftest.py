@@ -32,8 +32,8 @@ def float64(monkeypatch):
     orig_tensors, orig_forward = train_mod.training_tensors, GMGraphFeatures.forward
 
     def tensors64(train, dev):
-        x, y, a = orig_tensors(train, dev)
-        return x.double(), y, a.double()
+        x, y, a, m = orig_tensors(train, dev)
+        return x.double(), y, a.double(), None if m is None else m.double()
 
     monkeypatch.setattr(train_mod, "training_tensors", tensors64)
     monkeypatch.setattr(GMGraphFeatures, "forward", lambda self, x: orig_forward(self, x.double()))

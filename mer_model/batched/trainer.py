@@ -133,7 +133,11 @@ def train_folds_batched(
     dev = torch.device(device)
     cfgs, seed_list = _group_configs(config, folds, seeds)
     data = [fold.training_tensors(tr, dev) for tr, _ in folds]
-    sizes = [len(x) for x, _, _ in data]
+    sizes = [len(x) for x, *_ in data]
+    n_au = [fold.check_au_supervision(c, tr) for c, (tr, _) in zip(cfgs, folds, strict=True)]
+    # a fold whose clips are all labelled gets a mask of ones: multiplying by 1 keeps its losses exact
+    data = [(x, y, a, torch.ones(len(x), device=dev, dtype=x.dtype) if m is None else m.to(x.dtype))
+            for x, y, a, m in data]
     if min(sizes) < 2:
         k = sizes.index(min(sizes))
         raise InputError(f"train: landmarks: fold {k} has {sizes[k]} training samples; allowed: at least 2")
@@ -154,6 +158,8 @@ def train_folds_batched(
     for r, w_curve in zip(results, stack.w_curves, strict=True):
         r.train_seconds = seconds  # the group's wall time, shared equally
         r.aau_weight_curve = w_curve
+    for r, n in zip(results, n_au, strict=True):
+        r.n_au_train = n
     return results
 
 
@@ -198,23 +204,25 @@ class _Stack:
         self.opt = StackedOptimizer(cfgs[0]["optimizer"], [self.params[n] for n in self.names], lr, wd)
         self.loss_masked, self.loss_full = vmap(self._fold_loss), vmap(self._fold_loss_full)
 
-    def _fold_loss(self, p, b, x, y, a, bn_mask, loss_w, active, beta):  # noqa: ANN001, ANN202
-        """One fold's slice of the stack: Eq. (12) over its real samples, BatchNorm over them only."""
+    def _fold_loss(self, p, b, x, y, a, m, bn_mask, loss_w, active, beta):  # noqa: ANN001, ANN202
+        """One fold's slice of the stack: Eq. (12) over its real samples, BatchNorm over them only; ``m``
+        its AU-label mask (the AU losses over the labelled samples only)."""
         extra = {f"{n}.sample_mask": bn_mask for n in self.bn_names}
         extra.update({f"{n}.update": active for n in self.bn_names})
         logits, au = functional_call(self.template, {**p, **b, **extra}, (x,), {"return_aux": True})
-        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w, aau_weighting=self.weighting)
+        return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=loss_w, aau_weighting=self.weighting,
+                          au_mask=m)
 
-    def _fold_loss_full(self, p, b, x, y, a, beta):  # noqa: ANN001, ANN202
+    def _fold_loss_full(self, p, b, x, y, a, m, beta):  # noqa: ANN001, ANN202
         logits, au = functional_call(self.full, {**p, **b}, (x,), {"return_aux": True})
         return total_loss(logits, y, au, a, p.get("aau_w"), beta, weight=torch.ones_like(y, dtype=x.dtype),
-                          aau_weighting=self.weighting)
+                          aau_weighting=self.weighting, au_mask=m)
 
-    def train(self, data: list[tuple[Tensor, Tensor, Tensor]], sizes: list[int],
+    def train(self, data: list[tuple[Tensor, Tensor, Tensor, Tensor]], sizes: list[int],
               seeds: list[int]) -> list[list[float]]:
         """Every fold's epochs, fold k shuffling with its own generator; returns each fold's loss curve."""
         k_folds, dev, cfgs = len(sizes), self.dev, self.cfgs
-        x_all, y_all, a_all = (_padded([d[i] for d in data]) for i in range(3))  # (K, M, ...)
+        x_all, y_all, a_all, m_all = (_padded([d[i] for d in data]) for i in range(4))  # (K, M, ...)
         rows = torch.arange(k_folds, device=dev)[:, None]
         gens = [torch.Generator().manual_seed(s) for s in seeds]  # fold k's own shuffles
         curves: list[list[float]] = [[] for _ in range(k_folds)]
@@ -228,8 +236,9 @@ class _Stack:
             total = torch.zeros(k_folds, device=dev)
             for idx, bn_mask, loss_w, active in _step_batches(parts, sizes):
                 idx, bn_mask, loss_w, act = idx.to(dev), bn_mask.to(dev), loss_w.to(dev), active.to(dev)
-                total = total + self._step(x_all[rows, idx], y_all[rows, idx], a_all[rows, idx], bn_mask,
-                                           loss_w, act, whole=bool(active.all()) and bool(bn_mask.all()))
+                total = total + self._step(x_all[rows, idx], y_all[rows, idx], a_all[rows, idx],
+                                           m_all[rows, idx], bn_mask, loss_w, act,
+                                           whole=bool(active.all()) and bool(bn_mask.all()))
             for k, t in enumerate(total.cpu().tolist()):  # one sync per epoch
                 if epoch < cfgs[k]["epochs"]:
                     curves[k].append(t / sizes[k])
@@ -243,13 +252,14 @@ class _Stack:
             shares = au_layer_shares(self.weighting, None if w is None else w[k], self.n_au_layers)
         return [float(v) for v in shares.cpu().tolist()]
 
-    def _step(self, xb: Tensor, yb: Tensor, ab: Tensor, bn_mask: Tensor, loss_w: Tensor, act: Tensor,
-              whole: bool) -> Tensor:
+    def _step(self, xb: Tensor, yb: Tensor, ab: Tensor, mb: Tensor, bn_mask: Tensor, loss_w: Tensor,
+              act: Tensor, whole: bool) -> Tensor:
         """One optimiser step of every active fold; returns each fold's summed loss over its real samples."""
         if whole:
-            losses = self.loss_full(self.params, self.bn_buf, xb, yb, ab, self.betas)  # (K,)
+            losses = self.loss_full(self.params, self.bn_buf, xb, yb, ab, mb, self.betas)  # (K,)
         else:
-            losses = self.loss_masked(self.params, self.bn_buf, xb, yb, ab, bn_mask, loss_w, act, self.betas)
+            losses = self.loss_masked(self.params, self.bn_buf, xb, yb, ab, mb, bn_mask, loss_w, act,
+                                      self.betas)
         self.opt.zero_grad()
         losses.sum().backward()  # folds are independent: d(sum)/d(theta_k) = dL_k/d(theta_k)
         self.opt.step(act)

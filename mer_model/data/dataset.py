@@ -168,8 +168,10 @@ REAL_DATASETS = ("casme2", "samm")
 
 def is_synthetic(name: str) -> bool:
     """Is dataset ``name`` (as loaded, or as recorded in ``mer.dataset``) SynthME? The one place that
-    answers it: every SynthME preset is named ``synthme-*``; its numbers are never CASME II / SAMM numbers."""
-    return name.strip().lower().startswith("synthme")
+    answers it: every SynthME preset is named ``synthme-*``; its numbers are never CASME II / SAMM numbers.
+    A union of datasets (names joined by ``+``) is SynthME when any part is: one synthetic part makes
+    every pooled number synthetic."""
+    return any(part.strip().lower().startswith("synthme") for part in name.split("+"))
 
 
 def dataset_names() -> tuple[str, ...]:

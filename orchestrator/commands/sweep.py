@@ -273,8 +273,8 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reu
         console.print(line, markup=False)
     console.print(f"sweep {result.sweep_id}: {len(result.configs)} configs, {result.folds_run} folds trained "
                   f"by this run, {result.folds_reused} reused (linked to identical earlier units); "
-                  f"MLflow experiment {result.experiment!r}; dataset {spec.dataset.name}")
-    if is_synthetic(spec.dataset.name):
+                  f"MLflow experiment {result.experiment!r}; dataset {spec.dataset_name}")
+    if is_synthetic(spec.dataset_name):
         # Said where the numbers are first seen, not only in the README and the report.
         console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
     if result.nested and not result.nested["complete"]:
