@@ -592,7 +592,7 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
         spec = SweepSpec.model_validate({**raw, "source": source, "text": text})
     except ValidationError as e:
         errors = e.errors()
-        if isinstance(raw.get("dataset"), list):  # the list's own error, not the mapping member's "not a dict"
+        if isinstance(raw.get("dataset"), list):  # the list member's own error
             errors = [x for x in errors if tuple(x["loc"][:2]) != ("dataset", "DatasetSpec")]
         err = (errors or e.errors())[0]
         loc = tuple(err["loc"])
