@@ -10,7 +10,13 @@ Every loader produces, per clip, an AU set, an objective class (I..VII) and a se
 - ``objective5`` (Type 2): objective classes I-V.
 - ``self5`` (Type 3): five self-reported emotions (CASME II: happiness, disgust, repression, surprise,
   others; SAMM: happiness, anger, surprise, contempt, others).
-- ``megc3``: the MEGC2019 composite's negative / positive / surprise grouping of self-reported emotions.
+- ``megc3``: the MEGC2019 composite's negative / positive / surprise grouping of self-reported emotions
+  (SMIC's released labels already are these three).
+- ``emotion4`` (CAS(ME)^3): megc3's three groups plus ``others``; ``emotion7`` (CAS(ME)^3, MMEW): the seven
+  emotion categories as released (lower case, ``happy`` / ``sad`` normalised to happiness / sadness).
+
+Not every setup exists for every dataset family (``FAMILY_SETUPS``): SMIC has no AU labels, so it has no
+objective classes and only ``megc3``; a setup a family does not define is refused with one line.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import numpy as np
+
+from mer_model.errors import InputError
 
 OBJECTIVE_CLASSES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI", "VII")
 
@@ -43,20 +51,41 @@ def combos_of(cls: str) -> list[frozenset[int]]:
     return [frozenset(c) for c in _TABLE.get(cls, [])]
 
 
-SetupName = Literal["objective", "objective5", "self5", "megc3"]  # spec.py's dataset.setup uses this type
+SetupName = Literal["objective", "objective5", "self5", "megc3", "emotion4", "emotion7"]  # spec.py's setup
 SETUPS: tuple[str, ...] = get_args(SetupName)
 
+#: the setups each dataset family defines (docs/data.md, "Class setups")
+FAMILY_SETUPS: dict[str, tuple[str, ...]] = {
+    "casme2": ("objective", "objective5", "self5", "megc3"),
+    "samm": ("objective", "objective5", "self5", "megc3"),
+    "smic": ("megc3",),
+    "casme3": ("objective", "objective5", "megc3", "emotion4", "emotion7"),
+    "mmew": ("objective5", "megc3", "emotion7"),
+}
+_WHY_NOT = {  # the reason a family lacks a setup, where there is one worth saying
+    ("smic", "objective"): "SMIC has no AU labels, so no objective classes",
+    ("smic", "objective5"): "SMIC has no AU labels, so no objective classes",
+    ("smic", "self5"): "SMIC's labels are negative / positive / surprise only",
+    ("mmew", "objective"): "MMEW has no published objective-class counts to fix the >= 10 list from",
+}
 _OBJECTIVE_KEEP = {
     "casme2": ("I", "II", "III", "IV", "V", "VII"),
     "samm": ("I", "II", "III", "VII"),
+    # the released label file (cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx): I 15, II 151, III 234, IV 37,
+    # V 47, VI 3, VII 373 -> the classes with >= 10 clips, the paper's Type 1 rule applied to CAS(ME)^3
+    "casme3": ("I", "II", "III", "IV", "V", "VII"),
 }
 _SELF5 = {
     "casme2": ("happiness", "disgust", "repression", "surprise", "others"),
     "samm": ("happiness", "anger", "surprise", "contempt", "others"),
 }
+_EMOTION7 = {
+    "casme3": ("happiness", "disgust", "fear", "anger", "sadness", "surprise", "others"),
+    "mmew": ("happiness", "surprise", "anger", "disgust", "fear", "sadness", "others"),
+}
 _MEGC3 = {
-    "negative": ("disgust", "repression", "anger", "contempt", "fear", "sadness"),
-    "positive": ("happiness",),
+    "negative": ("disgust", "repression", "anger", "contempt", "fear", "sadness", "negative"),
+    "positive": ("happiness", "positive"),
     "surprise": ("surprise",),
 }
 _EMOTION_ALIASES = {"other": "others", "happy": "happiness", "sad": "sadness", "surprised": "surprise",
@@ -68,8 +97,20 @@ def normalise_emotion(text: object) -> str:
     return _EMOTION_ALIASES.get(s, s)
 
 
+def check_setup(setup: str, family: str) -> None:
+    """InputError (one line) unless ``family`` defines ``setup``."""
+    if setup not in SETUPS:
+        raise InputError(f"setup: {setup!r} is not a class setup; expected one of {', '.join(SETUPS)}")
+    allowed = FAMILY_SETUPS.get(family, ())
+    if setup not in allowed:
+        why = _WHY_NOT.get((family, setup), f"{family} does not define it")
+        raise InputError(f"setup: {setup!r} is not available for {family} ({why}); expected one of "
+                         f"{', '.join(allowed)}")
+
+
 def setup_classes(setup: str, family: str) -> tuple[str, ...]:
-    """Class names of ``setup`` for a dataset family (``casme2`` | ``samm``)."""
+    """Class names of ``setup`` for a dataset family (``FAMILY_SETUPS``); InputError where undefined."""
+    check_setup(setup, family)
     if setup == "objective":
         return _OBJECTIVE_KEEP[family]
     if setup == "objective5":
@@ -78,7 +119,19 @@ def setup_classes(setup: str, family: str) -> tuple[str, ...]:
         return _SELF5[family]
     if setup == "megc3":
         return ("negative", "positive", "surprise")
-    raise ValueError(setup)
+    if setup == "emotion4":
+        return ("negative", "positive", "surprise", "others")
+    return _EMOTION7[family]
+
+
+def _lookup(setup: str, names: tuple[str, ...]) -> dict[str, int]:
+    """Emotion (or objective class) -> class index of a setup; values not in it are dropped."""
+    if setup in ("megc3", "emotion4"):
+        out = {e: names.index(group) for group, emos in _MEGC3.items() for e in emos}
+        if setup == "emotion4":
+            out["others"] = names.index("others")
+        return out
+    return {c: i for i, c in enumerate(names)}
 
 
 def apply_setup(
@@ -89,15 +142,8 @@ def apply_setup(
     ``objective``: (N,) str objective classes; ``emotion``: (N,) str normalised self-reports.
     """
     names = setup_classes(setup, family)
-    if setup in ("objective", "objective5"):
-        source = objective
-        lookup = {c: i for i, c in enumerate(names)}
-    elif setup == "self5":
-        source = emotion
-        lookup = {c: i for i, c in enumerate(names)}
-    else:
-        source = emotion
-        lookup = {e: names.index(group) for group, emos in _MEGC3.items() for e in emos}
+    source = objective if setup in ("objective", "objective5") else emotion
+    lookup = _lookup(setup, names)
     labels = np.array([lookup.get(str(v), -1) for v in source], dtype=np.int64)
     keep = labels >= 0
     return keep, labels[keep], names

@@ -1,6 +1,6 @@
 """``LandmarkDataset`` (the contract in docs/architecture.md) and ``load_dataset``.
 
-Every source (SynthME generator, CASME II / SAMM loaders) first produces a ``RawClips`` table: every clip
+Every source (SynthME generator, the real-dataset loaders) first produces a ``RawClips`` table: every clip
 with raw detector-space landmarks, AU set, objective class and self-reported emotion. ``finalise`` then
 applies the class setup (which clips are kept, how they are labelled) and landmark-space magnification,
 so the expensive part (dlib extraction, cached) does not depend on either.
@@ -166,9 +166,24 @@ def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0
 REAL_DATASETS = ("casme2", "samm")
 
 
+def dataset_family(name: str) -> str:
+    """The class-setup family of dataset ``name`` (a SynthME preset's real dataset, or the name itself)."""
+    from mer_model.data.synthme import PRESETS
+
+    return PRESETS[name].family if name in PRESETS else name
+
+
+def default_setup(name: str) -> str:
+    """``objective`` where the dataset defines it, else its first setup (SMIC: ``megc3``)."""
+    from mer_model.data.classes import FAMILY_SETUPS
+
+    allowed = FAMILY_SETUPS.get(dataset_family(name), ("objective",))
+    return "objective" if "objective" in allowed else allowed[0]
+
+
 def is_synthetic(name: str) -> bool:
     """Is dataset ``name`` (as loaded, or as recorded in ``mer.dataset``) SynthME? The one place that
-    answers it: every SynthME preset is named ``synthme-*``; its numbers are never CASME II / SAMM numbers.
+    answers it: every SynthME preset is named ``synthme-*``; its numbers are never real-dataset numbers.
     A union of datasets (names joined by ``+``) is SynthME when any part is: one synthetic part makes
     every pooled number synthetic."""
     return any(part.strip().lower().startswith("synthme") for part in name.split("+"))
@@ -211,9 +226,11 @@ def load_dataset(
 ) -> LandmarkDataset:
     """Load a dataset under a class setup.
 
-    name: ``synthme-casme2`` | ``synthme-samm`` | ``synthme-tiny`` (generated, no files; knobs:
-    ``n_subjects``, ``n_clips``, ``noise``, ``amplitude``, ``n_augment``, ``agree``) or ``casme2`` | ``samm``
-    (``root`` = dataset folder; knobs: ``crop_scales``, ``upsample``, ``spreadsheet``). ``seed`` only
+    name: a SynthME preset (``synthme-casme2`` | ``-samm`` | ``-tiny`` | ``-smic`` | ``-megc-casme2`` |
+    ``-megc-samm`` | ``-casme3`` | ``-mmew``: generated, no files; knobs: ``n_subjects``, ``n_clips``,
+    ``noise``, ``amplitude``, ``n_augment``, ``agree``) or a real dataset (``casme2`` | ``samm`` | ``smic`` |
+    ``casme3`` | ``mmew``: ``root`` = dataset folder; knobs: ``crop_scales``, ``upsample``, ``spreadsheet``).
+    A setup the dataset does not define (``classes.FAMILY_SETUPS``) is refused with one line. ``seed`` only
     affects SynthME. ``magnification`` a (default 1 = off): real data, ``x_onset + a (x - x_onset)`` on the
     detected landmarks (``magnify``); SynthME, the facial motion times a before camera and detector noise,
     as the paper's video magnification acts (``synthme.generate``). The paper's factor is 3.

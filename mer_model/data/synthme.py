@@ -89,12 +89,19 @@ OTHER_COMBOS: list[tuple[int, ...]] = [
 
 @dataclass(frozen=True)
 class Preset:
+    """A SynthME preset. The first presets (CASME II / SAMM) draw the objective class with exact counts and
+    the self-report from it (``agree``); a preset with ``pairs`` draws (emotion, objective class) pairs
+    with exact counts instead, so its emotion setups (megc3, emotion4 / 7) have the published counts."""
+
     family: str  # which real dataset it mirrors (class setups, emotion names)
     n_subjects: int
     n_clips: int
     class_counts: dict[str, int]  # objective class -> clips at full size (sums to n_clips)
     emotion_prior: dict[str, float]  # self-report frequencies of the real dataset
     agree_emotion: dict[str, dict[str, float]]  # objective class -> usual self-report(s)
+    # (emotion, objective class) -> clips at full size; None: the class-first draw above
+    pairs: dict[tuple[str, str], int] | None = None
+    au_labelled: bool = True  # False (SMIC): AUs drive the motion but are no label: ``aus`` empty
 
 
 # CASME II / SAMM objective-class counts as usually reported for the released labels (MEGC2018 split).
@@ -117,11 +124,60 @@ _SAMM = Preset(
                    "IV": {"disgust": 0.6, "contempt": 0.4}, "V": {"sadness": 1.0}, "VI": {"fear": 1.0},
                    "VII": {"anger": 0.45, "others": 0.35, "contempt": 0.2}},
 )
+
+
+def _pair_preset(family: str, n_subjects: int, pairs: dict[tuple[str, str], int], *,
+                 au_labelled: bool = True) -> Preset:
+    """A preset whose clips are (emotion, objective class) pairs with exact counts (docs/data.md)."""
+    n = sum(pairs.values())
+    classes: dict[str, int] = {}
+    emotions: dict[str, int] = {}
+    for (emo, cls), k in pairs.items():
+        classes[cls] = classes.get(cls, 0) + k
+        emotions[emo] = emotions.get(emo, 0) + k
+    return Preset(family=family, n_subjects=n_subjects, n_clips=n, class_counts=classes,
+                  emotion_prior={e: k / n for e, k in emotions.items()}, agree_emotion={}, pairs=pairs,
+                  au_labelled=au_labelled)
+
+
+# MEGC2019 composite parts under megc3 (See et al. 2019, docs/data.md): SMIC-HS 16 subjects, 164 clips
+# (negative 70 / positive 51 / surprise 43), CASME II 24 / 145 (88 / 32 / 25), SAMM 28 / 133 (92 / 26 / 15).
+# The emotions inside "negative" and the objective class of every emotion are ours (SynthME's motion
+# needs an AU combination per clip): positive -> I, surprise -> II, negatives spread over III / IV / V / VI.
+_SMIC = _pair_preset("smic", 16, {("negative", "III"): 30, ("negative", "IV"): 25, ("negative", "V"): 15,
+                                  ("positive", "I"): 51, ("surprise", "II"): 43}, au_labelled=False)
+_MEGC_CASME2 = _pair_preset("casme2", 24, {
+    ("disgust", "IV"): 40, ("disgust", "III"): 22, ("repression", "III"): 26,  # negative 88 (62 + 26)
+    ("happiness", "I"): 32, ("surprise", "II"): 25})
+_MEGC_SAMM = _pair_preset("samm", 28, {
+    ("anger", "III"): 57, ("contempt", "III"): 7, ("contempt", "IV"): 5, ("disgust", "IV"): 9,
+    ("fear", "VI"): 8, ("sadness", "V"): 6,  # negative 92 (SAMM's anger 57, contempt 12, disgust 9, ...)
+    ("happiness", "I"): 26, ("surprise", "II"): 15})
+# CAS(ME)^3 part A: the released cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx, emotion x objective class
+# (860 clips, 94 subjects with rows; happy / sad normalised, the 3 "Others" cells counted as others)
+_CASME3_TABLE = {
+    "anger": (1, 0, 4, 1, 7, 0, 51), "disgust": (2, 6, 154, 24, 6, 0, 58), "fear": (2, 7, 33, 4, 6, 3, 31),
+    "happiness": (4, 0, 5, 4, 2, 0, 40), "others": (3, 14, 10, 3, 6, 0, 125),
+    "sadness": (0, 1, 13, 1, 7, 0, 35), "surprise": (3, 123, 15, 0, 13, 0, 33),
+}
+_CASME3 = _pair_preset("casme3", 94, {(e, c): k for e, row in _CASME3_TABLE.items()
+                                      for c, k in zip(OBJECTIVE_CLASSES, row, strict=True) if k})
+# MMEW micro-expressions (Ben et al. 2021): 300 clips, 36 subjects; happiness 36, surprise 89, anger 8,
+# disgust 72, fear 16, sadness 13, others 66. Objective classes per emotion: ours.
+_MMEW = _pair_preset("mmew", 36, {
+    ("happiness", "I"): 36, ("surprise", "II"): 89, ("anger", "III"): 8, ("disgust", "IV"): 50,
+    ("disgust", "III"): 22, ("fear", "VI"): 16, ("sadness", "V"): 13, ("others", "VII"): 66})
+
 PRESETS: dict[str, Preset] = {
     "synthme-casme2": _CASME2,
     "synthme-samm": _SAMM,
     # small CASME II-like preset for tests and smoke sweeps: 6 subjects, 60 clips, every kept class present
     "synthme-tiny": Preset(**{**_CASME2.__dict__, "n_subjects": 6, "n_clips": 60}),
+    "synthme-smic": _SMIC,
+    "synthme-megc-casme2": _MEGC_CASME2,
+    "synthme-megc-samm": _MEGC_SAMM,
+    "synthme-casme3": _CASME3,
+    "synthme-mmew": _MMEW,
 }
 
 KNOBS = ("n_subjects", "n_clips", "noise", "amplitude", "pose", "agree", "n_augment")
@@ -214,7 +270,8 @@ def generate(
     # one generator per stage, spawned from the seed: each stage's draws are independent of the others'
     r_struct, r_shape, r_motion, r_pose, r_aug = (np.random.default_rng(s) for s in ss.spawn(5))
     base = _canonical_template()
-    subj_idx, classes, au_sets, emotions = _structure(r_struct, p, n, n_subj, agree)
+    structure = _structure if p.pairs is None else _structure_pairs
+    subj_idx, classes, au_sets, emotions = structure(r_struct, p, n, n_subj, agree)
     face = _faces(r_shape, base, n_subj)
     canon = _motion(r_motion, au_templates(base), face, subj_idx, au_sets, amplitude, magnification)
     clean, sigma, landmarks = _camera(r_pose, canon, face, subj_idx, noise, pose)
@@ -223,22 +280,24 @@ def generate(
     width = len(str(n_subj))
     subjects = np.array([f"s{int(s) + 1:0{width}d}" for s in subj_idx])
     clips = np.array([f"{subjects[i]}_c{i:03d}" for i in range(n)])
+    labelled = p.au_labelled  # SMIC: the AUs made the motion but are no annotation, so none is kept
     return RawClips(
         family=p.family,
         landmarks=landmarks.astype(np.float32),
         augment=augment,
         subjects=subjects,
         clips=clips,
-        aus=au_sets,
-        objective=classes.astype(str),
+        aus=au_sets if labelled else [frozenset()] * n,
+        objective=classes.astype(str) if labelled else np.full(n, "", dtype=str),
         emotion=np.array(emotions, dtype=str),
-        au_numbers=AU_NUMBERS,
+        au_numbers=AU_NUMBERS if labelled else (),
+        au_labelled=None if labelled else np.zeros(n, dtype=bool),
         meta={"source": "synthme", "preset": preset, "seed": int(seed),
               "generator_version": GENERATOR_VERSION,
               "knobs": {"n_subjects": n_subj, "n_clips": n, "noise": noise, "amplitude": amplitude,
                         "pose": pose, "agree": agree, "n_augment": int(n_augment)},
               "magnification": float(magnification), "magnified": "motion, before detector noise",
-              "note": "synthetic: SynthME numbers are not CASME II or SAMM numbers"},
+              "note": "synthetic: SynthME numbers are not real-dataset numbers"},
     )
 
 
@@ -264,12 +323,7 @@ def _structure(r: np.random.Generator, p: Preset, n: int, n_subj: int, agree: fl
     counts = _allocate(p.class_counts, n, p.family)
     classes = np.array([c for c in OBJECTIVE_CLASSES for _ in range(counts.get(c, 0))])
     r.shuffle(classes)
-    au_sets: list[frozenset[int]] = []
-    for c in classes:
-        combos = [k for k in combos_of(c) if k <= set(AU_NUMBERS)] if c != "VII" else \
-            [frozenset(k) for k in OTHER_COMBOS]
-        w = np.array([{1: 2.0, 2: 1.0}.get(len(k), 0.5) for k in combos])
-        au_sets.append(combos[r.choice(len(combos), p=w / w.sum())])
+    au_sets = [_draw_combo(r, c) for c in classes]
     assert all(objective_class(a) == c for a, c in zip(au_sets, classes, strict=True))
     emotions = []
     emo_names = list(p.emotion_prior)
@@ -280,6 +334,63 @@ def _structure(r: np.random.Generator, p: Preset, n: int, n_subj: int, agree: fl
             emotions.append(r.choice(list(usual), p=np.array(list(usual.values()))))
         else:
             emotions.append(r.choice(emo_names, p=prior / prior.sum()))
+    return subj_idx, classes, au_sets, emotions
+
+
+def _draw_combo(r: np.random.Generator, cls: str) -> frozenset[int]:
+    """An AU combination of objective class ``cls`` (VII: an "other" one); singletons weighted 2, pairs 1,
+    larger 0.5."""
+    combos = [k for k in combos_of(cls) if k <= set(AU_NUMBERS)] if cls != "VII" else \
+        [frozenset(k) for k in OTHER_COMBOS]
+    w = np.array([{1: 2.0, 2: 1.0}.get(len(k), 0.5) for k in combos])
+    return combos[r.choice(len(combos), p=w / w.sum())]
+
+
+def _largest_remainder(counts: dict, n: int) -> dict:
+    """``counts`` scaled to sum to ``n`` (floor, then +1 to the largest remainders); exact when n = total."""
+    total = sum(counts.values())
+    raw = {k: v * n / total for k, v in counts.items()}
+    out = {k: int(np.floor(v)) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - out[k], reverse=True)[: n - sum(out.values())]:
+        out[k] += 1
+    return out
+
+
+def _allocate_pairs(pairs: dict[tuple[str, str], int], n: int) -> dict[tuple[str, str], int]:
+    """(emotion, class) counts for n clips: emotions by largest remainder, each emotion >= 2 clips when
+    n allows (>= 1 when n >= the number of emotions, so every megc3 / emotion class is present at tiny
+    sizes), then each emotion's clips over its classes."""
+    emo_counts: dict[str, int] = {}
+    for (e, _), k in pairs.items():
+        emo_counts[e] = emo_counts.get(e, 0) + k
+    out = _largest_remainder(emo_counts, n)
+    floor = 2 if n >= 2 * len(out) else 1 if n >= len(out) else 0
+    for e in sorted(out):
+        while out[e] < floor:
+            donor = max(out, key=out.get)
+            out[donor] -= 1
+            out[e] += 1
+    result: dict[tuple[str, str], int] = {}
+    for e, k in out.items():
+        mine = {c: v for (emo, c), v in pairs.items() if emo == e}
+        result.update({(e, c): v for c, v in _largest_remainder(mine, k).items()})
+    return result
+
+
+def _structure_pairs(r: np.random.Generator, p: Preset, n: int, n_subj: int, agree: float
+                     ) -> tuple[np.ndarray, np.ndarray, list[frozenset[int]], list[str]]:
+    """``_structure`` for a preset with ``pairs``: the (emotion, objective class) of every clip is drawn
+    with exact counts (``agree`` has no effect: the emotion is the label, drawn exactly), then an AU
+    combination of the class. Same outputs as ``_structure``."""
+    weights = r.gamma(1.5, size=n_subj)
+    per_subj = np.full(n_subj, 1) + r.multinomial(n - n_subj, weights / weights.sum())
+    subj_idx = np.repeat(np.arange(n_subj), per_subj)
+    counts = _allocate_pairs(p.pairs, n)
+    drawn = [pair for pair in sorted(counts) for _ in range(counts[pair])]
+    order = r.permutation(n)
+    emotions = [drawn[i][0] for i in order]
+    classes = np.array([drawn[i][1] for i in order])
+    au_sets = [_draw_combo(r, c) for c in classes]
     return subj_idx, classes, au_sets, emotions
 
 

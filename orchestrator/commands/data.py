@@ -31,20 +31,21 @@ def summary(ds) -> dict:
 
 @click.group(name="data")
 def command() -> None:
-    """Inspect datasets (SynthME presets, CASME II, SAMM)."""
+    """Inspect datasets (SynthME presets, CASME II, SAMM, SMIC, CAS(ME)^3, MMEW)."""
 
 
 @command.command("show")
 @click.argument("dataset", required=False)
-@click.option("--setup", default="objective", show_default=True,
-              help="Class setup: objective | objective5 | self5 | megc3.")
+@click.option("--setup", default=None,
+              help="Class setup: objective | objective5 | self5 | megc3 | emotion4 | emotion7 "
+                   "[default: objective, or megc3 where the dataset has no objective classes (SMIC)].")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (real datasets: coding spreadsheet + frame folders).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Landmark cache folder (real datasets) [default: <home>/cache].")
 @click.option("--seed", type=int, default=0, show_default=True, help="SynthME seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def show(dataset: str | None, setup: str, root: Path | None, cache_dir: Path | None, seed: int,
+def show(dataset: str | None, setup: str | None, root: Path | None, cache_dir: Path | None, seed: int,
          as_json: bool) -> None:
     """Print subjects, clips and clips per class of DATASET under a class setup; without DATASET, list the
     datasets."""
@@ -52,9 +53,10 @@ def show(dataset: str | None, setup: str, root: Path | None, cache_dir: Path | N
         _list_datasets(as_json)
         return
     from mer_model.data import load_dataset
-    from mer_model.data.dataset import is_synthetic
+    from mer_model.data.dataset import default_setup, is_synthetic
     from orchestrator.commands.extract import progress_bar
 
+    setup = setup or default_setup(dataset)
     with progress_bar() as start:  # only real datasets without a cache entry show a bar
         ds = load_dataset(dataset, setup=setup, root=root, seed=seed, cache_dir=cache_dir or home_cache_dir(),
                           progress=start)
@@ -69,7 +71,7 @@ def show(dataset: str | None, setup: str, root: Path | None, cache_dir: Path | N
     console.print(f"[bold]{ds.name}[/bold]  setup={ds.setup}  subjects={info['subjects']}  "
                   f"clips={info['clips']}")
     if is_synthetic(ds.name):
-        console.print("[yellow]synthetic (SynthME): results on it are not CASME II or SAMM results[/yellow]")
+        console.print("[yellow]synthetic (SynthME): not CASME II or SAMM (or any real) results[/yellow]")
     table = Table("class", "clips", "share")
     for name, n in info["classes"].items():
         table.add_row(name, str(n), f"{n / max(1, info['clips']):.1%}")
@@ -81,11 +83,11 @@ def _list_datasets(as_json: bool) -> None:
     """The dataset names ``load_dataset`` knows, generated (SynthME) or real (needing ``--root``)."""
     from mer_model.data.dataset import dataset_names, is_synthetic
 
-    rows = [{"name": n, "kind": "SynthME (generated; not CASME II / SAMM numbers)" if is_synthetic(n)
+    rows = [{"name": n, "kind": "SynthME (generated; not real-dataset numbers)" if is_synthetic(n)
              else "real (your licensed copy: --root DIR)"} for n in dataset_names()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['name']:16s} {r['kind']}")
+        click.echo(f"{r['name']:20s} {r['kind']}")
     click.echo("mer-orch data show NAME [--setup SETUP] [--root DIR]: subjects, clips, clips per class")
