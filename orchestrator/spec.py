@@ -382,6 +382,24 @@ class PaperReference(_Strict):
     samm: PaperValues | None = None
 
 
+class PublishedValues(_Strict):
+    """One column group of another method's published numbers: UF1 and UAR as printed, in [0, 1]."""
+
+    uf1: float | None = Field(None, ge=0, le=1)
+    uar: float | None = Field(None, ge=0, le=1)
+
+
+class MethodReference(_Strict):
+    """``reference: {<method>: {source: ..., values: {full: {uf1, uar}, <dataset label>: {...}}}}``: another
+    method's published numbers on the sweep's protocol (e.g. the MEGC2019 composite table), display only.
+
+    They get rows of their own in a table of their own, with their ``source``, and never enter a statistic;
+    ``full`` is the whole (composite) column, a dataset label one dataset's column."""
+
+    source: str = Field(min_length=1)
+    values: dict[str, PublishedValues] = Field(min_length=1)
+
+
 class SweepSpec(_Strict):
     # one dataset (a mapping, as always), or several (a list) for the composite / cross-dataset protocols
     dataset: DatasetSpec | list[DatasetSpec] = Field(default_factory=DatasetSpec)
@@ -393,7 +411,8 @@ class SweepSpec(_Strict):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
-    reference: dict[str, PaperReference] = Field(default_factory=dict)  # arm name -> the paper's values
+    # arm name -> the paper's values beside that arm; another method's name -> its published numbers
+    reference: dict[str, PaperReference | MethodReference] = Field(default_factory=dict)
     # Set by load_spec, not by the file.
     source: str = Field("<memory>", exclude=True)
     text: str = Field("", exclude=True, repr=False)
@@ -419,6 +438,11 @@ class SweepSpec(_Strict):
         return "+".join(d.name for d in self.datasets)
 
 
+# pydantic's tags of union members in an error's location (`dataset`: a mapping or a list; `reference`:
+# the paper's values of an arm or another method's numbers): not keys of the file
+_UNION_MEMBERS = {"DatasetSpec", "PaperReference", "MethodReference"}
+
+
 def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
     """('grid', 3, 'arm', 'beta') -> 'grid[3] (arm "X").beta' using the raw YAML to name the arm."""
     out = ""
@@ -429,7 +453,7 @@ def _dotted(loc: tuple[Any, ...], raw: Any) -> str:
             after_grid_index = False
             continue  # the grid entry's discriminator tag, not a key
         after_grid_index = False
-        if isinstance(part, str) and ("[" in part or part.startswith("function-") or part == "DatasetSpec"):
+        if isinstance(part, str) and ("[" in part or part.startswith("function-") or part in _UNION_MEMBERS):
             continue  # pydantic's name of a union member, e.g. "function-after[_range(), FloatParam]"
         if isinstance(part, int) and out == "grid":
             after_grid_index = True
@@ -459,9 +483,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> str:
     """For an unknown key: the keys the enclosing section accepts."""
     parent = [p for p in loc[:-1]
               if not isinstance(p, int) and "[" not in p and not p.startswith("function-")
-              and p != "DatasetSpec"]  # the union member's tag of `dataset` (one mapping or a list)
+              and p not in _UNION_MEMBERS]
     if parent and parent[0] == "reference":  # reference.<arm name>[.<dataset>]: the arm name is data
-        ref_model = {2: PaperReference, 3: PaperValues}.get(len(parent))
+        ref_model = {2: PaperReference, 3: PaperValues}.get(len(parent))  # (another method's: source, values)
         return "; allowed keys: " + ", ".join(ref_model.model_fields) if ref_model else ""
     model: type[BaseModel] = SweepSpec
     for p in parent:
@@ -619,11 +643,21 @@ def parse_spec(raw: Any, source: str, text: str = "") -> SweepSpec:
 
 
 def _check_reference(spec: SweepSpec, arms: set[str]) -> None:
-    """Every ``reference`` entry must name a grid arm (a typo would silently show no paper values)."""
-    for name in spec.reference:
-        if name not in arms:
+    """A paper ``reference`` entry must name a grid arm (a typo would silently show no paper values); another
+    method's must not (its row is not an arm's), and its columns are ``full`` or the file's datasets."""
+    columns = ["full", *[d.short for d in spec.datasets]]
+    for name, ref in spec.reference.items():
+        if isinstance(ref, PaperReference) and name not in arms:
             raise InputError(f"{spec.source}: reference.{name}: no grid arm has this name; allowed: one of "
-                             + ", ".join(sorted(arms)))
+                             + ", ".join(sorted(arms)) + " (or another method's numbers, with `source:`)")
+        if isinstance(ref, MethodReference):
+            if name in arms:
+                raise InputError(f"{spec.source}: reference.{name}: is a grid arm's name; allowed: another "
+                                 "method's name (the paper's values of an arm take `table:`, not `source:`)")
+            bad = next((k for k in ref.values if k not in columns), None)
+            if bad is not None:
+                raise InputError(f"{spec.source}: reference.{name}.values.{bad}: not a column of this sweep; "
+                                 f"allowed: {', '.join(columns)}")
 
 
 def _check_datasets(spec: SweepSpec) -> None:

@@ -61,13 +61,15 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
     from rich.table import Table
 
     from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS
-    from orchestrator.plan import fold_subjects, grid_configs, sweep_id
+    from orchestrator.plan import check_au_supervision, grid_configs, sweep_folds, sweep_id
     from orchestrator.runner import load_data
 
     ds = load_data(spec)
-    subjects = fold_subjects(sorted(set(ds.subjects.tolist())), spec)
+    folds = sweep_folds(spec, ds)  # LOSO subjects, the composite's prefixed subjects, or dataset pairs
+    subjects = folds.ids
     dh = ds.content_hash()
     plans = grid_configs(spec, dh)
+    check_au_supervision(spec, plans, folds, ds.au_mask)  # refused here as in the sweep, before Ray
     t = Table(title=f"sweep {sweep_id(spec, dh)} · experiment {spec.experiment!r} · {ds.name} ({ds.setup})")
     keys = [k for k in SUMMARY_KEYS if k != "epochs"  # epochs: the same for every arm, printed below
             # a non-paper option gets a column only when some arm turns it on
@@ -93,7 +95,9 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
     n_cfg, seeds = len(plans) + n_trials, spec.protocol.seed_list
     per_seed = f"{len(seeds)} seeds ({', '.join(map(str, seeds))}) x " if len(seeds) > 1 else ""
     if n_cfg or not spec.search:  # a nested-only file: its units were counted above
-        console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} LOSO folds = "
+        unit = {"cross_dataset": "dataset pairs", "composite": "composite LOSO folds"}.get(
+            spec.protocol.scheme, "LOSO folds")
+        console.print(f"{n_cfg} configs x {per_seed}{len(subjects)} {unit} = "
                       f"{n_cfg * len(seeds) * len(subjects)} units ({spec.train.epochs} epochs each)")
         console.print(_reuse_plan(spec, ds, plans, subjects, tracking_uri, reuse))
     if spec.tracking.save_models:

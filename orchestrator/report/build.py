@@ -44,6 +44,7 @@ from orchestrator.report.display import (
     extension_footnote,
     grid_display,
     mark_arm,
+    published_display,
     significance_display,
     table_caption,
 )
@@ -51,7 +52,7 @@ from orchestrator.report.html import render_html
 from orchestrator.report.markdown import FigureItem, ReportContent, TableSection, render, with_reference
 from orchestrator.report.methods import methods_paragraph, parse_environment
 from orchestrator.report.redact import redact_paths
-from orchestrator.report.reference import banner, paper_reference
+from orchestrator.report.reference import banner, paper_reference, published_banner, published_methods
 from orchestrator.report.runs import (
     SweepRuns,
     load_sweep,
@@ -543,6 +544,7 @@ def _write_files(content: ReportContent, runs: SweepRuns, out: Path) -> None:
     _write_csv(folds, out / "tables/folds.csv")
     content.folds_csv = "tables/folds.csv"
     tex = [f for s in content.tables for f in s.tex.values()] + list(content.aau_tex.values())
+    tex += [content.published_files["LaTeX"]] if "LaTeX" in content.published_files else []
     if tex:
         content.latex_document = "tables/tables.tex"
         doc = latex.document(tex, f"mer-orch report: {runs.experiment_name} ({runs.dataset})")
@@ -567,6 +569,7 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
     if len(ctx.reference):
         content.reference_banner = banner(runs.dataset)
     content.tables = _table_sections(runs, out, seed, ctx)
+    _published(content, spec, runs, out)
     objective = _objective(spec)
     env_text = read_text_artifact(runs.client, runs.sweep_run_id, C.ENVIRONMENT_JSON) if runs.sweep_run_id \
         else None
@@ -599,6 +602,19 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
     for f in content.figures:
         f.vectors = figures.figure_files(f.png)[1:]
     content.failures = _failures(runs)
+
+
+def _published(content: ReportContent, spec: dict[str, Any] | None, runs: SweepRuns, out: Path) -> None:
+    """Other methods' published numbers from the spec's ``reference`` block: CSV, LaTeX, their section."""
+    pub = published_methods(spec)
+    if pub.empty:
+        return
+    content.published, content.published_banner = pub, published_banner(runs.dataset)
+    csv = "tables/published_methods.csv"
+    _write_csv(pub, out / csv)
+    tex = latex.write_table(out, "tables/published_methods.tex", published_display(pub),
+                            "Other methods' published numbers (display only; never in a statistic).")
+    content.published_files = {"data": csv, "LaTeX": tex}
 
 
 def _n_subjects(runs: SweepRuns) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from orchestrator.contract import parse_dataset_metric
 from orchestrator.report.tables import NON_PAPER  # the arm table's column of options not in the paper
 
 DASH = "—"
@@ -126,7 +127,8 @@ def arm_display(t: pd.DataFrame, sig: pd.DataFrame | None = None) -> Display:
         cells["trial"] = [DASH if pd.isna(v) else str(int(v)) for v in t["optuna_trial"]]
     cells["arm"] = _arm_names(t, significant_arms(sig))
     for c in t.columns:
-        if c in _META or c in REFERENCE_COLUMNS or c.endswith("_sd") or c in POOLED or c.startswith("fold_"):
+        if (c in _META or c in REFERENCE_COLUMNS or c.endswith("_sd") or c in POOLED or c.startswith("fold_")
+                or parse_dataset_metric(c)):
             continue
         cells[c] = t[c].astype(str).tolist()
     if "status" in t:
@@ -146,6 +148,7 @@ def arm_display(t: pd.DataFrame, sig: pd.DataFrame | None = None) -> Display:
                 for a, x, s in zip(t["arm"], t[m], _sd(t, m), strict=True)
             ]
             bold[head] = _best(t[m])
+    cells.update(_dataset_cells(t, bold))
     for m, (head, scale, dec) in PER_FOLD.items():
         mean, std = f"fold_mean_{m}", f"fold_std_{m}"
         if {mean, std} <= set(t.columns):
@@ -159,6 +162,34 @@ def arm_display(t: pd.DataFrame, sig: pd.DataFrame | None = None) -> Display:
                 for v in t[c]
             ]
     return _frame(cells, bold)
+
+
+# a union of datasets (the composite): each dataset's UF1 and UAR beside the whole's, as the field prints it
+PER_DATASET = {"uf1": "UF1", "uar": "UAR"}
+
+
+def _dataset_cells(t: pd.DataFrame, bold: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """``<dataset> UF1`` / ``<dataset> UAR`` (pooled over that dataset's folds, ± sd over seeds) cells."""
+    cells: dict[str, list[str]] = {}
+    for c in t.columns:
+        p = parse_dataset_metric(c)
+        if p is None or p[1] not in PER_DATASET:
+            continue
+        head = f"{p[0]} {PER_DATASET[p[1]]}"
+        cells[head] = [number(x, 1.0, 3, s) for x, s in zip(t[c], _sd(t, c), strict=True)]
+        bold[head] = _best(t[c])
+    return cells
+
+
+def published_display(pub: pd.DataFrame) -> Display:
+    """Other methods' published numbers (``reference.published_methods``): never bolded (not ours)."""
+    cells: dict[str, list[str]] = {"method": pub["method"].astype(str).tolist()}
+    for c in pub.columns:
+        if c.endswith(("_uf1", "_uar")):
+            col, m = c.rsplit("_", 1)
+            cells[f"{'composite' if col == 'full' else col} {m.upper()}"] = [number(v) for v in pub[c]]
+    cells["source"] = pub["source"].astype(str).tolist()
+    return _frame(cells, {})
 
 
 def _frame(cells: dict[str, list[str]], bold: dict[str, np.ndarray]) -> Display:

@@ -21,6 +21,7 @@ from orchestrator.report.display import (
     extension_arms,
     extension_footnote,
     grid_display,
+    published_display,
     significance_display,
 )
 
@@ -72,6 +73,9 @@ class ReportContent:
     environment: list[str] = field(default_factory=list)  # the sweep's reproducibility record, as lines
     methods: str = ""  # generated methods paragraph (orchestrator.report.methods)
     reference_banner: str = ""  # shown above the tables when the spec gives the paper's values
+    published: pd.DataFrame | None = None  # other methods' published numbers (reference.published_methods)
+    published_banner: str = ""
+    published_files: dict[str, str] = field(default_factory=dict)  # "data" / "LaTeX" -> path
     latex_document: str | None = None  # tables/tables.tex: every table, compilable as is
     html: str | None = None  # report.html
 
@@ -236,6 +240,14 @@ def _aau_section(r: ReportContent) -> list[str]:
     return lines
 
 
+def _published_section(r: ReportContent) -> list[str]:
+    """Other methods' published numbers: a table of their own, after ours, with their sources."""
+    if r.published is None or r.published.empty:
+        return []
+    return ["### Published results of other methods", "", f"> {r.published_banner}", "",
+            _links(*r.published_files.items()), "", md_table(published_display(r.published)), ""]
+
+
 def render(r: ReportContent) -> str:
     """The whole report as Markdown text."""
     lines = _intro(r)
@@ -245,6 +257,7 @@ def render(r: ReportContent) -> str:
             lines += [f"> {r.reference_banner}", ""]
     for s in r.tables:
         lines += _table_section(s)
+    lines += _published_section(r)
     if r.aau:
         lines += _aau_section(r)
     if r.search:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mer_model.config import TRAINING_DEFAULTS
+from mer_model.data.dataset import is_synthetic
 
 
 def _seeds(protocol: dict[str, Any]) -> str:
@@ -42,7 +43,7 @@ def _training(train: dict[str, Any]) -> str:
 
 def _data(dataset: dict[str, Any], name: str) -> str:
     mag = float(dataset.get("magnification", 1.0))
-    synth = name.lower().startswith("synthme")
+    synth = is_synthetic(name)
     if mag == 1.0:
         mag_txt = ("Motion is not magnified (factor 1; the paper magnifies by 3, following the setup in its "
                    "[9]).")
@@ -163,19 +164,53 @@ def methods_paragraph(
                 "cannot be stated here. " + " ".join(x for x in (non_paper_sentence(non_paper),
                                                                  environment_text(environment)) if x))
     protocol, ds = spec.get("protocol") or {}, spec.get("dataset") or {}
+    parts = ds if isinstance(ds, list) else [ds]
     lines = [
-        f"Leave-one-subject-out (LOSO) on {dataset}" + (f", class setup `{setup}`" if setup else "")
-        + f": {n_subjects} folds, each training on all other subjects and testing on one; "
-        f"{_seeds(protocol)}.",
+        _protocol(protocol, parts, dataset, setup, n_subjects),
         _training(spec.get("train") or {}),
-        _data(ds, dataset),
+        _data_of(parts, dataset),
         _selection(spec, objective),
         non_paper_sentence(non_paper),
-        "Metrics are pooled over the LOSO folds (the field's convention) and reported apart from per-fold "
-        "means.",
+        ("Metrics are pooled over every fold's predictions, on the whole and on each dataset's folds, "
+         "and reported apart from per-fold means." if len(parts) > 1 else
+         "Metrics are pooled over the LOSO folds (the field's convention) and reported apart from per-fold "
+         "means."),
         environment_text(environment),
     ]
     return " ".join(x for x in lines if x)
+
+
+def _label(d: dict[str, Any]) -> str:
+    return str(d.get("label") or d.get("name", "?"))
+
+
+def _protocol(protocol: dict[str, Any], parts: list[dict[str, Any]], dataset: str, setup: str | None,
+              n_folds: int) -> str:
+    """The evaluation protocol in one sentence: LOSO, the composite, or cross-dataset pairs."""
+    scheme, labels = protocol.get("scheme", "loso"), ", ".join(_label(d) for d in parts)
+    classes = f", class setup `{setup}`" if setup else ""
+    if scheme == "composite":
+        return (f"Composite LOSO (the MEGC2019 protocol) over the union of {labels}{classes}: {n_folds} "
+                "folds, each leaving out one subject of one dataset (subjects are prefixed by their "
+                "dataset, so no two datasets share one) and training on every other subject of every "
+                f"dataset; {_seeds(protocol)}. Clips without AU labels (SMIC has none) train on the "
+                "classification loss only: the AU losses are masked for them.")
+    if scheme == "cross_dataset":
+        how = ("the pairs the file lists" if protocol.get("pairs")
+               else "leave one dataset out: each dataset tested after training on all the others")
+        return (f"Cross-dataset evaluation over {labels}{classes}: {n_folds} units, each training on whole "
+                f"datasets and testing on another ({how}); no dataset, and so no subject, is on both "
+                f"sides; {_seeds(protocol)}.")
+    return (f"Leave-one-subject-out (LOSO) on {dataset}{classes}: {n_folds} folds, each training on all "
+            f"other subjects and testing on one; {_seeds(protocol)}.")
+
+
+def _data_of(parts: list[dict[str, Any]], dataset: str) -> str:
+    """``_data`` of the one dataset, or of each part of a union (once when they agree)."""
+    texts = [_data(d, str(d.get("name", dataset))) for d in parts]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return " ".join(f"{_label(d)}: {t}" for d, t in zip(parts, texts, strict=True))
 
 
 def parse_environment(text: str | None) -> dict[str, Any] | None:

@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 
 from mer_model.config import EXTENSION_DEFAULTS, extensions
-from orchestrator.contract import METRICS  # the one definition (mer_model.metrics via the contract)
+from orchestrator import contract as C
+from orchestrator.contract import (
+    METRICS,  # the one definition (mer_model.metrics via the contract)
+    parse_dataset_metric,
+)
 
 # Paper table tags (``mer.table``) in the paper's order, with what each compares.
 TABLE_TITLES: dict[str, str] = {
@@ -131,6 +135,14 @@ def non_paper_options(configs: pd.DataFrame) -> dict[str, list[str]]:
     return used
 
 
+def dataset_columns(rows: pd.DataFrame) -> list[str]:
+    """A union of datasets' per-dataset pooled columns ``dataset/<d>/<m>`` (and ``_sd``), datasets in the
+    order the config runs logged them, metrics in METRICS order."""
+    labels = list(dict.fromkeys(p[0] for c in rows.columns if (p := parse_dataset_metric(c))))
+    return [C.dataset_metric(d, f"{m}{x}") for d in labels for m in METRICS for x in ("", "_sd")
+            if C.dataset_metric(d, f"{m}{x}") in rows]
+
+
 def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.DataFrame:
     """One paper table: a row per arm of ``mer.table == table`` in spec order.
 
@@ -139,7 +151,8 @@ def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.Data
     have: :func:`non_paper`), then ``<m>`` and ``<m>_sd`` for m in accuracy, uf1, uar (pooled over folds:
     mean and sample sd over seeds of each seed's pooled value; sd blank with one seed), ``n_seeds``, and
     ``fold_mean_<m>`` / ``fold_std_<m>`` (per fold, over every (seed, subject) fold), all fractions in
-    [0, 1]; blank (NaN) unless the status is complete.
+    [0, 1]; blank (NaN) unless the status is complete. On a union of datasets the per-dataset pooled
+    ``dataset/<d>/<m>`` (and ``_sd``) follow the whole's (:func:`dataset_columns`).
     Optuna rows also carry ``optuna_trial``.
     """
     rows = _paper_defaults(configs[configs["table"] == table])
@@ -156,6 +169,7 @@ def arm_table(configs: pd.DataFrame, folds: pd.DataFrame, table: str) -> pd.Data
             rows[f"{m}_sd"] = rows[f"{m}_sd"] if f"{m}_sd" in rows else np.nan
     metric_cols = (
         [c for m in METRICS for c in (m, f"{m}_sd") if c in rows]
+        + dataset_columns(rows)
         + ["n_seeds"]
         + [f"fold_{s}_{m}" for m in METRICS for s in ("mean", "std") if f"fold_{s}_{m}" in rows]
     )
