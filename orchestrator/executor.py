@@ -152,7 +152,8 @@ class FoldWorker:
         metrics = {k: float(m[k]) for k in METRICS}
         metrics["n_test"] = float(res.n_test)
         metrics["train_seconds"] = float(res.train_seconds)  # what --dry-run estimates a sweep's time from
-        metrics[C.N_AU_TRAIN] = float(res.n_au_train)  # AU supervision of the fold (SMIC clips have none)
+        metrics["n_train"] = float(res.n_train)  # training clips (augment views not counted)
+        metrics[C.N_AU_TRAIN] = float(res.n_au_train)  # ... of which carried AU labels (SMIC's have none)
         aau = {int(r): float(w) for r, w in zip(res.aau_layers, res.aau_weights, strict=True)}
         # the weights' trajectory, steps 0..E (contract.AAU_METRIC_PREFIX); its last row is ``aau``
         aau_curve = {f"{C.AAU_METRIC_PREFIX}{r}": [row[i] for row in res.aau_weight_curve]

@@ -570,6 +570,7 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         content.reference_banner = banner(runs.dataset)
     content.tables = _table_sections(runs, out, seed, ctx)
     _published(content, spec, runs, out)
+    content.au_supervision = tables.au_supervision(runs.configs, runs.folds)
     objective = _objective(spec)
     env_text = read_text_artifact(runs.client, runs.sweep_run_id, C.ENVIRONMENT_JSON) if runs.sweep_run_id \
         else None

@@ -76,6 +76,7 @@ class ReportContent:
     published: pd.DataFrame | None = None  # other methods' published numbers (reference.published_methods)
     published_banner: str = ""
     published_files: dict[str, str] = field(default_factory=dict)  # "data" / "LaTeX" -> path
+    au_supervision: pd.DataFrame | None = None  # tables.au_supervision: clips some folds trained without AUs
     latex_document: str | None = None  # tables/tables.tex: every table, compilable as is
     html: str | None = None  # report.html
 
@@ -248,6 +249,27 @@ def _published_section(r: ReportContent) -> list[str]:
             _links(*r.published_files.items()), "", md_table(published_display(r.published)), ""]
 
 
+def _au_supervision_section(r: ReportContent) -> list[str]:
+    """How many training clips of each AU-loss arm's folds carried AU labels (some, e.g. SMIC's, had none)."""
+    t = r.au_supervision
+    if t is None or t.empty:
+        return []
+    def span(lo: pd.Series, hi: pd.Series) -> list[str]:
+        return [DASH if pd.isna(a) else f"{int(a)}-{int(b)}" if a != b else str(int(a))
+                for a, b in zip(lo, hi, strict=True)]
+
+    rows = pd.DataFrame({"arm": t["arm"], "folds": t["folds"].astype(str),
+                         "training clips with AU labels, per fold": span(t["au_labelled_min"],
+                                                                         t["au_labelled_max"]),
+                         "training clips, per fold": span(t["train_min"], t["train_max"])})
+    return ["### AU supervision per fold", "",
+            "The training clips whose AU labels supervised the AU losses. A clip without AU labels (SMIC "
+            "has none) trains on the classification loss only (the AU losses are masked for it, never fed "
+            "zeros), and the AAU weights are learned from the labelled clips. Per AU-loss arm, over its "
+            "complete fold runs (min-max; — where a run did not record its training clips):", "",
+            _md(rows), ""]
+
+
 def render(r: ReportContent) -> str:
     """The whole report as Markdown text."""
     lines = _intro(r)
@@ -258,6 +280,7 @@ def render(r: ReportContent) -> str:
     for s in r.tables:
         lines += _table_section(s)
     lines += _published_section(r)
+    lines += _au_supervision_section(r)
     if r.aau:
         lines += _aau_section(r)
     if r.search:

@@ -235,3 +235,23 @@ def vii_grid(table: pd.DataFrame) -> pd.DataFrame | None:
     grid = grid.reindex(columns=pd.MultiIndex.from_product([order, ["accuracy", "uf1"]]))
     grid.columns = [f"{k} {m}" for k, m in grid.columns]
     return grid.reset_index()
+
+
+def au_supervision(configs: pd.DataFrame, folds: pd.DataFrame) -> pd.DataFrame | None:
+    """Per AU-loss arm, the training clips of its complete folds that carried AU labels (min / max over
+    folds) beside the training clips (``n_au_train`` / ``n_train`` fold metrics; issue 23). None when no
+    fold recorded it or every training clip of every fold was labelled (nothing to say)."""
+    if C.N_AU_TRAIN not in folds.columns:
+        return None
+    au_loss = configs.get("param.au_loss", pd.Series("none", index=configs.index)).fillna("none")
+    au_arms = configs.loc[au_loss != "none", "run_id"]
+    f = folds[folds["config_run_id"].isin(au_arms) & (folds["status"] == COMPLETE)].dropna(
+        subset=[C.N_AU_TRAIN])
+    n_train = f["n_train"] if "n_train" in f else pd.Series(np.nan, index=f.index)  # logged since issue 23
+    if f.empty or bool((f[C.N_AU_TRAIN] == n_train).all()):
+        return None
+    g = f.assign(n_train=n_train).groupby("arm", sort=False)
+    out = pd.DataFrame({"folds": g.size(), "au_labelled_min": g[C.N_AU_TRAIN].min(),
+                        "au_labelled_max": g[C.N_AU_TRAIN].max(), "train_min": g["n_train"].min(),
+                        "train_max": g["n_train"].max()})
+    return out.reset_index()
