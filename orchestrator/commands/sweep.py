@@ -280,7 +280,8 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reu
                   f"MLflow experiment {result.experiment!r}; dataset {spec.dataset_name}")
     if is_synthetic(spec.dataset_name):
         # Said where the numbers are first seen, not only in the README and the report.
-        console.print("SynthME is synthetic: these are not CASME II or SAMM numbers.")
+        console.print("SynthME is synthetic: these are not CASME II, SAMM or any other real dataset's "
+                      "numbers.")
     if result.nested and not result.nested["complete"]:
         missing = [c["outer_subject"] for c in result.nested["choices"] if c["status"] != "complete"]
         click.echo(f"nested estimate incomplete: no complete chosen config for outer subjects "

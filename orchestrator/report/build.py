@@ -122,6 +122,7 @@ class _Context:
     n_subjects: int
     reference: pd.DataFrame  # reference.COLUMNS; empty when the spec gives no paper values
     correction: str = "holm"  # multiple-comparison correction of each table's family
+    scheme: str = "loso"  # protocol.scheme of the sweep (loso | composite | cross_dataset)
 
 
 def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
@@ -146,7 +147,7 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
         section.reference_csv = f"tables/paper_reference_{s}.csv"
         _write_csv(section.reference, out / section.reference_csv)
     section.caption = table_caption(
-        section.title, ctx.dataset, ctx.setup, ctx.n_subjects, t, sig, section.reference
+        section.title, ctx.dataset, ctx.setup, ctx.n_subjects, t, sig, section.reference, ctx.scheme
     )
     section.tex["table"] = latex.write_table(
         out, f"tables/table_{s}.tex", arm_display(with_reference(t, section.reference), sig), section.caption
@@ -563,6 +564,7 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
     spec, why = _read_spec(runs)
     if why:
         content.notes.append(why)
+    ctx.scheme = str(((spec or {}).get("protocol") or {}).get("scheme", "loso"))
     ctx.reference, bad_ref = paper_reference(spec)
     if bad_ref:
         content.notes.append(bad_ref)
