@@ -179,7 +179,9 @@ class NestedSteps:
         from orchestrator.tracking import write_csv
 
         for m, v in est.items():
-            if m in C.METRICS or (m.endswith("_sd") and m[:-3] in C.METRICS):
+            # the nested estimate, and on a union of datasets each dataset's (nested_dataset/<label>/<m>)
+            name = (C.parse_dataset_metric(m) or ("", m))[1]
+            if name in C.METRICS or (name.endswith("_sd") and name[:-3] in C.METRICS):
                 self.client.log_metric(self.sweep_run, f"nested_{m}", float(v))
         self.client.set_tag(self.sweep_run, "mer.nested_complete", str(complete).lower())
         with tempfile.TemporaryDirectory() as tmp:

@@ -133,3 +133,29 @@ def test_cross_dataset_pairs_seeds_and_reuse_of_a_named_pair(home: Path) -> None
            "tracking": {"experiment": "cross-one"}}
     code, out = _run(home, one, "one.yaml")
     assert code == 0 and "0 folds trained by this run, 4 reused" in out, out
+
+
+def test_nested_search_over_a_composite_gives_the_estimate_per_dataset(home: Path) -> None:
+    tiny = [{"name": "synthme-megc-casme2", "label": "casme2", "setup": "megc3",
+             "knobs": {"n_subjects": 3, "n_clips": 9}},
+            {"name": "synthme-smic", "label": "smic", "setup": "megc3",
+             "knobs": {"n_subjects": 3, "n_clips": 9}}]
+    spec = {"dataset": tiny, "protocol": {"scheme": "composite", "seed": 0},
+            "train": {"epochs": 1, "batch_size": 16},
+            "search": {"name": "s", "sampler": "random", "seed": 0, "n_trials": 2, "selection": "nested",
+                       "inner": {"scheme": "group_kfold", "k": 2},
+                       "base": {"model": "ss_gn", "features": "A", "lam": False, "au_loss": "none"},
+                       "params": {"lr": {"choices": [0.01, 0.001]}}},
+            "resources": {"cpu_per_fold": 1}, "tracking": {"experiment": "nested-composite"}}
+    code, out = _run(home, spec)
+    assert code == 0, out
+    client = MlflowClient(f"sqlite:///{home / 'mer-runs' / 'mlflow.db'}")
+    (sweep,) = _runs(client, "nested-composite", C.SWEEP)
+    m = sweep.data.metrics
+    assert {"nested_uf1", "nested_dataset/casme2/uf1", "nested_dataset/smic/uf1"} <= set(m)
+    # no outer subject of one dataset is inside an inner fold of its own study
+    for f in _runs(client, "nested-composite", C.FOLD):
+        outer = f.data.tags.get("mer.outer_subject")
+        if outer and "/" in f.data.tags[C.SUBJECT]:
+            assert outer not in f.data.tags["mer.train_subjects"].split(",")
+            assert outer not in f.data.tags["mer.test_subjects"].split(",")
