@@ -1,4 +1,5 @@
-"""Small datasets in the released CASME II / SAMM layouts, built from a real face photo (tests, benchmarks).
+"""Small datasets in the released CASME II / SAMM / SMIC-E HS / CAS(ME)^3 / MMEW layouts, built from a real
+face photo (tests, benchmarks).
 
 The face is ``skimage.data.astronaut()`` cropped to 200 x 200 px around the face (dlib finds it at
 upsample 0). Each subject gets its own small similarity warp and brightness; each clip's apex frame adds a
@@ -156,4 +157,120 @@ def write_samm(root: Path, clips: list[FixtureClip] | None = None, *, full_frame
     root.mkdir(parents=True, exist_ok=True)
     sheet = root / SAMM_SHEET
     wb.save(sheet)
+    return sheet
+
+
+SMIC_SHEET = "SMIC-HS-E_annotation.xlsx"
+CASME3_SHEET = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"
+MMEW_SHEET = "MMEW_Micro_Exp.xlsx"
+_SMIC_CODE = {"negative": "ne", "positive": "po", "surprise": "sur"}
+_MOTION = {"negative": "4", "positive": "12", "surprise": ""}  # what the fixture's warp animates
+
+
+def _write_frames(base, folder: Path, names: list[str], subject: int, i: int, aus: str) -> None:
+    """Onset, apex, offset images (``names``: their file names), plus a copy of the onset as a 4th frame."""
+    imgs = _clip_images(base, subject, i, aus)
+    for name, img in zip(names[:3], imgs, strict=True):
+        _save(img, folder / name)
+    if len(names) > 3:
+        _save(imgs[0], folder / names[3])
+
+
+def smic_clips(n_subjects: int = 3, clips_per_subject: int = 2) -> list[FixtureClip]:
+    """SMIC clips: emotion negative / positive / surprise, no AUs, onset/offset 10 frames apart."""
+    emos = list(_SMIC_CODE)
+    out = []
+    for s in range(1, n_subjects + 1):
+        for c in range(clips_per_subject):
+            onset = 69000 + 40 * c + 7 * s
+            out.append(FixtureClip(s, "", onset, onset + 5, onset + 10, "", emos[(s + c) % 3]))
+    return out
+
+
+def write_smic(root: Path, clips: list[FixtureClip] | None = None) -> Path:
+    """SMIC-E HS layout: ``root/SMIC-HS-E_annotation.xlsx`` + ``root/s01/s1_ne_01/image069017.jpg``.
+    The apex (not in the sheet) is the middle frame the loader picks; that frame carries the motion."""
+    import pandas as pd
+
+    clips = clips or smic_clips()
+    base = _base_face()
+    records, per_kind = [], {}
+    for i, c in enumerate(clips):
+        k = per_kind[(c.subject, c.emotion)] = per_kind.get((c.subject, c.emotion), 0) + 1
+        fname = c.filename or f"s{c.subject}_{_SMIC_CODE[c.emotion]}_{k:02d}"
+        mid = (c.onset + c.offset) // 2
+        names = [f"image{n:06d}.jpg" for n in (c.onset, mid, c.offset, c.onset + 1)]
+        _write_frames(base, root / f"s{c.subject:02d}" / fname, names, c.subject, i, _MOTION[c.emotion])
+        records.append({"Subject": c.subject, "Filename": fname, "OnsetF": c.onset, "OffsetF": c.offset,
+                        "TotalMF1": c.offset - c.onset + 1, "Onset2F": None, "Offset2F": None,
+                        "TotalMF2": None, "Onset3F": None, "Offset3F": None, "TotalMF3": None,
+                        "Emotion": c.emotion, "FirstF": c.onset - 5, "LastF": c.offset + 5,
+                        "TotalVL": c.offset - c.onset + 11})
+    root.mkdir(parents=True, exist_ok=True)
+    sheet = root / SMIC_SHEET
+    pd.DataFrame.from_records(records).to_excel(sheet, index=False)
+    return sheet
+
+
+def casme3_clips(n_subjects: int = 3) -> list[FixtureClip]:
+    """Two micro-expressions in one video per subject (video ``a``), one in video ``b`` / ``J``."""
+    out = []
+    for s in range(1, n_subjects + 1):
+        out += [FixtureClip(s, "a", 100, 105, 111, "12", "happy"),
+                FixtureClip(s, "a", 300, 305, 311, "4", "disgust"),
+                FixtureClip(s, "J" if s == 1 else "b", 40, 45, 51, "T18+4" if s == 2 else "4+L12", "Others")]
+    return out
+
+
+def write_casme3(root: Path, clips: list[FixtureClip] | None = None) -> Path:
+    """CAS(ME)^3 part A layout: sheet ``label`` of ``root/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx`` +
+    ``root/spNO.1/a/color/100.jpg`` (a video folder holds every micro-expression of that video)."""
+    import pandas as pd
+
+    clips = clips or casme3_clips()
+    base = _base_face()
+    records = []
+    for i, c in enumerate(clips):
+        subject = f"spNO.{c.subject}"
+        names = [f"{n}.jpg" for n in (c.onset, c.apex, c.offset, c.onset + 1)]
+        _write_frames(base, root / subject / c.filename.lower() / "color", names, c.subject, i, c.aus)
+        records.append({"Subject": subject, "Filename": c.filename, "Onset": c.onset, "Apex": c.apex,
+                        "Offset": c.offset, "AU": c.aus, "Objective class": None, "emotion": c.emotion})
+    root.mkdir(parents=True, exist_ok=True)
+    sheet = root / CASME3_SHEET
+    with pd.ExcelWriter(sheet) as w:
+        pd.DataFrame.from_records(records).to_excel(w, sheet_name="label", index=False)
+        pd.DataFrame().to_excel(w, sheet_name="Sheet1", index=False)
+    return sheet
+
+
+def mmew_clips(n_subjects: int = 3) -> list[FixtureClip]:
+    kinds = [("12", "happiness"), ("4", "disgust"), ("4+L12", "others"), ("1+2", "surprise")]
+    return [FixtureClip(s, "", 10 + 3 * c, 15 + 3 * c, 21 + 3 * c, *kinds[(s + c) % 4])
+            for s in range(1, n_subjects + 1) for c in range(2)]
+
+
+def write_mmew(root: Path, clips: list[FixtureClip] | None = None) -> Path:
+    """MMEW layout: ``root/MMEW_Micro_Exp.xlsx`` + ``root/Micro_Expression/happiness/S01-01-001/10.jpg``;
+    the ``others`` clips in a ``repression`` folder, as the release notes name it."""
+    import pandas as pd
+
+    clips = clips or mmew_clips()
+    base = _base_face()
+    # the EmotionIndex digits of the clip names are the fixture's (the release notes give no table)
+    emo_index = {"happiness": 1, "surprise": 2, "anger": 3, "disgust": 4, "fear": 5, "sadness": 6,
+                 "others": 7}
+    records, per_kind = [], {}
+    for i, c in enumerate(clips):
+        k = per_kind[(c.subject, c.emotion)] = per_kind.get((c.subject, c.emotion), 0) + 1
+        fname = c.filename or f"S{c.subject:02d}-{emo_index[c.emotion]:02d}-{k:03d}"
+        folder_emo = "repression" if c.emotion == "others" else c.emotion
+        names = [f"{n}.jpg" for n in (c.onset, c.apex, c.offset, c.onset + 1)]
+        _write_frames(base, root / "Micro_Expression" / folder_emo / fname, names, c.subject, i, c.aus)
+        records.append({"Subject": f"S{c.subject:02d}", "Filename": fname, "OnsetFrame": c.onset,
+                        "ApexFrame": c.apex, "OffsetFrame": c.offset, "Action Units": c.aus,
+                        "Estimated Emotion": c.emotion, "remarks": None})
+    root.mkdir(parents=True, exist_ok=True)
+    sheet = root / MMEW_SHEET
+    pd.DataFrame.from_records(records).to_excel(sheet, index=False)
     return sheet

@@ -1,4 +1,5 @@
-"""Datasets: SynthME generator, CASME II / SAMM loaders, dlib extraction, landmark cache, class setups.
+"""Datasets: SynthME generator, CASME II / SAMM / SMIC / CAS(ME)^3 / MMEW loaders, dlib extraction,
+landmark cache, class setups.
 
 ``load_dataset(name, setup=..., ...) -> LandmarkDataset`` is the entry point (docs/architecture.md).
 """

@@ -3,6 +3,8 @@
 Released strings look like ``4+L10``, ``R12+L14A``, ``1+2``, ``R4B+R7``, ``12 or 14``, ``AU4+AU7``,
 ``25+26+(38)``: a side prefix (L/R/B/U for left/right/bilateral/unilateral), an intensity suffix (A-E), an
 optional ``AU`` prefix, brackets for uncertain codes. Side and intensity are dropped, the AU number kept.
+CAS(ME)^3 part A also writes a ``T`` prefix (``T28+14``, ``T18``) whose meaning its release does not
+document: it is dropped like a side prefix (our reading).
 "X or Y" means the coder could not tell: both are kept (the clip shows one of them; for the objective
 class table it is the union of what may be present).
 """
@@ -14,7 +16,7 @@ import re
 # FACS 2002 codes: action units 1, 2, 4-46 (there is no AU3, and none in 47-49), head and eye positions
 # 50-58 and 61-66, visibility / gross behaviour codes 69-85. Anything else is a typo (e.g. "AU99")
 FACS_CODES = frozenset({1, 2, *range(4, 47), *range(50, 59), *range(61, 67), *range(69, 86)})
-_TOKEN = re.compile(r"^(?:AU)?[LRBU]?(?:AU)?(\d{1,2})[A-E]?$", re.IGNORECASE)
+_TOKEN = re.compile(r"^(?:AU)?[LRBUT]?(?:AU)?(\d{1,2})[A-E]?$", re.IGNORECASE)
 
 
 def parse_au_string(text: object) -> frozenset[int]:

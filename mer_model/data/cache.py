@@ -28,9 +28,11 @@ REAL_KNOBS = ("spreadsheet", "frames", "crop_scales", "upsample")
 
 
 def _loader(name: str):
-    from mer_model.data import casme2, samm
+    """The loader module of a real dataset: ``SHEET_PATTERNS``, ``rows(sheet, frames_root)`` and optionally
+    ``frames_root(root)`` (where the clip folders are, when not the dataset folder itself)."""
+    from mer_model.data import casme2, casme3, mmew, samm, smic
 
-    return {"casme2": casme2, "samm": samm}[name]
+    return {"casme2": casme2, "samm": samm, "smic": smic, "casme3": casme3, "mmew": mmew}[name]
 
 
 def find_spreadsheet(name: str, root: Path) -> Path:
@@ -87,6 +89,7 @@ def check_writable(folder: Path) -> None:
 
 def _raw_from(name: str, landmarks, augment, info: dict) -> RawClips:
     aus = [frozenset(a) for a in info["aus"]]
+    labelled = info.get("au_labelled")  # absent: every clip labelled (CASME II / SAMM entries stay valid)
     return RawClips(
         family=name,
         landmarks=landmarks,
@@ -98,6 +101,7 @@ def _raw_from(name: str, landmarks, augment, info: dict) -> RawClips:
         emotion=np.array(info["emotion"], dtype=str),
         au_numbers=tuple(sorted(set().union(*aus))),
         meta=info["meta"],
+        au_labelled=None if labelled is None else np.array(labelled, dtype=bool),
     )
 
 
@@ -148,10 +152,11 @@ def load_or_extract(
     sheet = Path(spreadsheet) if spreadsheet else find_spreadsheet(name, root)
     if not sheet.is_file():
         raise InputError(f"{sheet}: spreadsheet does not exist; expected the coding .xlsx / .csv")
-    frames_root = Path(frames) if frames else root
+    loader = _loader(name)
+    frames_root = Path(frames) if frames else getattr(loader, "frames_root", lambda r: r)(root)
     scales = dlib_landmarks.DEFAULT_CROP_SCALES if crop_scales is None else crop_scales
     scales = tuple(float(s) for s in scales)
-    rows, repairs = _loader(name).rows(sheet, frames_root)
+    rows, repairs = loader.rows(sheet, frames_root)
     settings = {"crop_scales": list(scales), "upsample": int(upsample),
                 "predictor_bytes": dlib_landmarks.predictor_path().stat().st_size}
     key = cache_key(name, sheet, frames_root, rows, settings)
@@ -162,6 +167,8 @@ def load_or_extract(
     info = {"subjects": [r.subject for r in rows], "clips": [r.clip for r in rows],
             "aus": [sorted(r.aus) for r in rows], "objective": [r.objective for r in rows],
             "emotion": [r.emotion for r in rows], "meta": meta}
+    if not all(r.au_labelled for r in rows):  # stored only when some clip lacks AU labels (SMIC)
+        info["au_labelled"] = [bool(r.au_labelled) for r in rows]
     hit = _cached(name, path, key, meta)
     if hit is not None:
         return hit

@@ -11,10 +11,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mer_model.data.sheets import ClipRow, read_rows
+from mer_model.data.sheets import ClipRow, Column, SheetSpec, clip_folders_under_subject, read_rows
 
 FAMILY = "casme2"
 SHEET_PATTERNS = ("CASME2-coding*.xlsx", "CASME2-coding*.csv", "CASME2*.xlsx", "CASME2*.csv")
+
+COLUMNS = {
+    "subject": Column("Subject", ("subject",)),
+    "filename": Column("Filename", ("filename",)),
+    "onset": Column("Onset Frame", ("onsetframe",)),
+    "apex": Column("Apex Frame", ("apexframe",)),
+    "offset": Column("Offset Frame", ("offsetframe",)),
+    "aus": Column("Action Units", ("actionunits",)),
+    "emotion": Column("Estimated Emotion", ("estimatedemotion",)),
+    "objective": Column("Objective Class", ("objectiveclass", "objectiveclasses")),  # optional: a user's
+}
+REQUIRED = ("subject", "filename", "onset", "apex", "offset", "aus", "emotion")
 
 
 def subject_dir(cell: object) -> str:
@@ -30,4 +42,9 @@ def frame_name(subject: str, filename: str, n: int) -> str:
 
 
 def rows(sheet: Path, frames_root: Path) -> tuple[list[ClipRow], list[str]]:
-    return read_rows(sheet, frames_root, subject_dir=subject_dir, frame_hint=frame_name)
+    return read_rows(sheet, frames_root, SPEC)
+
+
+SPEC = SheetSpec(dataset=FAMILY, columns=COLUMNS, required=REQUIRED, subject_dir=subject_dir,
+                 subject_examples="1 / 01 / sub01",
+                 clip_folders=clip_folders_under_subject, frame_hint=frame_name)

@@ -163,7 +163,7 @@ def finalise(raw: RawClips, *, name: str, setup: str, magnification: float = 1.0
     )
 
 
-REAL_DATASETS = ("casme2", "samm")
+REAL_DATASETS = ("casme2", "samm", "smic", "casme3", "mmew")
 
 
 def dataset_family(name: str) -> str:

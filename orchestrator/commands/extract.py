@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from mer_model.data.dataset import REAL_DATASETS
 from mer_model.errors import InputError
 from orchestrator.contract import cache_dir as home_cache_dir
 
@@ -27,7 +28,7 @@ def progress_bar():
 
 
 @click.command(name="extract")
-@click.argument("dataset", type=click.Choice(["casme2", "samm"]))
+@click.argument("dataset", type=click.Choice(list(REAL_DATASETS)))
 @click.option("--root", type=click.Path(path_type=Path), required=True,
               help="Dataset folder: coding spreadsheet + subject frame folders, as released.")
 @click.option("--spreadsheet", type=click.Path(path_type=Path), default=None,
