@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from mer_model.data.dataset import REAL_DATASETS
 from mer_model.errors import InputError
 
 
@@ -27,8 +28,9 @@ from mer_model.errors import InputError
               show_default=True, help="CSV to write.")
 @click.option("--tracking-uri", default=None,
               help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mer-runs/mlflow.db].")
-@click.option("--dataset", type=click.Choice(["casme2", "samm"]), default=None,
-              help="Layout of a dataset-root INPUT (default: the model's training dataset).")
+@click.option("--dataset", type=click.Choice(list(REAL_DATASETS)), default=None,
+              help="Layout of a dataset-root INPUT (default: the model's training dataset; required for a "
+                   "model trained on a union of datasets).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
               help="Landmark cache folder (dataset-root INPUT) [default: <home>/cache].")
 def command(input_path: Path, run_id: str, out: Path, tracking_uri: str | None, dataset: str | None,
@@ -83,13 +85,14 @@ def _read_input(path: Path, meta: dict, dataset: str | None,
         x, clips = load_npz(path)
         return clips, x
     if not path.is_dir():
-        raise InputError(f"{path}: not found; expected an .npz file or a CASME II / SAMM dataset root")
+        raise InputError(f"{path}: not found; expected an .npz file or a dataset root "
+                         f"({', '.join(REAL_DATASETS)})")
     from mer_model.data import load_dataset
 
     name = dataset or meta.get("dataset")
-    if name not in ("casme2", "samm"):
+    if name not in REAL_DATASETS:
         raise InputError(f"{path}: --dataset: the model was trained on {meta.get('dataset')!r}; "
-                         "allowed: casme2 or samm for a dataset root")
+                         f"allowed: one of {', '.join(REAL_DATASETS)} for a dataset root")
     ds = load_dataset(name, setup=meta["setup"], root=path, magnification=meta.get("magnification", 1.0),
                       cache_dir=cache_dir)
     return ds.clips, ds.landmarks
