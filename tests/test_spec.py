@@ -101,7 +101,7 @@ BAD = [
      "dataset.root:", "does not exist"),
     ("real dataset without a path", _with(dataset={"name": "casme2"}), "dataset.root: required for casme2",
      "allowed: the dataset folder"),
-    ("unknown dataset", _with(dataset={"name": "casme3"}), "dataset.name: 'casme3' is unknown",
+    ("unknown dataset", _with(dataset={"name": "casme9"}), "dataset.name: 'casme9' is unknown",
      "synthme-tiny"),
     ("precision fp16", _with(train={"precision": "fp16"}), "train.precision:", "'fp32' or 'bf16'"),
     ("packing 0", _with(resources={"packing": 0}), "resources.packing:", "greater than or equal to 1"),
