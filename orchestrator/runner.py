@@ -236,12 +236,13 @@ def _run_sweep(
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc, needs_storage=spec.search is not None)
     sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
-    check_au_supervision(spec, grid_configs(spec, sw.data_hash), sw.loso, sw.ds.au_mask)
+    plans = grid_configs(spec, sw.data_hash)
+    check_au_supervision(spec, plans, sw.loso, sw.ds.au_mask)  # exit 2 before anything is written
     sw.open_tracking(leases)
     sw.open_reuse(reuse)
     sw.open_search()
     sw.start_progress()
-    for plan in grid_configs(spec, sw.data_hash):  # grid arms, then the trials an earlier run finished
+    for plan in plans:  # grid arms, then the trials an earlier run finished
         sw.open_config(plan)
     sw.restore_finished_trials()
     sw.open_chosen()  # nested: outer subjects whose study an earlier run finished
