@@ -70,6 +70,9 @@ CONFUSION_PNG = "confusion.png"
 LAM_DIR = "lam"
 PREDICTION_COLUMNS = ("subject", "clip", "y_true", "y_pred")  # a fold run's predictions.csv
 CONFIG_PREDICTION_COLUMNS = ("seed", *PREDICTION_COLUMNS)  # a config run's: every (seed, subject) fold
+# a fold that tests several subjects (cross-dataset: a whole dataset) adds each clip's own subject, the
+# unit of the report's paired statistics there (``subject`` stays the fold id)
+TEST_SUBJECT_COLUMN = "test_subject"
 AAU_COLUMNS = ("arm", "subject", "layer1", "layer2", "layer3", "layer4")
 # A fold run's AAU layer weights, ``aau_weight_layer<r>`` (r = 1..4): logged at steps 0..E, step 0 the
 # weights at initialisation and step e those after epoch e, so MLflow's latest value is the final model's
@@ -182,6 +185,8 @@ class FoldRecord:
     actor_died: bool = False
     reused_from: str = ""  # run id that trained this unit, when the fold was linked (orchestrator/reuse.py)
     log_failed: bool = False  # trained, but the store refused the fold run (the driver deletes its rest)
+    # each test clip's own subject when the fold tests several (cross-dataset); empty: all are ``subject``
+    clip_subjects: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

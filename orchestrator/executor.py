@@ -159,13 +159,17 @@ class FoldWorker:
         aau_curve = {f"{C.AAU_METRIC_PREFIX}{r}": [row[i] for row in res.aau_weight_curve]
                      for i, r in enumerate(res.aau_layers)}
         clips = [str(c) for c in self.ds.clips[job.test_idx]]
+        subjects = [str(s) for s in self.ds.subjects[job.test_idx]]
+        clip_subjects = subjects if len(set(subjects)) > 1 else []  # a cross-dataset fold tests many
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
         run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),
                               metrics=metrics, status="complete", loss_curve=res.loss_curve, lam=res.lam,
                               step_metrics=aau_curve,
-                              predictions=(clips, y_true, y_pred), model=self._model(job, res))
+                              predictions=(clips, y_true, y_pred), clip_subjects=clip_subjects,
+                              model=self._model(job, res))
         rec = self._record(job, "complete", run_id, t0)
         rec.clips, rec.y_true, rec.y_pred, rec.aau = clips, y_true, y_pred, aau
+        rec.clip_subjects = clip_subjects
         rec.metrics = {k: metrics[k] for k in METRICS}
         return rec
 

@@ -180,6 +180,7 @@ def _read_fold(client: MlflowClient, run: Any, *, seed: int) -> FoldRecord:
         clips=[r["clip"] for r in rows], y_true=[int(r["y_true"]) for r in rows],
         y_pred=[int(r["y_pred"]) for r in rows], metrics={m: metrics[m] for m in METRICS if m in metrics},
         aau=aau, node=tags.get(C.NODE, ""), reused_from=tags.get(C.REUSED_FROM, ""),
+        clip_subjects=[r[C.TEST_SUBJECT_COLUMN] for r in rows if r.get(C.TEST_SUBJECT_COLUMN)],
     )
 
 
@@ -255,9 +256,12 @@ def finish_config_run(
     ok = [f for f in folds if f.ok]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        write_csv(d / C.PREDICTIONS_CSV, C.CONFIG_PREDICTION_COLUMNS,
-                  [(f.seed, f.subject, c, t, p) for f in ok
-                   for c, t, p in zip(f.clips, f.y_true, f.y_pred, strict=True)])
+        by_clip = any(f.clip_subjects for f in ok)  # cross-dataset: each clip's own subject too
+        cols = C.CONFIG_PREDICTION_COLUMNS + ((C.TEST_SUBJECT_COLUMN,) if by_clip else ())
+        write_csv(d / C.PREDICTIONS_CSV, cols, [
+            (f.seed, f.subject, c, t, p, *((s,) if by_clip else ())) for f in ok
+            for c, t, p, s in zip(f.clips, f.y_true, f.y_pred, f.clip_subjects or [f.subject] * len(f.clips),
+                                  strict=True)])
         cm = summary.get("confusion")
         if ok and cm is not None:
             write_csv(d / C.CONFUSION_CSV, ["true\\pred", *class_names],
@@ -316,6 +320,7 @@ def log_fold_run(
     lam: Mapping[str, np.ndarray] | None = None,
     predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None = None,
     model: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None,
+    clip_subjects: Sequence[str] = (),
 ) -> str:
     """One fold run in one burst; ``mer.status`` is set last, then the run is terminated FINISHED.
 
@@ -336,7 +341,7 @@ def log_fold_run(
         client.log_batch(run_id, metrics=ms[i:i + 900])
     if lam or predictions or model:
         with tempfile.TemporaryDirectory() as tmp:
-            _fold_artifacts(Path(tmp), tags[C.SUBJECT], lam, predictions)
+            _fold_artifacts(Path(tmp), tags[C.SUBJECT], lam, predictions, clip_subjects)
             if model is not None:
                 from mer_model.predict import save_model
 
@@ -348,12 +353,17 @@ def log_fold_run(
 
 
 def _fold_artifacts(d: Path, subject: str, lam: Mapping[str, np.ndarray] | None,
-                    predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None) -> None:
-    """``predictions.csv`` and ``lam/<key>.npy`` + ``.png`` of one fold, written into ``d``."""
+                    predictions: tuple[Sequence[str], Sequence[int], Sequence[int]] | None,
+                    clip_subjects: Sequence[str] = ()) -> None:
+    """``predictions.csv`` (with each clip's ``test_subject`` when given) and ``lam/<key>.npy`` + ``.png``
+    of one fold, written into ``d``."""
     if predictions is not None:
         clips, y_true, y_pred = predictions
-        write_csv(d / C.PREDICTIONS_CSV, C.PREDICTION_COLUMNS,
-                  zip([subject] * len(clips), clips, y_true, y_pred, strict=True))
+        cols, extra = C.PREDICTION_COLUMNS, ()
+        if clip_subjects:
+            cols, extra = (*cols, C.TEST_SUBJECT_COLUMN), (clip_subjects,)
+        write_csv(d / C.PREDICTIONS_CSV, cols,
+                  zip([subject] * len(clips), clips, y_true, y_pred, *extra, strict=True))
     for key, arr in (lam or {}).items():
         (d / C.LAM_DIR).mkdir(exist_ok=True)
         np.save(d / C.LAM_DIR / f"{key}.npy", arr)

@@ -123,6 +123,9 @@ def test_cross_dataset_pairs_seeds_and_reuse_of_a_named_pair(home: Path) -> None
         preds = _predictions(client, config.info.run_id, home / config.info.run_id)
         for lab in n:
             mine = [r for r in preds if r["subject"].endswith(f"->{lab}")]
+            # each clip's own subject (the unit of the report's paired tests), one dataset's subjects
+            tested = {r[C.TEST_SUBJECT_COLUMN] for r in mine}
+            assert len(tested) == n[lab] and all(t.startswith(f"{lab}:") for t in tested)
             per_seed = [_sklearn(mine, s)["uf1"] for s in ("0", "1")]
             assert config.data.metrics[C.dataset_metric(lab, "uf1")] == pytest.approx(np.mean(per_seed))
             sd = config.data.metrics[C.dataset_metric(lab, "uf1_sd")]
@@ -133,6 +136,9 @@ def test_cross_dataset_pairs_seeds_and_reuse_of_a_named_pair(home: Path) -> None
            "tracking": {"experiment": "cross-one"}}
     code, out = _run(home, one, "one.yaml")
     assert code == 0 and "0 folds trained by this run, 4 reused" in out, out
+    linked = _runs(client, "cross-one", C.CONFIG)[0]  # a linked unit keeps its clips' subjects
+    rows = _predictions(client, linked.info.run_id, home / "linked")
+    assert {r[C.TEST_SUBJECT_COLUMN] for r in rows} == {f"smic:s{i:02d}" for i in range(1, 17)}
 
 
 def test_nested_search_over_a_composite_gives_the_estimate_per_dataset(home: Path) -> None:
