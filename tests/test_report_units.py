@@ -28,7 +28,8 @@ def test_a_cross_dataset_fold_becomes_one_row_per_test_subject_with_its_own_metr
     folds = pd.DataFrame([{"config_run_id": "r1", "arm": "x", "subject": f, "seed": s,
                            "status": "failed" if (f, s) == ("a+c->b", 1) else "complete"}
                           for f in ("b+c->a", "a+c->b") for s in (0, 1)])
-    loso = pd.DataFrame([{"config_run_id": "r2", "arm": "y", "subject": "s1", "seed": 0, "status": "complete"}])
+    loso = pd.DataFrame([{"config_run_id": "r2", "arm": "y", "subject": "s1", "seed": 0,
+                          "status": "complete"}])
     out, preds = by_subject(pd.concat([folds, loso]), {"r1": pred, "r2": None}, num_classes=3)
     assert out[out["config_run_id"] == "r2"].to_dict("records")[0]["subject"] == "s1"  # LOSO untouched
     mine = out[out["config_run_id"] == "r1"]
