@@ -24,7 +24,7 @@ def _digest(obj: Any, n: int = 12) -> str:
 
 # Display-only sections: they change no result, so they do not identify a sweep (editing the paper's
 # reference values must not start the sweep over, and files without them keep their old ids).
-_NOT_IDENTITY = {"reference"}
+_NOT_IDENTITY = {"reference", "report"}
 
 
 def _with_data(obj: dict[str, Any], data_hash: str) -> dict[str, Any]:

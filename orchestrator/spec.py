@@ -92,6 +92,9 @@ class ProtocolSpec(_Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)  # one-seed shorthand; with `seeds`, their first
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] | None = Field(None, min_length=1)
     objective: MetricName = "uf1"  # pooled metric (mean over seeds) Optuna optimises / "best so far"
+    # shared: every fold of a seed trains from the same torch seed (the stored sweeps); per_unit: each
+    # (seed, subject) unit gets its own, derived with numpy's SeedSequence (plan.torch_seed; issue 24)
+    seed_scheme: Literal["shared", "per_unit"] = "shared"
     retries: int = Field(1, ge=0)  # extra attempts of a failing fold before it is recorded failed
     # left-out subjects to run (default: all); training uses all others. [] would run nothing, "complete"
     subjects: list[str] | None = Field(None, min_length=1)
@@ -125,6 +128,8 @@ class ProtocolSpec(_Strict):
         out = handler(self)
         if self.seeds is None:
             out.pop("seeds", None)
+        if self.seed_scheme == "shared":  # likewise the scheme every sweep had before issue 24
+            out.pop("seed_scheme", None)
         return out
 
     @property
@@ -353,6 +358,17 @@ class PaperReference(_Strict):
     samm: PaperValues | None = None
 
 
+class ReportSpec(_Strict):
+    """``report:``: how ``mer-orch report`` reads the sweep (display only: not part of the sweep's id).
+
+    ``primary``: the metric whose pooled swap tests form each table's corrected family (default: the
+    protocol's ``objective``); the other metrics are shown as secondary, uncorrected. ``all``: every
+    metric in the family (k arms x 3 metrics, the report of before issue 24).
+    """
+
+    primary: MetricName | Literal["all"] | None = None
+
+
 class SweepSpec(_Strict):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     protocol: ProtocolSpec = Field(default_factory=ProtocolSpec)
@@ -364,6 +380,7 @@ class SweepSpec(_Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
     reference: dict[str, PaperReference] = Field(default_factory=dict)  # arm name -> the paper's values
+    report: ReportSpec = Field(default_factory=ReportSpec)  # how the report reads it (display only)
     # Set by load_spec, not by the file.
     source: str = Field("<memory>", exclude=True)
     text: str = Field("", exclude=True, repr=False)

@@ -107,9 +107,12 @@ def test_significance_has_corrected_p_and_subject_bootstrap_ci_for_all_three_met
         (a, m) for a in ("better", "same") for m in METRICS
     )
     assert (
-        (s["correction"] == "holm").all() and s["family"].nunique() == 1 and "6 tests" in s.loc[0, "family"]
+        (s["correction"] == "holm").all() and s["family"].nunique() == 1
+        and "2 pooled swap tests" in s.loc[0, "family"]  # primary: the objective, uf1
     )
-    assert s["p_adj"].to_numpy() == pytest.approx(stats.holm(s["p_permutation"].to_numpy()))
+    prim = s[s["metric"] == "uf1"]
+    assert prim["p_adj"].to_numpy() == pytest.approx(stats.holm(prim["p_swap"].to_numpy()))
+    assert s.loc[s["metric"] != "uf1", "p_adj"].isna().all()
     base = seeds_sweep["preds"]["base"]
     for row in s.itertuples():
         arm = seeds_sweep["preds"][row.arm]
@@ -122,13 +125,17 @@ def test_significance_has_corrected_p_and_subject_bootstrap_ci_for_all_three_met
         assert row.n_seeds == 2 and row.n_subjects == len(SUBJECTS)
     better = s[s.arm == "better"]
     assert (better["ci_low"] > 0).all()
-    # 5 subjects: the sign-flip test cannot go below 2/2^5 = 0.0625, so nothing is significant; the
-    # verdict says why
-    assert not s["significant"].any() and better["verdict"].str.contains("cannot go below").all()
+    # 5 subjects: the exact swap test cannot go below 2/2^5 = 0.0625, Holm over 2 tests 0.125, so nothing
+    # is significant; the verdict says why, and that the interval excluding 0 is not established
+    assert (s["p_floor"] == 2 / 2**5).all()
+    b_uf1 = better[better["metric"] == "uf1"].iloc[0]
+    assert not s["significant"].any() and "p_adj cannot go below 0.125" in b_uf1["verdict"]
+    assert "excludes 0 but the corrected test does not reject: not established" in b_uf1["verdict"]
+    assert better.loc[better["metric"] != "uf1", "verdict"].str.startswith("secondary metric").all()
     md = (seeds_sweep["out"] / "report.md").read_text()
-    assert "Multiple comparisons: family: the 6 tests of table V" in md
+    assert "Multiple comparisons: family: the 2 pooled swap tests of table V" in md
     for label in ("ACC %", "UF1", "UAR"):  # one Markdown row per (arm, metric)
-        assert re.search(rf"\|\s*better\s*\|\s*{label}\s*\|", md), label
+        assert re.search(rf"\|\s*better\s*\|\s*{label} \((primary|secondary)\)\s*\|", md), label
 
 
 def test_bh_correction_from_the_command_line(seeds_sweep, tmp_path):
@@ -138,7 +145,8 @@ def test_bh_correction_from_the_command_line(seeds_sweep, tmp_path):
     assert res.exit_code == 0, res.output
     s = pd.read_csv(out / "tables/significance_V.csv")
     assert (s["correction"] == "bh").all()
-    assert s["p_adj"].to_numpy() == pytest.approx(stats.adjust_pvalues(s["p_permutation"], "bh"))
+    prim = s[s["metric"] == "uf1"]
+    assert prim["p_adj"].to_numpy() == pytest.approx(stats.adjust_pvalues(prim["p_swap"], "bh"))
     bad = CliRunner().invoke(main, ["report", "--experiment", "seeds", "--tracking-uri", seeds_sweep["uri"],
                                     "--correction", "bonferroni"])  # fmt: skip
     assert bad.exit_code == 2

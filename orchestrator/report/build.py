@@ -121,6 +121,8 @@ class _Context:
     n_subjects: int
     reference: pd.DataFrame  # reference.COLUMNS; empty when the spec gives no paper values
     correction: str = "holm"  # multiple-comparison correction of each table's family
+    primary: str = "uf1"  # the metric of each table's corrected family (spec report.primary / objective)
+    n_resamples: int = 20_000  # B of the Monte Carlo permutation tests (--resamples): floor 2/(B+1)
 
 
 def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
@@ -133,7 +135,8 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
     ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
     preds = {rid: read_predictions(runs.client, rid) for rid in ids} if len(ids) > 1 else {}
     sig = significance.significance_table(
-        runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction
+        runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction, primary=ctx.primary,
+        n_resamples=ctx.n_resamples,
     )
     s = tables.table_slug(tag)
     csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
@@ -156,8 +159,8 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
         section.tex["significance"] = latex.write_table(
             out, f"tables/significance_{s}.tex", significance_display(sig, ext),
             f"{section.title}: each arm and metric against the baseline {sig['baseline'].iloc[0]}, paired "
-            f"over the subjects both completed; p corrected ({ctx.correction}) over the table's family."
-            + note,
+            f"over the subjects both completed; pooled subject-swap permutation p, corrected "
+            f"({ctx.correction}) over the table's family ({sig['family'].iloc[0]})." + note,
         )
     if tag == "VII":
         grid = tables.vii_grid(t)
@@ -430,6 +433,12 @@ def _objective(spec: dict[str, Any] | None) -> str:
     return str(((spec or {}).get("protocol") or {}).get("objective", _default_objective()))
 
 
+def _primary(spec: dict[str, Any] | None, objective: str) -> str:
+    """The metric of each table's corrected family: ``report.primary`` of the spec, else the objective."""
+    primary = ((spec or {}).get("report") or {}).get("primary")
+    return str(primary) if primary in (*C.METRICS, significance.ALL) else objective
+
+
 def _public_uri(uri: str) -> str:
     """The tracking URI without a local machine path: a SQLite / file store by its file name only."""
     if uri.startswith("sqlite:") or "://" not in uri or uri.startswith("file:"):
@@ -566,8 +575,9 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         content.notes.append(bad_ref)
     if len(ctx.reference):
         content.reference_banner = banner(runs.dataset)
-    content.tables = _table_sections(runs, out, seed, ctx)
     objective = _objective(spec)
+    ctx.primary = _primary(spec, objective)
+    content.tables = _table_sections(runs, out, seed, ctx)
     env_text = read_text_artifact(runs.client, runs.sweep_run_id, C.ENVIRONMENT_JSON) if runs.sweep_run_id \
         else None
     content.environment, env_note = _environment(runs, env_text)
@@ -618,6 +628,7 @@ def build_report(
     correction: str = "holm",
     command: str | None = None,
     sweep_id: str | None = None,
+    n_resamples: int = 20_000,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
 
@@ -627,7 +638,8 @@ def build_report(
     line to print in the report's header (machine paths are shortened in the written report).
     ``correction``: multiple-comparison correction of each table's significance family (``holm`` | ``bh``
     | ``none``). ``sweep_id``: the sweep of the experiment to report (default: the latest; the header
-    says which and why).
+    says which and why). ``n_resamples``: swap vectors of the Monte Carlo permutation tests (exact
+    enumeration up to 2^n <= it; the Monte Carlo floor is 2 / (n_resamples + 1)).
     """
     from orchestrator.services import resolve_services
 
@@ -650,7 +662,8 @@ def build_report(
             dataset_statement=dataset_statement(runs.dataset, setup),
             notes=list(runs.notes),
         )
-        ctx = _Context(runs.dataset, setup, n_subjects, pd.DataFrame(), correction)
+        ctx = _Context(runs.dataset, setup, n_subjects, pd.DataFrame(), correction,
+                       n_resamples=n_resamples)
         _fill(content, runs, tmp, seed, storage, ctx)
         _write_files(content, runs, tmp)
         # swap the finished folder in: the old report stays whole until the new one is complete

@@ -178,34 +178,56 @@ def _diff(x: float, metric: str, decimals: int | None = None) -> str:
     return number(x, 100.0 if pct else 1.0, decimals if decimals is not None else (2 if pct else 3))
 
 
+def _p(x: float) -> str:
+    return DASH if pd.isna(x) else f"{float(x):.3g}"
+
+
+def _ci_head(s: pd.DataFrame) -> str:
+    levels = s["ci_levels"].dropna().astype(str) if "ci_levels" in s else pd.Series([], dtype=str)
+    levels = levels[levels != ""]
+    return f"95% CI (bootstrap over {levels.iloc[0] if len(levels) else 'subjects'})"
+
+
 def significance_display(s: pd.DataFrame, ext: dict[str, str] | None = None) -> Display:
     """Each (arm, metric) against its baseline (``significance.significance_table``): differences in the
-    metric's unit (ACC in percentage points), p before and after the table's correction; the rows
-    significant after correction have their verdict in bold. A frame without a ``metric`` column (rows of
-    accuracy only) is shown the same way. ``ext``: the table's :func:`extension_arms`, marked."""
+    metric's unit (ACC in percentage points), the pooled swap test's p before and after the table's
+    correction (primary metric; secondary rows uncorrected), the interval, the minimum detectable
+    difference, the seed-paired SE, subject wins / ties / losses and the per-fold-mean sign-flip p; rows
+    significant after correction have their verdict in bold. Columns a frame lacks are skipped.
+    ``ext``: the table's :func:`extension_arms`, marked."""
     ext = ext or {}
     metric = s["metric"].astype(str) if "metric" in s else pd.Series("accuracy", index=s.index)
+    role = s["role"].astype(str) if "role" in s else pd.Series("", index=s.index)
     cells: dict[str, list[str]] = {
         "arm": [mark_arm(a, ext) for a in s["arm"].astype(str)],
-        "metric": [_METRIC_NAMES.get(m, m) for m in metric],
+        "metric": [_METRIC_NAMES.get(m, m) + (f" ({r.split()[0]})" if r else "")
+                   for m, r in zip(metric, role, strict=True)],
         "vs baseline": [mark_arm(a, ext) for a in s["baseline"].astype(str)],
         "subjects": [str(int(n)) if pd.notna(n) else DASH for n in s.get("n_subjects", [np.nan] * len(s))],
     }
     if "pooled_diff" in s:
         cells["Δ pooled (seed mean)"] = [_diff(x, m) for x, m in zip(s["pooled_diff"], metric, strict=True)]
     if {"ci_low", "ci_high"} <= set(s.columns):
-        cells["95% CI (bootstrap over subjects)"] = [
+        cells[_ci_head(s)] = [
             DASH if pd.isna(lo) else f"[{_diff(lo, m)}, {_diff(hi, m)}]"
             for lo, hi, m in zip(s["ci_low"], s["ci_high"], metric, strict=True)
         ]
-    if "seed_sd" in s:
-        cells["seed sd (larger)"] = [_diff(x, m) for x, m in zip(s["seed_sd"], metric, strict=True)]
-    if "mean_diff" in s:
-        cells["mean per-subject Δ"] = [_diff(x, m) for x, m in zip(s["mean_diff"], metric, strict=True)]
-    for col, head in (("p_permutation", "p (permutation)"), ("p_adj", "p (adjusted)"),
-                      ("p_wilcoxon", "p (Wilcoxon, uncorrected)")):
+    for col, head in (("p_swap", "p (pooled swap)"), ("p_adj", "p (adjusted)"), ("p_floor", "p floor")):
         if col in s:
-            cells[head] = [DASH if pd.isna(p) else f"{float(p):.3g}" for p in s[col]]
+            cells[head] = [_p(p) for p in s[col]]
+    if "mde" in s:
+        cells["MDE (80% power)"] = [_diff(x, m) for x, m in zip(s["mde"], metric, strict=True)]
+    if "seed_se" in s:
+        cells["seed-paired SE"] = [_diff(x, m) for x, m in zip(s["seed_se"], metric, strict=True)]
+    if {"wins", "ties", "losses"} <= set(s.columns):
+        cells["subjects W / T / L"] = [f"{int(w)} / {int(t)} / {int(lo)}" if pd.notna(w) else DASH
+                                       for w, t, lo in zip(s["wins"], s["ties"], s["losses"], strict=True)]
+    if "mean_diff" in s:
+        cells["per-fold mean Δ"] = [_diff(x, m) for x, m in zip(s["mean_diff"], metric, strict=True)]
+    old = (("p_permutation", "p (permutation)"), ("p_wilcoxon", "p (Wilcoxon, uncorrected)"))  # pre-issue 24
+    for col, head in (("p_fold_permutation", "p per-fold mean (sign-flip)"), *old):
+        if col in s:
+            cells[head] = [_p(p) for p in s[col]]
     sig = _flags(s).to_numpy() if "significant" in s else np.zeros(len(s), dtype=bool)
     cells["verdict"] = s["verdict"].astype(str).tolist() if "verdict" in s else [
         "significant" if f else "n.s." for f in sig]
@@ -267,8 +289,9 @@ def table_caption(
     correction = ""
     if sig is not None and "correction" in sig and sig["correction"].notna().any():
         correction = f", after {sig['correction'].dropna().astype(str).iloc[0]} correction"
-    parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (paired "
-                 f"permutation test over subjects{correction}).")
+    parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (pooled "
+                 f"subject-swap permutation test of the seed-mean pooled difference{correction}; primary "
+                 "metric only).")
     if ext := extension_arms(table):
         parts.append(extension_footnote(ext))
     if reference is not None and len(reference):

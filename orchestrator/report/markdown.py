@@ -130,14 +130,20 @@ def _intro(r: ReportContent) -> list[str]:
         "",
         "**Significance.** In each table every arm is compared with the table's baseline (marked; the "
         "first arm of the table in spec order unless a config run carries the tag "
-        "`mer.baseline=true`) on the subjects both completed on every seed, for ACC, UF1 and UAR: a "
-        "paired sign-flip permutation test (and Wilcoxon signed-rank, uncorrected, as a second opinion) "
-        "on the seed-averaged per-subject values, and a 95% bootstrap interval of the difference of the "
-        "seed-mean pooled metric resampling whole subjects. The permutation p-values of one table are "
-        "corrected together (the family is stated under each table); a difference is called *significant* "
-        f"only when its corrected p < 0.05, and its pooled value is then marked {SIG_MARK}; anything else is "
-        "*n.s.* (not significant). A difference smaller than the larger seed sd of the two arms is said to "
-        "be inside the seed noise. With n subjects p cannot go below 2/2^n.",
+        "`mer.baseline=true`) on the subjects both completed on every seed, for ACC, UF1 and UAR. The test "
+        f"behind {SIG_MARK} is the *pooled subject-swap permutation test*: the two arms' predictions are "
+        "exchanged within subjects (the same swap on every seed), each seed's pooled metric is recomputed "
+        "and averaged over seeds, so it tests the pooled number the table shows (exact up to 2^n swap "
+        "vectors, else Monte Carlo, whose p cannot go below 2/(B+1): the *p floor* column). Only the "
+        "*primary* metric (the spec's `report.primary`, default the search objective) forms each table's "
+        "corrected family; the other metrics are *secondary*, their p uncorrected and never marked. A "
+        f"difference is *significant* only when its corrected p < 0.05 (then marked {SIG_MARK}); a "
+        "verdict says in words when the 95% interval (bootstrap over subjects, and over seeds with several) "
+        "and the test disagree, and beside every *n.s.* the smallest difference the design could detect "
+        "at 80% power (MDE). The seed noise is measured from the seed-paired differences (their sd / "
+        "√k): a difference whose seed-paired t interval excludes 0 is *resolved from the seed noise*. "
+        "The per-fold mean view (sign-flip and Wilcoxon tests on the seed-averaged per-subject metric, "
+        "and the subject wins / ties / losses) is shown beside it, labelled, and decides nothing.",
         "",
         "**Pooled ± sd.** With several training seeds a pooled value is the mean over seeds of each "
         "seed's pooled metric, ± their sample standard deviation (the seed noise); with one seed there "
