@@ -150,3 +150,33 @@ def test_bh_correction_from_the_command_line(seeds_sweep, tmp_path):
     bad = CliRunner().invoke(main, ["report", "--experiment", "seeds", "--tracking-uri", seeds_sweep["uri"],
                                     "--correction", "bonferroni"])  # fmt: skip
     assert bad.exit_code == 2
+
+
+def test_per_class_forest_and_power_follow_the_logged_predictions(seeds_sweep):
+    """Per-class F1 / recall of every arm = scikit-learn's per seed, averaged over seeds, inside its
+    interval; the forest data are the per-fold differences; the power table names the primary tests."""
+    from sklearn.metrics import f1_score, recall_score
+
+    out = seeds_sweep["out"]
+    pc = pd.read_csv(out / "tables/per_class_V.csv").set_index(["arm", "class"])
+    assert set(pc.index.get_level_values("arm")) == set(seeds_sweep["preds"])
+    for arm, pred in seeds_sweep["preds"].items():
+        f1 = np.mean([f1_score(f.y_true, f.y_pred, labels=range(C), average=None)
+                      for _, f in pred.groupby("seed")], axis=0)
+        rec = np.mean([recall_score(f.y_true, f.y_pred, labels=range(C), average=None)
+                       for _, f in pred.groupby("seed")], axis=0)
+        for c in range(C):
+            row = pc.loc[(arm, f"class {c}")]
+            assert row["f1"] == pytest.approx(f1[c]) and row["recall"] == pytest.approx(rec[c])
+            assert row["f1_low"] <= row["f1"] <= row["f1_high"]
+    fo = pd.read_csv(out / "figures/forest_V.csv")
+    assert set(fo["arm"]) == {"better", "same"} and (fo["metric"] == "uf1").all() and len(fo) == 2 * 5
+    for r in fo.itertuples():
+        d = [classification_metrics(f.y_true, f.y_pred, C)["uf1"] for _, f in
+             seeds_sweep["preds"][r.arm][seeds_sweep["preds"][r.arm].subject == r.subject].groupby("seed")]
+        b = [classification_metrics(f.y_true, f.y_pred, C)["uf1"] for _, f in
+             seeds_sweep["preds"]["base"][seeds_sweep["preds"]["base"].subject == r.subject].groupby("seed")]
+        assert r.diff == pytest.approx(np.mean(np.subtract(d, b)))
+    pw = pd.read_csv(out / "tables/power_V.csv")
+    assert list(pw["arm"]) == ["better", "same"] and (pw["alpha"] == 0.025).all()  # Holm over 2 tests
+    assert "per_class_V.tex" in (out / "tables/tables.tex").read_text()

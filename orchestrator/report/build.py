@@ -36,7 +36,18 @@ from mer_model.data.dataset import is_synthetic
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.names import distinct_names, safe_name
-from orchestrator.report import aau, figures, guesses, latex, nested, search, significance, tables
+from orchestrator.report import (
+    aau,
+    effects,
+    figures,
+    guesses,
+    latex,
+    nested,
+    power,
+    search,
+    significance,
+    tables,
+)
 from orchestrator.report.display import (
     aau_display,
     arm_display,
@@ -44,6 +55,7 @@ from orchestrator.report.display import (
     extension_footnote,
     grid_display,
     mark_arm,
+    per_class_display,
     significance_display,
     table_caption,
 )
@@ -123,6 +135,7 @@ class _Context:
     correction: str = "holm"  # multiple-comparison correction of each table's family
     primary: str = "uf1"  # the metric of each table's corrected family (spec report.primary / objective)
     n_resamples: int = 20_000  # B of the Monte Carlo permutation tests (--resamples): floor 2/(B+1)
+    detect: float = power.DETECT  # the difference the power table asks about (--detect)
 
 
 def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
@@ -133,7 +146,7 @@ def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
 def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Context) -> TableSection:
     t = tables.arm_table(runs.configs, runs.folds, tag)
     ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
-    preds = {rid: read_predictions(runs.client, rid) for rid in ids} if len(ids) > 1 else {}
+    preds = {rid: read_predictions(runs.client, rid) for rid in ids}  # per-class results: one arm too
     sig = significance.significance_table(
         runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction, primary=ctx.primary,
         n_resamples=ctx.n_resamples,
@@ -162,6 +175,7 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
             f"over the subjects both completed; pooled subject-swap permutation p, corrected "
             f"({ctx.correction}) over the table's family ({sig['family'].iloc[0]})." + note,
         )
+    _effects(runs, out, tag, preds, section, ctx, seed)
     if tag == "VII":
         grid = tables.vii_grid(t)
         if grid is not None:
@@ -173,6 +187,70 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
                 f"the LOSO folds; bold: best of each column.{note}",
             )
     return section
+
+
+def _class_labels(runs: SweepRuns, run_ids: list[str], n_classes: int) -> list[str]:
+    """Class names from the first stored pooled confusion matrix of the table, else ``class <i>``."""
+    for rid in run_ids:
+        got = _confusion_matrix(runs, rid)
+        if got is not None and len(got[1]) == n_classes:
+            return got[1]
+    return [f"class {i}" for i in range(n_classes)]
+
+
+def _effects(runs: SweepRuns, out: Path, tag: str, preds: dict, section: TableSection, ctx: _Context,
+             seed: int) -> None:
+    """Per-class F1 / recall of every complete arm, the per-subject forest plot of the primary metric
+    against the baseline, and the power table of the primary tests: files and section fields."""
+    rows = runs.configs[runs.configs["table"] == tag]
+    rows = rows[(tables.effective_status(rows, runs.folds) == "complete").to_numpy()]
+    s, ext = tables.table_slug(tag), extension_arms(section.table)
+    n_classes = significance._n_classes([preds.get(r) for r in rows["run_id"]], rows)
+    confs = {}
+    for r in rows.itertuples():
+        subjects = list(significance.per_subject(runs.folds, r.run_id).index)
+        conf = significance._confusions(preds.get(r.run_id), subjects, n_classes)
+        if conf is not None:
+            confs[str(r.arm)] = conf
+    if confs:
+        labels = _class_labels(runs, list(rows["run_id"]), n_classes)
+        section.per_class = effects.per_class(confs, labels, seed=seed)
+        section.per_class_csv = f"tables/per_class_{s}.csv"
+        _write_csv(section.per_class, out / section.per_class_csv)
+        section.tex["per_class"] = latex.write_table(
+            out, f"tables/per_class_{s}.tex", per_class_display(section.per_class, ext),
+            f"{section.title}: per-class F1 and recall of every complete arm, pooled over the LOSO folds "
+            f"(mean over seeds), with 95% percentile intervals resampling whole subjects; {ctx.dataset}.")
+    sig = section.significance
+    if not len(sig) or "se_subjects" not in sig:
+        return
+    section.power, section.power_csv = power.power_table(sig, ctx.correction, detect=ctx.detect), \
+        f"tables/power_{s}.csv"
+    _write_csv(section.power, out / section.power_csv)
+    _forest(runs, out, s, rows, sig, section, ctx)
+
+
+def _forest(runs: SweepRuns, out: Path, s: str, rows: pd.DataFrame, sig: pd.DataFrame,
+            section: TableSection, ctx: _Context) -> None:
+    metric = ctx.primary if ctx.primary in C.METRICS else "uf1"
+    base = str(sig["baseline"].iloc[0])
+    ids = dict(zip(runs.configs.loc[runs.configs["table"] == section.tag, "arm"].astype(str),
+                   runs.configs.loc[runs.configs["table"] == section.tag, "run_id"], strict=True))
+    arms = {a: ids[a] for a in dict.fromkeys(sig["arm"].astype(str)) if a in ids}
+    if base not in ids or metric not in runs.folds:
+        return
+    d = effects.forest(runs.folds, arms, base, ids[base], metric)
+    if d.empty:
+        return
+    png, csv = f"figures/forest_{s}.png", f"figures/forest_{s}.csv"
+    _write_csv(d, out / csv)
+    label = {"accuracy": "ACC", "uf1": "UF1", "uar": "UAR"}[metric]
+    figures.forest(d, label, f"{section.title}: per-subject Δ {label} against {base}", out / png)
+    section.forest = FigureItem(
+        f"Per-subject differences, {section.title}", png, csv,
+        f"Per left-out subject: the arm's per-fold {label} minus the baseline's ({base}), mean over seeds "
+        "(dot; blue: the arm wins, red: it loses) and min-max over seeds (line). Subject counts of wins / "
+        "ties / losses are in the significance table.", vectors=figures.figure_files(png)[1:])
 
 
 def _table_sections(runs: SweepRuns, out: Path, seed: int, ctx: _Context) -> list[TableSection]:
@@ -629,6 +707,7 @@ def build_report(
     command: str | None = None,
     sweep_id: str | None = None,
     n_resamples: int = 20_000,
+    detect: float = power.DETECT,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
 
@@ -639,7 +718,8 @@ def build_report(
     ``correction``: multiple-comparison correction of each table's significance family (``holm`` | ``bh``
     | ``none``). ``sweep_id``: the sweep of the experiment to report (default: the latest; the header
     says which and why). ``n_resamples``: swap vectors of the Monte Carlo permutation tests (exact
-    enumeration up to 2^n <= it; the Monte Carlo floor is 2 / (n_resamples + 1)).
+    enumeration up to 2^n <= it; the Monte Carlo floor is 2 / (n_resamples + 1)). ``detect``: the
+    difference (fraction) the power table gives the subjects needed for.
     """
     from orchestrator.services import resolve_services
 
@@ -663,7 +743,7 @@ def build_report(
             notes=list(runs.notes),
         )
         ctx = _Context(runs.dataset, setup, n_subjects, pd.DataFrame(), correction,
-                       n_resamples=n_resamples)
+                       n_resamples=n_resamples, detect=detect)
         _fill(content, runs, tmp, seed, storage, ctx)
         _write_files(content, runs, tmp)
         # swap the finished folder in: the old report stays whole until the new one is complete

@@ -234,6 +234,50 @@ def significance_display(s: pd.DataFrame, ext: dict[str, str] | None = None) -> 
     return _frame(cells, {"verdict": sig})
 
 
+def _ci(x: float, lo: float, hi: float) -> str:
+    return DASH if pd.isna(x) else f"{x:.3f} [{number(lo)}, {number(hi)}]"
+
+
+def per_class_display(t: pd.DataFrame, ext: dict[str, str] | None = None) -> Display:
+    """Per-class F1 and recall of every arm (``effects.per_class``) with their subject-bootstrap
+    intervals; per class the best F1 and recall across arms in bold."""
+    ext = ext or {}
+    cells = {
+        "arm": [mark_arm(a, ext) for a in t["arm"].astype(str)],
+        "class": t["class"].astype(str).tolist(),
+        "true clips (seed mean)": [f"{x:g}" for x in t["n_true"]],
+        "F1 [95% CI]": [_ci(*v) for v in zip(t["f1"], t["f1_low"], t["f1_high"], strict=True)],
+        "recall [95% CI]": [_ci(*v) for v in zip(t["recall"], t["recall_low"], t["recall_high"],
+                                                  strict=True)],
+    }
+    def best_per_class(col: str) -> np.ndarray:
+        return t.groupby("class", sort=False)[col].transform(
+            lambda g: pd.Series(_best(g), index=g.index)).to_numpy(bool)
+
+    bold = {"F1 [95% CI]": best_per_class("f1"), "recall [95% CI]": best_per_class("recall")}
+    return _frame(cells, bold)
+
+
+def power_display(p: pd.DataFrame) -> Display:
+    """The power table (``power.power_table``): components, this design's MDE, subjects needed."""
+    metric = p["metric"].astype(str)
+    cells: dict[str, list[str]] = {
+        "arm": p["arm"].astype(str).tolist(),
+        "metric": [_METRIC_NAMES.get(m, m) for m in metric],
+        "subjects x seeds": [f"{int(n)} x {int(k)}"
+                             for n, k in zip(p["n_subjects"], p["n_seeds"], strict=True)],
+        "SE over subjects": [_diff(x, m) for x, m in zip(p["se_subjects"], metric, strict=True)],
+        "sd of seed-paired Δ": [_diff(x, m) for x, m in zip(p["seed_sd"], metric, strict=True)],
+        "per-test α": [f"{a:.3g}" for a in p["alpha"]],
+        "MDE (80% power)": [_diff(x, m) for x, m in zip(p["mde"], metric, strict=True)],
+    }
+    for c in (c for c in p.columns if c.startswith("subjects_for_k")):
+        k = c[len("subjects_for_k"):]
+        cells[f"subjects for |Δ| = d, {k} seed(s)"] = ["more seeds" if np.isinf(v) else str(int(v))
+                                                         for v in p[c]]
+    return _frame(cells, {})
+
+
 def grid_display(g: pd.DataFrame) -> Display:
     """Table VII in the paper's shape (``tables.vii_grid``): ACC % / UF1 per column group, best bold."""
     cells: dict[str, list[str]] = {}

@@ -21,6 +21,8 @@ from orchestrator.report.display import (
     extension_arms,
     extension_footnote,
     grid_display,
+    per_class_display,
+    power_display,
     significance_display,
 )
 
@@ -41,6 +43,11 @@ class TableSection:
     reference_csv: str | None = None
     caption: str = ""  # dataset, protocol and metric convention (also the LaTeX caption)
     tex: dict[str, str] = field(default_factory=dict)  # "table" / "significance" / "grid" -> .tex path
+    per_class: pd.DataFrame | None = None  # effects.per_class: every complete arm's per-class F1 / recall
+    per_class_csv: str | None = None
+    power: pd.DataFrame | None = None  # power.power_table of the primary tests
+    power_csv: str | None = None
+    forest: FigureItem | None = None  # per-subject differences against the baseline
 
 
 @dataclass
@@ -203,12 +210,43 @@ def _table_section(s: TableSection) -> list[str]:
         ]
         if "family" in s.significance:
             lines += [f"Multiple comparisons: {md_escape(s.significance['family'].iloc[0])}.", ""]
+        lines += _power_lines(s)
     else:
         lines += [
             f"Only one arm in this table: nothing to compare "
             f"([{s.significance_csv}]({s.significance_csv}) is empty).",
             "",
         ]
+    return lines + _effect_lines(s)
+
+
+def _power_lines(s: TableSection) -> list[str]:
+    """The power table of a section's primary tests, and how to read it."""
+    if s.power is None or s.power.empty:
+        return []
+    d = float(s.power["detect"].iloc[0])
+    return [
+        f"**Power** ({_links(('data', s.power_csv))}): what this design could detect, and the subjects it "
+        f"would need to detect a true difference of d = {d:g} (fraction; ACC {100 * d:g} pp) at 80% power "
+        "and the table's per-test level, from this sweep's variance components: SE over subjects (the "
+        "subject bootstrap of the seed-mean Δ) and the sd of the seed-paired Δ, in the model Var(Δ) = "
+        "n0·SE²/n + sd²/k. 'more seeds': the seed share alone exceeds the budget at that seed count.",
+        "",
+        md_table(power_display(s.power)),
+        "",
+    ]
+
+
+def _effect_lines(s: TableSection) -> list[str]:
+    """Per-class results and the forest plot of a section."""
+    lines: list[str] = []
+    if s.per_class is not None and len(s.per_class):
+        lines += ["Per-class F1 and recall of every complete arm, pooled over the LOSO folds (mean over "
+                  "seeds), 95% interval resampling whole subjects ("
+                  + _links(("data", s.per_class_csv), ("LaTeX", s.tex.get("per_class"))) + "):", "",
+                  md_table(per_class_display(s.per_class, extension_arms(s.table))), ""]
+    if s.forest is not None:
+        lines += _figure(s.forest, "####")
     return lines
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
 from scipy import stats
 
 from orchestrator.report.stats import ALPHA
@@ -61,4 +63,39 @@ def subjects_needed(a: float, b: float, d: float, k: int, alpha: float, power: f
     return float(math.ceil(a / room))
 
 
-__all__ = ["POWER", "mde", "mde_at", "per_test_alpha", "subjects_needed", "variance_components", "z_sum"]
+DETECT = 0.05  # the difference `mer-orch report --detect` asks about by default (fraction; ACC: 5 pp)
+SEEDS_ASKED = (1, 3, 5, 10)
+
+
+def _seed_sd(diffs: object) -> float:
+    vals = [float(x) for x in str(diffs).split(";") if x not in ("", "nan")]
+    return float(np.std(vals, ddof=1)) if len(vals) >= 2 else float("nan")
+
+
+def power_table(sig: pd.DataFrame, correction: str, alpha: float = ALPHA, detect: float = DETECT
+                ) -> pd.DataFrame:
+    """Per primary row of a significance frame: the variance components (A, B), the MDE of this design,
+    and the subjects needed to detect ``detect`` with k seeds for each k of :data:`SEEDS_ASKED`.
+
+    Columns: arm, metric, n_subjects, n_seeds, se_subjects, seed_sd (sd of the seed-paired Δ), alpha
+    (per test), mde (this design, the components' model), then ``subjects_for_k<k>`` (inf: more seeds
+    needed, not more subjects; with one seed the seed share is unmeasured and left out).
+    """
+    rows = sig[(sig.get("role", pd.Series("primary", index=sig.index)) == "primary")
+               & sig["se_subjects"].notna()] if "se_subjects" in sig else sig.iloc[0:0]
+    m = int(sig["p_adj"].notna().sum()) if "p_adj" in sig else 1
+    a_test = per_test_alpha(alpha, correction, m)
+    out = []
+    for r in rows.to_dict("records"):
+        n0, k0, sd = int(r["n_subjects"]), int(r["n_seeds"]), _seed_sd(r["seed_diffs"])
+        a, b = variance_components(r["se_subjects"], n0, sd)
+        row = {"arm": r["arm"], "metric": r["metric"], "n_subjects": n0, "n_seeds": k0,
+               "se_subjects": r["se_subjects"], "seed_sd": sd, "alpha": a_test,
+               "mde": mde_at(a, b, n0, k0, a_test), "detect": detect}
+        row |= {f"subjects_for_k{k}": subjects_needed(a, b, detect, k, a_test) for k in SEEDS_ASKED}
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+__all__ = ["DETECT", "POWER", "SEEDS_ASKED", "mde", "mde_at", "per_test_alpha", "power_table",
+           "subjects_needed", "variance_components", "z_sum"]
