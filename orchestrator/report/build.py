@@ -681,7 +681,7 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         )
     _aau_tables(runs, shown, out, content)
     content.search, search_figs = _search_part(runs, out, storage, objective)
-    content.selection = nested.selection_section(runs, out, objective)
+    content.selection = nested.selection_section(runs, out, objective, seed)
     content.figures = _lam_figures(runs, shown, out) + _beta_figure(runs, out) + search_figs
     content.figures += _confusion_figures(runs, shown, out)
     for f in content.figures:

@@ -128,6 +128,30 @@ def bootstrap_diff(
     return Interval(point, float(lo), float(hi), float(np.std(reps, ddof=1)), levels, distinct)
 
 
+def bootstrap_value(conf: np.ndarray, metric: str, *, confidence: float = 0.95, n_resamples: int = N_BOOT,
+                    seed: int = 0) -> Interval:
+    """Two-level percentile bootstrap of one seed-mean pooled ``metric`` (no baseline): conf (n_seeds,
+    n_subjects, C, C); subjects and (with two or more) seeds resampled as in :func:`bootstrap_diff`."""
+    c = np.asarray(conf, float)
+    k, n = c.shape[:2]
+
+    def value(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+        m = metrics_from_confusion(np.einsum("bn,snij->bsij", w, c))[metric]
+        return (np.where(v > 0, m, 0.0) * v).sum(axis=-1) / v.sum(axis=-1)
+
+    point = float(value(np.ones((1, n)), np.ones((1, k)))[0])
+    levels = "subjects and seeds" if k >= 2 else "subjects"
+    if n < 2:
+        return Interval(point, point, point, 0.0, levels, comb(2 * n - 1, n) if n else 0)
+    rng = np.random.default_rng(seed)
+    w = _subject_draws(rng, n, n_resamples, None)
+    v = rng.multinomial(k, np.full(k, 1.0 / k), size=n_resamples).astype(float) if k >= 2 \
+        else np.ones((n_resamples, k))
+    reps = value(w, v)
+    lo, hi = np.quantile(reps, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    return Interval(point, float(lo), float(hi), float(np.std(reps, ddof=1)), levels, comb(2 * n - 1, n))
+
+
 def few_subjects_note(n: int, distinct: int) -> str:
     """The flag of a percentile interval over fewer than :data:`FEW_SUBJECTS` subjects ("" otherwise)."""
     if n >= FEW_SUBJECTS or n == 0:
@@ -136,5 +160,5 @@ def few_subjects_note(n: int, distinct: int) -> str:
             "coarse and tends to be too narrow")
 
 
-__all__ = ["FEW_SUBJECTS", "N_BOOT", "Interval", "SeedPaired", "bootstrap_diff", "few_subjects_note",
-           "seed_paired"]
+__all__ = ["FEW_SUBJECTS", "N_BOOT", "Interval", "SeedPaired", "bootstrap_diff", "bootstrap_value",
+           "few_subjects_note", "seed_paired"]
