@@ -81,7 +81,7 @@ class FoldWorker:
         t0 = time.perf_counter()
         try:
             train, test = self.ds.subset(job.train_idx), self.ds.subset(job.test_idx)
-            res = _finite(train_fold(job.config, train, test, job.unit.seed, self.device,
+            res = _finite(train_fold(job.config, train, test, job.unit.train_seed, self.device,
                                      keep_model=self.save_models))
         except Exception as e:  # noqa: BLE001 - any fold failure is data for the driver, not a crash
             return self._failed(job, e, t0)
@@ -97,7 +97,7 @@ class FoldWorker:
         t0 = time.perf_counter()
         try:
             folds = [(self.ds.subset(j.train_idx), self.ds.subset(j.test_idx)) for j in jobs]
-            configs, seeds = [j.config for j in jobs], [j.unit.seed for j in jobs]
+            configs, seeds = [j.config for j in jobs], [j.unit.train_seed for j in jobs]
             results = train_folds_batched(configs, folds, seeds, self.device)
         except Exception as e:  # noqa: BLE001
             return [self._failed(j, e, t0) for j in jobs]

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mer_model.config import paper_free, validate_config
 from orchestrator.spec import SweepSpec, expand_grid
 
@@ -24,7 +26,7 @@ def _digest(obj: Any, n: int = 12) -> str:
 
 # Display-only sections: they change no result, so they do not identify a sweep (editing the paper's
 # reference values must not start the sweep over, and files without them keep their old ids).
-_NOT_IDENTITY = {"reference"}
+_NOT_IDENTITY = {"reference", "report"}
 
 
 def _with_data(obj: dict[str, Any], data_hash: str) -> dict[str, Any]:
@@ -49,6 +51,8 @@ def config_hash(config: dict[str, Any], spec: SweepSpec, data_hash: str = "") ->
     cfg = {k: v for k, v in paper_free(config).items() if k not in ("num_classes", "num_aus")}
     seeds = spec.protocol.seed_list
     key: dict[str, Any] = {"seed": seeds[0]} if len(seeds) == 1 else {"seeds": list(seeds)}
+    if spec.protocol.seed_scheme != "shared":  # hashed only when set: every stored config keeps its hash
+        key["seed_scheme"] = spec.protocol.seed_scheme
     return _digest(_with_data({"config": cfg, "dataset": _dataset_identity(spec), **key}, data_hash))
 
 
@@ -83,6 +87,13 @@ class Unit:
     seed: int = 0
     seed_index: int = 0  # position of the seed in protocol.seeds
     attempt: int = 1
+    torch_seed: int | None = None  # seed_scheme per_unit: this unit's own training seed (torch_seed())
+
+    @property
+    def train_seed(self) -> int:
+        """The seed training starts from: ``seed`` (shared scheme: every fold of a seed alike) or the
+        unit's own derived seed (per_unit)."""
+        return self.seed if self.torch_seed is None else self.torch_seed
 
     def step(self, n_subjects: int) -> int:
         """Optuna report step: ``seed_index * n_subjects + fold_index``, the same (seed, subject) pairs at
@@ -168,8 +179,23 @@ def check_au_supervision(spec: SweepSpec, configs: list[ConfigPlan], folds: Any,
                          "with AU labels")
 
 
-def units_for(plan: ConfigPlan, subjects: list[str], seeds: tuple[int, ...]) -> list[Unit]:
+def torch_seed(seed: int, subject: str, scheme: str = "shared") -> int:
+    """The training seed of unit (seed, subject). ``shared``: ``seed`` itself (every fold of a seed starts
+    from the same initial weights, the scheme of every sweep before issue 24). ``per_unit``: a 32-bit
+    seed drawn by :class:`numpy.random.SeedSequence` from (seed, the subject's SHA-256): independent
+    across subjects, the same on every machine and run (Python's ``hash`` of a string is not)."""
+    if scheme == "shared":
+        return int(seed)
+    subject_int = int.from_bytes(hashlib.sha256(str(subject).encode()).digest()[:8], "big")
+    return int(np.random.SeedSequence([int(seed), subject_int]).generate_state(1, dtype=np.uint32)[0])
+
+
+def units_for(plan: ConfigPlan, subjects: list[str], seeds: tuple[int, ...], scheme: str = "shared"
+              ) -> list[Unit]:
     """The units of ``plan``: one per (seed, left-out subject), seed by seed in file order, subjects in the
-    sweep's fold order."""
-    return [Unit(arm=plan.arm, subject=s, fold_index=i, seed=seed, seed_index=k)
+    sweep's fold order; ``scheme`` (``protocol.seed_scheme``) ``per_unit`` gives each its own training
+    seed (:func:`torch_seed`)."""
+    per = scheme != "shared"
+    return [Unit(arm=plan.arm, subject=s, fold_index=i, seed=seed, seed_index=k,
+                 torch_seed=torch_seed(seed, s, scheme) if per else None)
             for k, seed in enumerate(seeds) for i, s in enumerate(subjects)]

@@ -276,6 +276,7 @@ class _Sweep(NestedSteps):
         splits = ds.loso_splits()
         self.sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}  # from the data, once
         self.seeds = spec.protocol.seed_list
+        self.scheme = spec.protocol.seed_scheme  # shared / per_unit training seeds (plan.torch_seed)
         self.configs: list[ConfigState] = []
         self.queue = WorkQueue(spec.resources.packing)
         self.search: Any = None
@@ -415,8 +416,8 @@ class _Sweep(NestedSteps):
                                           arm=plan.arm, tags=tags, params=params)
         if search is None and trial is not None:
             search = self.search
-        st = ConfigState(plan, run_id, units_for(plan, folds.ids, self.seeds), trial=trial, folds=folds,
-                         search=search)
+        units = units_for(plan, folds.ids, self.seeds, self.scheme)
+        st = ConfigState(plan, run_id, units, trial=trial, folds=folds, search=search)
         for u in st.units:  # the config reruns: its stale fold runs (failed, partial) go now
             for rid in self.stale.pop((plan.arm, u.seed, u.subject), []):
                 self.client.delete_run(rid)
@@ -436,7 +437,9 @@ class _Sweep(NestedSteps):
     def key(self, st: ConfigState, u: Unit) -> str:
         from orchestrator.reuse import unit_key
 
-        return unit_key(st.plan.config, u.seed, u.subject, self.reuse.data_hash)
+        # the training seed: the protocol seed under the shared scheme (every stored key unchanged), the
+        # unit's own under per_unit (a per_unit unit never links to a shared-scheme result)
+        return unit_key(st.plan.config, u.train_seed, u.subject, self.reuse.data_hash)
 
     def place(self, st: ConfigState, u: Unit) -> None:
         """A unit not done in this sweep: linked when the store holds its result, waiting when an
@@ -572,7 +575,8 @@ class _Sweep(NestedSteps):
                 continue
             plan = search_config(self.spec, t.number, dict(t.params), self.data_hash, name=name, table=table)
             status, run_id = config_run_status(self.client, self.exp_id, self.sid, plan.arm)
-            st = ConfigState(plan, run_id or "", units_for(plan, folds.ids, self.seeds), folds=folds)
+            units = units_for(plan, folds.ids, self.seeds, self.scheme)
+            st = ConfigState(plan, run_id or "", units, folds=folds)
             st.records = {(u.seed, u.subject): self.done[(plan.arm, u.seed, u.subject)] for u in st.units
                           if (plan.arm, u.seed, u.subject) in self.done}
             st.pruned = t.state == TrialState.PRUNED

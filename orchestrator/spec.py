@@ -119,6 +119,9 @@ class ProtocolSpec(_Strict):
     seed: int = Field(0, ge=0, le=MAX_SEED, strict=True)  # one-seed shorthand; with `seeds`, their first
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]] | None = Field(None, min_length=1)
     objective: MetricName = "uf1"  # pooled metric (mean over seeds) Optuna optimises / "best so far"
+    # shared: every fold of a seed trains from the same torch seed (the stored sweeps); per_unit: each
+    # (seed, subject) unit gets its own, derived with numpy's SeedSequence (plan.torch_seed; issue 24)
+    seed_scheme: Literal["shared", "per_unit"] = "shared"
     retries: int = Field(1, ge=0)  # extra attempts of a failing fold before it is recorded failed
     # left-out subjects to run (default: all); training uses all others. [] would run nothing, "complete"
     subjects: list[str] | None = Field(None, min_length=1)
@@ -154,6 +157,8 @@ class ProtocolSpec(_Strict):
             out.pop("seeds", None)
         if self.pairs is None:
             out.pop("pairs", None)
+        if self.seed_scheme == "shared":  # likewise the scheme every sweep had before issue 24
+            out.pop("seed_scheme", None)
         return out
 
     @property
@@ -400,6 +405,17 @@ class MethodReference(_Strict):
     values: dict[str, PublishedValues] = Field(min_length=1)
 
 
+class ReportSpec(_Strict):
+    """``report:``: how ``mer-orch report`` reads the sweep (display only: not part of the sweep's id).
+
+    ``primary``: the metric whose pooled swap tests form each table's corrected family (default: the
+    protocol's ``objective``); the other metrics are shown as secondary, uncorrected. ``all``: every
+    metric in the family (k arms x 3 metrics, the report of before issue 24).
+    """
+
+    primary: MetricName | Literal["all"] | None = None
+
+
 class SweepSpec(_Strict):
     # one dataset (a mapping, as always), or several (a list) for the composite / cross-dataset protocols
     dataset: DatasetSpec | list[DatasetSpec] = Field(default_factory=DatasetSpec)
@@ -413,6 +429,7 @@ class SweepSpec(_Strict):
     storage: StorageSpec = Field(default_factory=StorageSpec)
     # arm name -> the paper's values beside that arm; another method's name -> its published numbers
     reference: dict[str, PaperReference | MethodReference] = Field(default_factory=dict)
+    report: ReportSpec = Field(default_factory=ReportSpec)  # how the report reads it (display only)
     # Set by load_spec, not by the file.
     source: str = Field("<memory>", exclude=True)
     text: str = Field("", exclude=True, repr=False)

@@ -107,9 +107,12 @@ def test_significance_has_corrected_p_and_subject_bootstrap_ci_for_all_three_met
         (a, m) for a in ("better", "same") for m in METRICS
     )
     assert (
-        (s["correction"] == "holm").all() and s["family"].nunique() == 1 and "6 tests" in s.loc[0, "family"]
+        (s["correction"] == "holm").all() and s["family"].nunique() == 1
+        and "2 pooled swap tests" in s.loc[0, "family"]  # primary: the objective, uf1
     )
-    assert s["p_adj"].to_numpy() == pytest.approx(stats.holm(s["p_permutation"].to_numpy()))
+    prim = s[s["metric"] == "uf1"]
+    assert prim["p_adj"].to_numpy() == pytest.approx(stats.holm(prim["p_swap"].to_numpy()))
+    assert s.loc[s["metric"] != "uf1", "p_adj"].isna().all()
     base = seeds_sweep["preds"]["base"]
     for row in s.itertuples():
         arm = seeds_sweep["preds"][row.arm]
@@ -122,13 +125,17 @@ def test_significance_has_corrected_p_and_subject_bootstrap_ci_for_all_three_met
         assert row.n_seeds == 2 and row.n_subjects == len(SUBJECTS)
     better = s[s.arm == "better"]
     assert (better["ci_low"] > 0).all()
-    # 5 subjects: the sign-flip test cannot go below 2/2^5 = 0.0625, so nothing is significant; the
-    # verdict says why
-    assert not s["significant"].any() and better["verdict"].str.contains("cannot go below").all()
+    # 5 subjects: the exact swap test cannot go below 2/2^5 = 0.0625, Holm over 2 tests 0.125, so nothing
+    # is significant; the verdict says why, and that the interval excluding 0 is not established
+    assert (s["p_floor"] == 2 / 2**5).all()
+    b_uf1 = better[better["metric"] == "uf1"].iloc[0]
+    assert not s["significant"].any() and "p_adj cannot go below 0.125" in b_uf1["verdict"]
+    assert "excludes 0 but the corrected test does not reject: not established" in b_uf1["verdict"]
+    assert better.loc[better["metric"] != "uf1", "verdict"].str.startswith("secondary metric").all()
     md = (seeds_sweep["out"] / "report.md").read_text()
-    assert "Multiple comparisons: family: the 6 tests of table V" in md
+    assert "Multiple comparisons: family: the 2 pooled swap tests of table V" in md
     for label in ("ACC %", "UF1", "UAR"):  # one Markdown row per (arm, metric)
-        assert re.search(rf"\|\s*better\s*\|\s*{label}\s*\|", md), label
+        assert re.search(rf"\|\s*better\s*\|\s*{label} \((primary|secondary)\)\s*\|", md), label
 
 
 def test_bh_correction_from_the_command_line(seeds_sweep, tmp_path):
@@ -138,7 +145,38 @@ def test_bh_correction_from_the_command_line(seeds_sweep, tmp_path):
     assert res.exit_code == 0, res.output
     s = pd.read_csv(out / "tables/significance_V.csv")
     assert (s["correction"] == "bh").all()
-    assert s["p_adj"].to_numpy() == pytest.approx(stats.adjust_pvalues(s["p_permutation"], "bh"))
+    prim = s[s["metric"] == "uf1"]
+    assert prim["p_adj"].to_numpy() == pytest.approx(stats.adjust_pvalues(prim["p_swap"], "bh"))
     bad = CliRunner().invoke(main, ["report", "--experiment", "seeds", "--tracking-uri", seeds_sweep["uri"],
                                     "--correction", "bonferroni"])  # fmt: skip
     assert bad.exit_code == 2
+
+
+def test_per_class_forest_and_power_follow_the_logged_predictions(seeds_sweep):
+    """Per-class F1 / recall of every arm = scikit-learn's per seed, averaged over seeds, inside its
+    interval; the forest data are the per-fold differences; the power table names the primary tests."""
+    from sklearn.metrics import f1_score, recall_score
+
+    out = seeds_sweep["out"]
+    pc = pd.read_csv(out / "tables/per_class_V.csv").set_index(["arm", "class"])
+    assert set(pc.index.get_level_values("arm")) == set(seeds_sweep["preds"])
+    for arm, pred in seeds_sweep["preds"].items():
+        f1 = np.mean([f1_score(f.y_true, f.y_pred, labels=range(C), average=None)
+                      for _, f in pred.groupby("seed")], axis=0)
+        rec = np.mean([recall_score(f.y_true, f.y_pred, labels=range(C), average=None)
+                       for _, f in pred.groupby("seed")], axis=0)
+        for c in range(C):
+            row = pc.loc[(arm, f"class {c}")]
+            assert row["f1"] == pytest.approx(f1[c]) and row["recall"] == pytest.approx(rec[c])
+            assert row["f1_low"] <= row["f1"] <= row["f1_high"]
+    fo = pd.read_csv(out / "figures/forest_V.csv")
+    assert set(fo["arm"]) == {"better", "same"} and (fo["metric"] == "uf1").all() and len(fo) == 2 * 5
+    for r in fo.itertuples():
+        d = [classification_metrics(f.y_true, f.y_pred, C)["uf1"] for _, f in
+             seeds_sweep["preds"][r.arm][seeds_sweep["preds"][r.arm].subject == r.subject].groupby("seed")]
+        b = [classification_metrics(f.y_true, f.y_pred, C)["uf1"] for _, f in
+             seeds_sweep["preds"]["base"][seeds_sweep["preds"]["base"].subject == r.subject].groupby("seed")]
+        assert r.diff == pytest.approx(np.mean(np.subtract(d, b)))
+    pw = pd.read_csv(out / "tables/power_V.csv")
+    assert list(pw["arm"]) == ["better", "same"] and (pw["alpha"] == 0.025).all()  # Holm over 2 tests
+    assert "per_class_V.tex" in (out / "tables/tables.tex").read_text()

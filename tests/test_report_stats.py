@@ -107,12 +107,28 @@ def test_bootstrap_point_is_the_seed_mean_of_scikit_learn_pooled_differences():
         assert diff == pytest.approx(want) and lo <= diff <= hi
 
 
-def test_seed_noise_is_the_larger_seed_sd():
-    assert stats.seed_sd(np.array([0.40, 0.44])) == pytest.approx(np.std([0.40, 0.44], ddof=1))
-    assert np.isnan(stats.seed_sd(np.array([0.4])))
-    assert stats.inside_seed_noise(0.02, 0.01, 0.03) is True
-    assert stats.inside_seed_noise(0.05, 0.01, 0.03) is False
-    assert stats.inside_seed_noise(0.05, np.nan, np.nan) is None  # one seed: cannot be told
+def test_seed_paired_differences_give_the_seed_noise_of_the_difference():
+    """d_k = pooled arm - pooled baseline per seed; SE = sd(d) / sqrt(k); resolved when the t interval on
+    k - 1 df excludes 0. Three all-positive seed differences (the AAU frozen case of issue 24) are
+    resolved when they are tight, not when they straddle 0."""
+    from scipy import stats as sps
+
+    from orchestrator.report import seednoise
+
+    def conf(acc_per_seed):  # one subject of 100 clips, 2 classes, per-seed accuracy as given
+        out = np.zeros((len(acc_per_seed), 1, 2, 2))
+        for k, a in enumerate(acc_per_seed):
+            out[k, 0] = [[50 * a, 50 * (1 - a)], [50 * (1 - a), 50 * a]]
+        return out
+
+    base = conf([0.50, 0.50, 0.50])
+    tight = seednoise.seed_paired(conf([0.52, 0.51, 0.515]), base, "accuracy")
+    d = np.array([0.02, 0.01, 0.015])
+    assert tight.diffs == pytest.approx(d) and tight.se == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert tight.resolved is True and abs(d.mean()) > sps.t.ppf(0.975, 2) * tight.se
+    loose = seednoise.seed_paired(conf([0.56, 0.47, 0.50]), base, "accuracy")
+    assert loose.resolved is False
+    assert seednoise.seed_paired(conf([0.6]), conf([0.5]), "accuracy").resolved is None  # one seed
 
 
 def _two_seed_sweep(shift: dict[str, float], subjects, fail=()):
@@ -158,27 +174,39 @@ def test_per_subject_averages_seeds_and_drops_a_subject_failed_on_one_seed():
     assert ps.loc["s3", "uf1"] == pytest.approx(f["uf1"].mean())
 
 
-def test_significance_table_corrects_the_family_and_words_the_seed_noise():
+def test_significance_table_corrects_the_primary_family_and_words_the_seed_noise():
+    from orchestrator.report import seednoise, swap
+
     subjects = [f"s{i}" for i in range(1, 9)]
     configs, folds, preds = _two_seed_sweep({"base": 0.0, "big": 0.5, "same": 0.0}, subjects)
-    sig = significance.significance_table(configs, folds, "V", preds, correction="holm")
+    sig = significance.significance_table(configs, folds, "V", preds, correction="holm")  # primary: uf1
     assert list(sig["metric"]) == ["accuracy", "uf1", "uar"] * 2 and set(sig["baseline"]) == {"base"}
-    assert sig["p_adj"].to_numpy() == pytest.approx(stats.holm(sig["p_permutation"].to_numpy()))
+    prim = sig[sig["metric"] == "uf1"]
+    assert (prim["role"] == "primary").all() and (sig.loc[sig.metric != "uf1", "role"] != "primary").all()
+    assert prim["p_adj"].to_numpy() == pytest.approx(stats.holm(prim["p_swap"].to_numpy()))
+    assert sig.loc[sig.metric != "uf1", "p_adj"].isna().all()  # secondary: uncorrected, not in the family
+    assert not sig.loc[sig.metric != "uf1", "significant"].any()
     assert (sig["significant"] == (sig["p_adj"] < 0.05)).all() and (sig["correction"] == "holm").all()
-    assert "6 tests" in sig.loc[0, "family"] and "Holm" in sig.loc[0, "family"]
-    assert "no row can reach" not in sig.loc[0, "family"]  # 6 x 2/2^8 < 0.05: significance is reachable
-    big = sig[sig.arm == "big"]
-    assert big["significant"].all() and (big["ci_low"] > 0).all() and (big["n_seeds"] == 2).all()
-    assert not big["inside_seed_noise"].any()
-    same = sig[sig.arm == "same"].set_index("metric")
-    # "same" differs from the baseline only by clip-level chance: whatever the p, a |diff| under the
-    # larger seed sd is worded as inside the seed noise
-    for _, row in same.iterrows():
-        inside = abs(row["pooled_diff"]) < row["seed_sd"]
-        assert row["inside_seed_noise"] == inside and ("inside the seed noise" in row["verdict"]) == inside
-    none = significance.significance_table(configs, folds, "V", preds, correction="none")
-    assert none["p_adj"].to_numpy() == pytest.approx(none["p_permutation"].to_numpy())
-    assert (none["p_adj"] <= sig["p_adj"] + 1e-12).all()
+    assert "2 pooled swap tests" in sig.loc[0, "family"] and "secondary" in sig.loc[0, "family"]
+    # the primary test is the pooled swap test on the clip predictions, exactly (2^8 <= 20,000)
+    ca, cb = (stats.subject_confusions(preds[r], subjects, [0, 1], 3) for r in ("r-big", "r-base"))
+    want = swap.swap_test(ca, cb, "uf1")
+    big = sig[sig.arm == "big"].set_index("metric")
+    assert big.loc["uf1", "p_swap"] == pytest.approx(want.p) and big.loc["uf1", "p_floor"] == 2 / 2**8
+    assert big.loc["uf1", "significant"] and (big["ci_low"] > 0).all() and (big["n_seeds"] == 2).all()
+    assert big.loc["uf1", "wins"] == 8 and big.loc["uf1", "ci_levels"] == "subjects and seeds"
+    assert "8 subjects: only 6435 distinct" in big.loc["uf1", "verdict"]  # C(15, 8): flagged, under 15
+    for _, row in sig.iterrows():  # the seed statement follows the seed-paired differences
+        sp = seednoise.seed_paired(*(stats.subject_confusions(preds[f"r-{a}"], subjects, [0, 1], 3)
+                                     for a in (row["arm"], "base")), row["metric"])
+        assert row["seed_se"] == pytest.approx(sp.se) and row["seed_resolved"] == sp.resolved
+        assert ("resolved from the seed noise" in row["verdict"]) == sp.resolved
+    every = significance.significance_table(configs, folds, "V", preds, correction="holm", primary="all")
+    assert "6 pooled swap tests" in every.loc[0, "family"] and every["p_adj"].notna().all()
+    assert every["p_adj"].to_numpy() == pytest.approx(stats.holm(every["p_swap"].to_numpy()))
+    none = significance.significance_table(configs, folds, "V", preds, correction="none", primary="all")
+    assert none["p_adj"].to_numpy() == pytest.approx(none["p_swap"].to_numpy())
+    assert (none["p_adj"] <= every["p_adj"] + 1e-12).all()
 
 
 def test_significance_table_pairs_only_common_completed_subjects():
@@ -210,13 +238,15 @@ def test_significance_table_pairs_only_common_completed_subjects():
             for s in subjects[:5]
         ]
     )
-    sig = significance.significance_table(configs, folds, "V")
+    sig = significance.significance_table(configs, folds, "V", primary="accuracy")
     assert list(sig["arm"]) == ["a"] and sig.loc[0, "baseline"] == "base"
     assert sig.loc[0, "n_subjects"] == 4  # s1, s3, s4, s5
     assert sig.loc[0, "mean_diff"] == pytest.approx(0.25) and np.isnan(sig.loc[0, "pooled_diff"])
+    assert sig.loc[0, "p_adj"] == sig.loc[0, "p_fold_permutation"]  # no predictions: per-fold test stands in
     assert "no predictions.csv" in sig.loc[0, "verdict"]
     # the baseline tag overrides the first-arm rule
-    sig2 = significance.significance_table(configs.assign(baseline=[False, True]), folds, "V")
+    sig2 = significance.significance_table(configs.assign(baseline=[False, True]), folds, "V",
+                                           primary="accuracy")
     assert list(sig2["arm"]) == ["base"] and sig2.loc[0, "baseline"] == "a"
 
 
@@ -275,9 +305,10 @@ def test_pruned_trials_take_no_place_in_the_significance_table():
          for r, acc, subs in (("r0", 0.5, subjects), ("r1", 0.25, subjects[:2]), ("r2", 0.75, subjects))
          for s in subs]
     )
-    sig = significance.significance_table(configs, folds, "search")
+    sig = significance.significance_table(configs, folds, "search", primary="accuracy")
     assert list(sig["arm"]) == ["t-2"] and set(sig["baseline"]) == {"t-0"}
     assert "(1 arm(s) x" in sig.loc[0, "family"]  # the pruned arm is not counted in the family
+    assert "1 pruned trial(s) excluded" in sig.loc[0, "family"]  # and the note under the table says so
     alone = significance.significance_table(configs.iloc[[1]], folds, "search")
     assert alone.empty
 

@@ -101,7 +101,7 @@ def test_significance_pairs_the_runs_per_subject_accuracies(sweep, report):
             - sweep["configs"]["GCN+Type A"].data.metrics[m]
         )
         assert full.loc[("GTS-GN+LAM+AAU", m), "pooled_diff"] == pytest.approx(want, abs=1e-9)
-    assert row["min_p"] == 0.25 and not row["significant"]  # 3 subjects can never reach p < 0.05
+    assert row["p_floor"] == 0.25 and not row["significant"]  # 3 subjects can never reach p < 0.05
     # the diverging arm is compared only on the subjects whose fold completed
     ok = [s for s, f in sweep["folds"]["diverging"].items() if f.data.tags["mer.status"] == "complete"]
     assert sig.loc["diverging", "n_subjects"] == len(ok)

@@ -46,9 +46,19 @@ import click
     help="Multiple-comparison correction of each table's family (every arm x metric vs its baseline): "
     "Holm (family-wise error), bh (Benjamini-Hochberg false discovery rate) or none.",
 )
+@click.option(
+    "--resamples", type=click.IntRange(min=99), default=20_000, show_default=True,
+    help="Swap vectors of each permutation test: exact enumeration while 2^subjects <= it, else Monte "
+    "Carlo, whose smallest p is 2/(resamples+1).",
+)
+@click.option(
+    "--detect", type=click.FloatRange(min=0, min_open=True, max=1), default=0.05, show_default=True,
+    help="The true difference (fraction of the primary metric; ACC 0.05 = 5 pp) the power table gives "
+    "the subjects needed to detect, at 80% power.",
+)
 def command(
     experiment: str | None, sweep_id: str | None, tracking_uri: str | None, out: Path | None,
-    storage: str | None, seed: int, correction: str,
+    storage: str | None, seed: int, correction: str, resamples: int, detect: float,
 ) -> None:
     """Paper-style tables (CSV), figures (PNG) and significance tests of one sweep, linked from report.md."""
     # Figures go to files; never look for a display.
@@ -72,9 +82,13 @@ def command(
         argv += ["--seed", str(seed)]
     if correction != "holm":
         argv += ["--correction", correction]
+    if resamples != 20_000:
+        argv += ["--resamples", str(resamples)]
+    if detect != 0.05:
+        argv += ["--detect", str(detect)]
     path = build_report(
         experiment, tracking_uri, out, storage, seed=seed, correction=correction, command=" ".join(argv),
-        sweep_id=sweep_id,
+        sweep_id=sweep_id, n_resamples=resamples, detect=detect,
     )
     click.echo(str(path))
 

@@ -36,7 +36,18 @@ from mer_model.data.dataset import is_synthetic
 from mer_model.errors import InputError
 from orchestrator import contract as C
 from orchestrator.names import distinct_names, safe_name
-from orchestrator.report import aau, figures, guesses, latex, nested, search, significance, tables
+from orchestrator.report import (
+    aau,
+    effects,
+    figures,
+    guesses,
+    latex,
+    nested,
+    power,
+    search,
+    significance,
+    tables,
+)
 from orchestrator.report.display import (
     aau_display,
     arm_display,
@@ -44,6 +55,7 @@ from orchestrator.report.display import (
     extension_footnote,
     grid_display,
     mark_arm,
+    per_class_display,
     published_display,
     significance_display,
     table_caption,
@@ -123,6 +135,9 @@ class _Context:
     reference: pd.DataFrame  # reference.COLUMNS; empty when the spec gives no paper values
     correction: str = "holm"  # multiple-comparison correction of each table's family
     scheme: str = "loso"  # protocol.scheme of the sweep (loso | composite | cross_dataset)
+    primary: str = "uf1"  # the metric of each table's corrected family (spec report.primary / objective)
+    n_resamples: int = 20_000  # B of the Monte Carlo permutation tests (--resamples): floor 2/(B+1)
+    detect: float = power.DETECT  # the difference the power table asks about (--detect)
 
 
 def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
@@ -133,9 +148,10 @@ def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
 def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Context) -> TableSection:
     t = tables.arm_table(runs.configs, runs.folds, tag)
     ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
-    preds = {rid: read_predictions(runs.client, rid) for rid in ids} if len(ids) > 1 else {}
+    preds = {rid: read_predictions(runs.client, rid) for rid in ids}  # per-class results: one arm too
     sig = significance.significance_table(
-        runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction
+        runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction, primary=ctx.primary,
+        n_resamples=ctx.n_resamples,
     )
     s = tables.table_slug(tag)
     csv, sig_csv = f"tables/table_{s}.csv", f"tables/significance_{s}.csv"
@@ -158,9 +174,10 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
         section.tex["significance"] = latex.write_table(
             out, f"tables/significance_{s}.tex", significance_display(sig, ext),
             f"{section.title}: each arm and metric against the baseline {sig['baseline'].iloc[0]}, paired "
-            f"over the subjects both completed; p corrected ({ctx.correction}) over the table's family."
-            + note,
+            f"over the subjects both completed; pooled subject-swap permutation p, corrected "
+            f"({ctx.correction}) over the table's family ({sig['family'].iloc[0]})." + note,
         )
+    _effects(runs, out, tag, preds, section, ctx, seed)
     if tag == "VII":
         grid = tables.vii_grid(t)
         if grid is not None:
@@ -172,6 +189,70 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
                 f"the LOSO folds; bold: best of each column.{note}",
             )
     return section
+
+
+def _class_labels(runs: SweepRuns, run_ids: list[str], n_classes: int) -> list[str]:
+    """Class names from the first stored pooled confusion matrix of the table, else ``class <i>``."""
+    for rid in run_ids:
+        got = _confusion_matrix(runs, rid)
+        if got is not None and len(got[1]) == n_classes:
+            return got[1]
+    return [f"class {i}" for i in range(n_classes)]
+
+
+def _effects(runs: SweepRuns, out: Path, tag: str, preds: dict, section: TableSection, ctx: _Context,
+             seed: int) -> None:
+    """Per-class F1 / recall of every complete arm, the per-subject forest plot of the primary metric
+    against the baseline, and the power table of the primary tests: files and section fields."""
+    rows = runs.configs[runs.configs["table"] == tag]
+    rows = rows[(tables.effective_status(rows, runs.folds) == "complete").to_numpy()]
+    s, ext = tables.table_slug(tag), extension_arms(section.table)
+    n_classes = significance._n_classes([preds.get(r) for r in rows["run_id"]], rows)
+    confs = {}
+    for r in rows.itertuples():
+        subjects = list(significance.per_subject(runs.folds, r.run_id).index)
+        conf = significance._confusions(preds.get(r.run_id), subjects, n_classes)
+        if conf is not None:
+            confs[str(r.arm)] = conf
+    if confs:
+        labels = _class_labels(runs, list(rows["run_id"]), n_classes)
+        section.per_class = effects.per_class(confs, labels, seed=seed)
+        section.per_class_csv = f"tables/per_class_{s}.csv"
+        _write_csv(section.per_class, out / section.per_class_csv)
+        section.tex["per_class"] = latex.write_table(
+            out, f"tables/per_class_{s}.tex", per_class_display(section.per_class, ext),
+            f"{section.title}: per-class F1 and recall of every complete arm, pooled over the LOSO folds "
+            f"(mean over seeds), with 95% percentile intervals resampling whole subjects; {ctx.dataset}.")
+    sig = section.significance
+    if not len(sig) or "se_subjects" not in sig:
+        return
+    section.power, section.power_csv = power.power_table(sig, ctx.correction, detect=ctx.detect), \
+        f"tables/power_{s}.csv"
+    _write_csv(section.power, out / section.power_csv)
+    _forest(runs, out, s, rows, sig, section, ctx)
+
+
+def _forest(runs: SweepRuns, out: Path, s: str, rows: pd.DataFrame, sig: pd.DataFrame,
+            section: TableSection, ctx: _Context) -> None:
+    metric = ctx.primary if ctx.primary in C.METRICS else "uf1"
+    base = str(sig["baseline"].iloc[0])
+    ids = dict(zip(runs.configs.loc[runs.configs["table"] == section.tag, "arm"].astype(str),
+                   runs.configs.loc[runs.configs["table"] == section.tag, "run_id"], strict=True))
+    arms = {a: ids[a] for a in dict.fromkeys(sig["arm"].astype(str)) if a in ids}
+    if base not in ids or metric not in runs.folds:
+        return
+    d = effects.forest(runs.folds, arms, base, ids[base], metric)
+    if d.empty:
+        return
+    png, csv = f"figures/forest_{s}.png", f"figures/forest_{s}.csv"
+    _write_csv(d, out / csv)
+    label = {"accuracy": "ACC", "uf1": "UF1", "uar": "UAR"}[metric]
+    figures.forest(d, label, f"{section.title}: per-subject Δ {label} against {base}", out / png)
+    section.forest = FigureItem(
+        f"Per-subject differences, {section.title}", png, csv,
+        f"Per left-out subject: the arm's per-fold {label} minus the baseline's ({base}), mean over seeds "
+        "(dot; blue: the arm wins, red: it loses) and min-max over seeds (line). Subject counts of wins / "
+        "ties / losses are in the significance table.", vectors=figures.figure_files(png)[1:])
 
 
 def _table_sections(runs: SweepRuns, out: Path, seed: int, ctx: _Context) -> list[TableSection]:
@@ -432,6 +513,12 @@ def _objective(spec: dict[str, Any] | None) -> str:
     return str(((spec or {}).get("protocol") or {}).get("objective", _default_objective()))
 
 
+def _primary(spec: dict[str, Any] | None, objective: str) -> str:
+    """The metric of each table's corrected family: ``report.primary`` of the spec, else the objective."""
+    primary = ((spec or {}).get("report") or {}).get("primary")
+    return str(primary) if primary in (*C.METRICS, significance.ALL) else objective
+
+
 def _public_uri(uri: str) -> str:
     """The tracking URI without a local machine path: a SQLite / file store by its file name only."""
     if uri.startswith("sqlite:") or "://" not in uri or uri.startswith("file:"):
@@ -570,10 +657,11 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         content.notes.append(bad_ref)
     if len(ctx.reference):
         content.reference_banner = banner(runs.dataset)
+    objective = _objective(spec)
+    ctx.primary = _primary(spec, objective)
     content.tables = _table_sections(runs, out, seed, ctx)
     _published(content, spec, runs, out)
     content.au_supervision = tables.au_supervision(runs.configs, runs.folds)
-    objective = _objective(spec)
     env_text = read_text_artifact(runs.client, runs.sweep_run_id, C.ENVIRONMENT_JSON) if runs.sweep_run_id \
         else None
     content.environment, env_note = _environment(runs, env_text)
@@ -599,7 +687,7 @@ def _fill(content: ReportContent, runs: SweepRuns, out: Path, seed: int, storage
         )
     _aau_tables(runs, shown, out, content)
     content.search, search_figs = _search_part(runs, out, storage, objective)
-    content.selection = nested.selection_section(runs, out, objective)
+    content.selection = nested.selection_section(runs, out, objective, seed)
     content.figures = _lam_figures(runs, shown, out) + _beta_figure(runs, out) + search_figs
     content.figures += _confusion_figures(runs, shown, out)
     for f in content.figures:
@@ -637,6 +725,8 @@ def build_report(
     correction: str = "holm",
     command: str | None = None,
     sweep_id: str | None = None,
+    n_resamples: int = 20_000,
+    detect: float = power.DETECT,
 ) -> Path:
     """Read experiment ``experiment`` and write the report folder; returns the path of ``report.md``.
 
@@ -646,7 +736,9 @@ def build_report(
     line to print in the report's header (machine paths are shortened in the written report).
     ``correction``: multiple-comparison correction of each table's significance family (``holm`` | ``bh``
     | ``none``). ``sweep_id``: the sweep of the experiment to report (default: the latest; the header
-    says which and why).
+    says which and why). ``n_resamples``: swap vectors of the Monte Carlo permutation tests (exact
+    enumeration up to 2^n <= it; the Monte Carlo floor is 2 / (n_resamples + 1)). ``detect``: the
+    difference (fraction) the power table gives the subjects needed for.
     """
     from orchestrator.services import resolve_services
 
@@ -669,7 +761,8 @@ def build_report(
             dataset_statement=dataset_statement(runs.dataset, setup),
             notes=list(runs.notes),
         )
-        ctx = _Context(runs.dataset, setup, n_subjects, pd.DataFrame(), correction)
+        ctx = _Context(runs.dataset, setup, n_subjects, pd.DataFrame(), correction,
+                       n_resamples=n_resamples, detect=detect)
         _fill(content, runs, tmp, seed, storage, ctx)
         _write_files(content, runs, tmp)
         # swap the finished folder in: the old report stays whole until the new one is complete

@@ -209,38 +209,104 @@ def _diff(x: float, metric: str, decimals: int | None = None) -> str:
     return number(x, 100.0 if pct else 1.0, decimals if decimals is not None else (2 if pct else 3))
 
 
+def _p(x: float) -> str:
+    return DASH if pd.isna(x) else f"{float(x):.3g}"
+
+
+def _ci_head(s: pd.DataFrame) -> str:
+    levels = s["ci_levels"].dropna().astype(str) if "ci_levels" in s else pd.Series([], dtype=str)
+    levels = levels[levels != ""]
+    return f"95% CI (bootstrap over {levels.iloc[0] if len(levels) else 'subjects'})"
+
+
 def significance_display(s: pd.DataFrame, ext: dict[str, str] | None = None) -> Display:
     """Each (arm, metric) against its baseline (``significance.significance_table``): differences in the
-    metric's unit (ACC in percentage points), p before and after the table's correction; the rows
-    significant after correction have their verdict in bold. A frame without a ``metric`` column (rows of
-    accuracy only) is shown the same way. ``ext``: the table's :func:`extension_arms`, marked."""
+    metric's unit (ACC in percentage points), the pooled swap test's p before and after the table's
+    correction (primary metric; secondary rows uncorrected), the interval, the minimum detectable
+    difference, the seed-paired SE, subject wins / ties / losses and the per-fold-mean sign-flip p; rows
+    significant after correction have their verdict in bold. Columns a frame lacks are skipped.
+    ``ext``: the table's :func:`extension_arms`, marked."""
     ext = ext or {}
     metric = s["metric"].astype(str) if "metric" in s else pd.Series("accuracy", index=s.index)
+    role = s["role"].astype(str) if "role" in s else pd.Series("", index=s.index)
     cells: dict[str, list[str]] = {
         "arm": [mark_arm(a, ext) for a in s["arm"].astype(str)],
-        "metric": [_METRIC_NAMES.get(m, m) for m in metric],
+        "metric": [_METRIC_NAMES.get(m, m) + (f" ({r.split()[0]})" if r else "")
+                   for m, r in zip(metric, role, strict=True)],
         "vs baseline": [mark_arm(a, ext) for a in s["baseline"].astype(str)],
         "subjects": [str(int(n)) if pd.notna(n) else DASH for n in s.get("n_subjects", [np.nan] * len(s))],
     }
     if "pooled_diff" in s:
         cells["Δ pooled (seed mean)"] = [_diff(x, m) for x, m in zip(s["pooled_diff"], metric, strict=True)]
     if {"ci_low", "ci_high"} <= set(s.columns):
-        cells["95% CI (bootstrap over subjects)"] = [
+        cells[_ci_head(s)] = [
             DASH if pd.isna(lo) else f"[{_diff(lo, m)}, {_diff(hi, m)}]"
             for lo, hi, m in zip(s["ci_low"], s["ci_high"], metric, strict=True)
         ]
-    if "seed_sd" in s:
-        cells["seed sd (larger)"] = [_diff(x, m) for x, m in zip(s["seed_sd"], metric, strict=True)]
-    if "mean_diff" in s:
-        cells["mean per-subject Δ"] = [_diff(x, m) for x, m in zip(s["mean_diff"], metric, strict=True)]
-    for col, head in (("p_permutation", "p (permutation)"), ("p_adj", "p (adjusted)"),
-                      ("p_wilcoxon", "p (Wilcoxon, uncorrected)")):
+    for col, head in (("p_swap", "p (pooled swap)"), ("p_adj", "p (adjusted)"), ("p_floor", "p floor")):
         if col in s:
-            cells[head] = [DASH if pd.isna(p) else f"{float(p):.3g}" for p in s[col]]
+            cells[head] = [_p(p) for p in s[col]]
+    if "mde" in s:
+        cells["MDE (80% power)"] = [_diff(x, m) for x, m in zip(s["mde"], metric, strict=True)]
+    if "seed_se" in s:
+        cells["seed-paired SE"] = [_diff(x, m) for x, m in zip(s["seed_se"], metric, strict=True)]
+    if {"wins", "ties", "losses"} <= set(s.columns):
+        cells["subjects W / T / L"] = [f"{int(w)} / {int(t)} / {int(lo)}" if pd.notna(w) else DASH
+                                       for w, t, lo in zip(s["wins"], s["ties"], s["losses"], strict=True)]
+    if "mean_diff" in s:
+        cells["per-fold mean Δ"] = [_diff(x, m) for x, m in zip(s["mean_diff"], metric, strict=True)]
+    old = (("p_permutation", "p (permutation)"), ("p_wilcoxon", "p (Wilcoxon, uncorrected)"))  # pre-issue 24
+    for col, head in (("p_fold_permutation", "p per-fold mean (sign-flip)"), *old):
+        if col in s:
+            cells[head] = [_p(p) for p in s[col]]
     sig = _flags(s).to_numpy() if "significant" in s else np.zeros(len(s), dtype=bool)
     cells["verdict"] = s["verdict"].astype(str).tolist() if "verdict" in s else [
         "significant" if f else "n.s." for f in sig]
     return _frame(cells, {"verdict": sig})
+
+
+def _ci(x: float, lo: float, hi: float) -> str:
+    return DASH if pd.isna(x) else f"{x:.3f} [{number(lo)}, {number(hi)}]"
+
+
+def per_class_display(t: pd.DataFrame, ext: dict[str, str] | None = None) -> Display:
+    """Per-class F1 and recall of every arm (``effects.per_class``) with their subject-bootstrap
+    intervals; per class the best F1 and recall across arms in bold."""
+    ext = ext or {}
+    cells = {
+        "arm": [mark_arm(a, ext) for a in t["arm"].astype(str)],
+        "class": t["class"].astype(str).tolist(),
+        "true clips (seed mean)": [f"{x:g}" for x in t["n_true"]],
+        "F1 [95% CI]": [_ci(*v) for v in zip(t["f1"], t["f1_low"], t["f1_high"], strict=True)],
+        "recall [95% CI]": [_ci(*v) for v in zip(t["recall"], t["recall_low"], t["recall_high"],
+                                                  strict=True)],
+    }
+    def best_per_class(col: str) -> np.ndarray:
+        return t.groupby("class", sort=False)[col].transform(
+            lambda g: pd.Series(_best(g), index=g.index)).to_numpy(bool)
+
+    bold = {"F1 [95% CI]": best_per_class("f1"), "recall [95% CI]": best_per_class("recall")}
+    return _frame(cells, bold)
+
+
+def power_display(p: pd.DataFrame) -> Display:
+    """The power table (``power.power_table``): components, this design's MDE, subjects needed."""
+    metric = p["metric"].astype(str)
+    cells: dict[str, list[str]] = {
+        "arm": p["arm"].astype(str).tolist(),
+        "metric": [_METRIC_NAMES.get(m, m) for m in metric],
+        "subjects x seeds": [f"{int(n)} x {int(k)}"
+                             for n, k in zip(p["n_subjects"], p["n_seeds"], strict=True)],
+        "SE over subjects": [_diff(x, m) for x, m in zip(p["se_subjects"], metric, strict=True)],
+        "sd of seed-paired Δ": [_diff(x, m) for x, m in zip(p["seed_sd"], metric, strict=True)],
+        "per-test α": [f"{a:.3g}" for a in p["alpha"]],
+        "MDE (80% power)": [_diff(x, m) for x, m in zip(p["mde"], metric, strict=True)],
+    }
+    for c in (c for c in p.columns if c.startswith("subjects_for_k")):
+        k = c[len("subjects_for_k"):]
+        cells[f"subjects for |Δ| = d, {k} seed(s)"] = ["more seeds" if np.isinf(v) else str(int(v))
+                                                         for v in p[c]]
+    return _frame(cells, {})
 
 
 def grid_display(g: pd.DataFrame) -> Display:
@@ -310,8 +376,9 @@ def table_caption(
     correction = ""
     if sig is not None and "correction" in sig and sig["correction"].notna().any():
         correction = f", after {sig['correction'].dropna().astype(str).iloc[0]} correction"
-    parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (paired "
-                 f"permutation test over subjects{correction}).")
+    parts.append(f"{SIG_MARK}: significantly different from the table's baseline on that metric (pooled "
+                 f"subject-swap permutation test of the seed-mean pooled difference{correction}; primary "
+                 "metric only).")
     if ext := extension_arms(table):
         parts.append(extension_footnote(ext))
     if reference is not None and len(reference):

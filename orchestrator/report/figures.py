@@ -263,3 +263,29 @@ def aau_trajectory(traj: pd.DataFrame, title: str, path: Path, band: str) -> Fig
     ax.set_title(title, fontsize=8)
     save(fig, path)
     return fig
+
+
+@_print_style
+def forest(diffs: pd.DataFrame, metric_label: str, title: str, path: Path) -> Figure:
+    """Per-subject forest plot (``effects.forest`` rows): one panel per arm, subjects as rows, the
+    seed-mean difference against the baseline as a dot, min-max over seeds as a line, 0 dashed."""
+    arms = list(dict.fromkeys(diffs["arm"]))
+    subjects = sorted(diffs["subject"].astype(str).unique())
+    y = {s: i for i, s in enumerate(subjects)}
+    height = min(9.0, 1.0 + 0.14 * len(subjects))
+    fig = Figure(figsize=(TWO_COLUMN_IN, height), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(arms), sharey=True, squeeze=False)[0])
+    for ax, arm in zip(axes, arms, strict=True):
+        d = diffs[diffs["arm"] == arm]
+        ys = d["subject"].astype(str).map(y).to_numpy()
+        ax.hlines(ys, d["low"], d["high"], color="0.6", linewidth=0.8)
+        colour = np.where(d["diff"] > 0, "tab:blue", np.where(d["diff"] < 0, "tab:red", "0.3"))
+        ax.scatter(d["diff"], ys, s=9, c=colour, zorder=3)
+        ax.axvline(0, color="0.3", linestyle="--", linewidth=0.6)
+        ax.set_title(arm, fontsize=7)
+        ax.set_xlabel(f"Δ {metric_label}")
+    axes[0].set_yticks(range(len(subjects)), subjects)
+    axes[0].set_ylabel("left-out subject")
+    fig.suptitle(title)
+    save(fig, path)
+    return fig

@@ -21,6 +21,8 @@ from orchestrator.report.display import (
     extension_arms,
     extension_footnote,
     grid_display,
+    per_class_display,
+    power_display,
     published_display,
     significance_display,
 )
@@ -42,6 +44,11 @@ class TableSection:
     reference_csv: str | None = None
     caption: str = ""  # dataset, protocol and metric convention (also the LaTeX caption)
     tex: dict[str, str] = field(default_factory=dict)  # "table" / "significance" / "grid" -> .tex path
+    per_class: pd.DataFrame | None = None  # effects.per_class: every complete arm's per-class F1 / recall
+    per_class_csv: str | None = None
+    power: pd.DataFrame | None = None  # power.power_table of the primary tests
+    power_csv: str | None = None
+    forest: FigureItem | None = None  # per-subject differences against the baseline
 
 
 @dataclass
@@ -135,14 +142,20 @@ def _intro(r: ReportContent) -> list[str]:
         "",
         "**Significance.** In each table every arm is compared with the table's baseline (marked; the "
         "first arm of the table in spec order unless a config run carries the tag "
-        "`mer.baseline=true`) on the subjects both completed on every seed, for ACC, UF1 and UAR: a "
-        "paired sign-flip permutation test (and Wilcoxon signed-rank, uncorrected, as a second opinion) "
-        "on the seed-averaged per-subject values, and a 95% bootstrap interval of the difference of the "
-        "seed-mean pooled metric resampling whole subjects. The permutation p-values of one table are "
-        "corrected together (the family is stated under each table); a difference is called *significant* "
-        f"only when its corrected p < 0.05, and its pooled value is then marked {SIG_MARK}; anything else is "
-        "*n.s.* (not significant). A difference smaller than the larger seed sd of the two arms is said to "
-        "be inside the seed noise. With n subjects p cannot go below 2/2^n.",
+        "`mer.baseline=true`) on the subjects both completed on every seed, for ACC, UF1 and UAR. The test "
+        f"behind {SIG_MARK} is the *pooled subject-swap permutation test*: the two arms' predictions are "
+        "exchanged within subjects (the same swap on every seed), each seed's pooled metric is recomputed "
+        "and averaged over seeds, so it tests the pooled number the table shows (exact up to 2^n swap "
+        "vectors, else Monte Carlo, whose p cannot go below 2/(B+1): the *p floor* column). Only the "
+        "*primary* metric (the spec's `report.primary`, default the search objective) forms each table's "
+        "corrected family; the other metrics are *secondary*, their p uncorrected and never marked. A "
+        f"difference is *significant* only when its corrected p < 0.05 (then marked {SIG_MARK}); a "
+        "verdict says in words when the 95% interval (bootstrap over subjects, and over seeds with several) "
+        "and the test disagree, and beside every *n.s.* the smallest difference the design could detect "
+        "at 80% power (MDE). The seed noise is measured from the seed-paired differences (their sd / "
+        "√k): a difference whose seed-paired t interval excludes 0 is *resolved from the seed noise*. "
+        "The per-fold mean view (sign-flip and Wilcoxon tests on the seed-averaged per-subject metric, "
+        "and the subject wins / ties / losses) is shown beside it, labelled, and decides nothing.",
         "",
         "**Pooled ± sd.** With several training seeds a pooled value is the mean over seeds of each "
         "seed's pooled metric, ± their sample standard deviation (the seed noise); with one seed there "
@@ -202,12 +215,43 @@ def _table_section(s: TableSection) -> list[str]:
         ]
         if "family" in s.significance:
             lines += [f"Multiple comparisons: {md_escape(s.significance['family'].iloc[0])}.", ""]
+        lines += _power_lines(s)
     else:
         lines += [
             f"Only one arm in this table: nothing to compare "
             f"([{s.significance_csv}]({s.significance_csv}) is empty).",
             "",
         ]
+    return lines + _effect_lines(s)
+
+
+def _power_lines(s: TableSection) -> list[str]:
+    """The power table of a section's primary tests, and how to read it."""
+    if s.power is None or s.power.empty:
+        return []
+    d = float(s.power["detect"].iloc[0])
+    return [
+        f"**Power** ({_links(('data', s.power_csv))}): what this design could detect, and the subjects it "
+        f"would need to detect a true difference of d = {d:g} (fraction; ACC {100 * d:g} pp) at 80% power "
+        "and the table's per-test level, from this sweep's variance components: SE over subjects (the "
+        "subject bootstrap of the seed-mean Δ) and the sd of the seed-paired Δ, in the model Var(Δ) = "
+        "n0·SE²/n + sd²/k. 'more seeds': the seed share alone exceeds the budget at that seed count.",
+        "",
+        md_table(power_display(s.power)),
+        "",
+    ]
+
+
+def _effect_lines(s: TableSection) -> list[str]:
+    """Per-class results and the forest plot of a section."""
+    lines: list[str] = []
+    if s.per_class is not None and len(s.per_class):
+        lines += ["Per-class F1 and recall of every complete arm, pooled over the LOSO folds (mean over "
+                  "seeds), 95% interval resampling whole subjects ("
+                  + _links(("data", s.per_class_csv), ("LaTeX", s.tex.get("per_class"))) + "):", "",
+                  md_table(per_class_display(s.per_class, extension_arms(s.table))), ""]
+    if s.forest is not None:
+        lines += _figure(s.forest, "####")
     return lines
 
 

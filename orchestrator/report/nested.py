@@ -10,16 +10,21 @@ Two numbers answer different questions and are labelled apart:
   score is biased upwards (the paper's Fig. 9 way).
 
 How stable the nested choice was: the chosen params per outer subject (``tables/nested_choices.csv``).
+With the chosen configs' outer predictions on record, the nested estimate gets a two-level bootstrap
+interval (outer subjects and seeds) and the optimism gap (test-selected minus nested) a paired interval on
+the same outer subjects and seeds, with the smallest gap the design could detect (issue 24).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from orchestrator import contract as C
-from orchestrator.report.runs import SweepRuns, read_csv_artifact
+from orchestrator.report import power, seednoise, stats
+from orchestrator.report.runs import SweepRuns, read_csv_artifact, read_predictions
 
 NESTED_CSV = "tables/nested_choices.csv"
 NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.nested.INNER_TABLE, CHOSEN_TABLE
@@ -38,7 +43,8 @@ def test_selected_best(runs: SweepRuns, objective: str) -> dict | None:
     if not scored:
         return None
     b = max(scored, key=lambda r: r.data.metrics[objective])
-    return {"arm": b.data.tags.get(C.ARM, b.info.run_name), "value": b.data.metrics[objective],
+    return {"arm": b.data.tags.get(C.ARM, b.info.run_name), "run_id": b.info.run_id,
+            "value": b.data.metrics[objective],
             "sd": b.data.metrics.get(f"{objective}_sd"), "sweep": b.data.tags.get(C.SWEEP_ID, "")}
 
 
@@ -59,7 +65,58 @@ def _estimates(runs: SweepRuns, objective: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def selection_section(runs: SweepRuns, out: Path, objective: str) -> list[str]:
+def _outer_confusions(runs: SweepRuns, best_run: str | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(nested, test-selected) confusion stacks (n_seeds, n_outer, C, C) on the outer subjects: the
+    nested one from each chosen config's outer predictions, the test-selected one from the best trial's
+    predictions on the same subjects and seeds (None when it has none); None without outer predictions."""
+    configs = getattr(runs, "configs", None)
+    if configs is None or "table" not in configs:
+        return None
+    chosen = configs.loc[configs["table"] == NESTED_TABLES[1], "run_id"]
+    frames = [p for p in (read_predictions(runs.client, r) for r in chosen) if p is not None and len(p)]
+    if not frames:
+        return None
+    nested = pd.concat(frames, ignore_index=True)
+    test = read_predictions(runs.client, best_run) if best_run else None
+    seeds = sorted(set(nested["seed"].astype(int)) & (set(test["seed"].astype(int)) if test is not None
+                                                       else set(nested["seed"].astype(int))))
+    subjects = sorted(nested["subject"].astype(str).unique())
+    both = [f for f in (nested, test) if f is not None]
+    n_classes = int(max(f[["y_true", "y_pred"]].to_numpy().max() for f in both)) + 1
+    conf_n = stats.subject_confusions(nested, subjects, seeds, n_classes)
+    if test is not None and not set(subjects) <= set(test["subject"].astype(str)):
+        test = None  # the test-selected search did not score every outer subject: no paired gap
+    return conf_n, (stats.subject_confusions(test, subjects, seeds, n_classes) if test is not None else None)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.4f}"
+
+
+def interval_lines(runs: SweepRuns, objective: str, best_run: str | None, seed: int = 0) -> list[str]:
+    """The nested estimate's interval over outer subjects (and seeds) and the paired interval of the
+    optimism gap (test-selected minus nested) with the smallest gap the design could detect."""
+    got = _outer_confusions(runs, best_run)
+    if got is None:
+        return ["- no outer predictions on record: no interval for the nested estimate"]
+    conf_n, conf_t = got
+    k, n = conf_n.shape[:2]
+    est = seednoise.bootstrap_value(conf_n, objective, seed=seed)
+    lines = [f"- **{LABEL_NESTED}**, 95% interval (bootstrap over the {n} outer subjects"
+             + (f" and {k} seeds" if k > 1 else "") + f"): {est.point:.4f} [{est.low:.4f}, {est.high:.4f}]"]
+    if conf_t is None:
+        return [*lines, "- no test-selected predictions on every outer subject: no paired optimism gap"]
+    gap = seednoise.bootstrap_diff(conf_t, conf_n, objective, seed=seed)
+    mde = power.mde(gap.se)
+    lines.append(f"- **optimism gap** (test-selected minus nested, paired on the same outer subjects and "
+                 f"seeds): {_fmt(gap.point)} [{_fmt(gap.low)}, {_fmt(gap.high)}] (95%, bootstrap over "
+                 f"{gap.levels}); the smallest gap this design could detect at 80% power (two-sided 0.05) is "
+                 f"about {mde:.4f}: a gap below that could not have been measured here")
+    note = seednoise.few_subjects_note(n, gap.distinct)
+    return lines + ([f"- {note}"] if note else [])
+
+
+def selection_section(runs: SweepRuns, out: Path, objective: str, seed: int = 0) -> list[str]:
     """Markdown lines of the section (empty for a sweep that is not a nested search); writes
     ``tables/selection_estimates.csv`` and ``tables/nested_choices.csv``."""
     choices = read_csv_artifact(runs.client, runs.sweep_run_id, NESTED_CSV) if runs.sweep_run_id else None
@@ -75,9 +132,12 @@ def selection_section(runs: SweepRuns, out: Path, objective: str) -> list[str]:
         lines.append(f"- **{r['selection']}**: {r[objective]:.4f}{sd} ({r['source']})")
     if LABEL_TEST not in (set(est["selection"]) if len(est) else set()):
         lines.append(f"- **{LABEL_TEST}**: no test-selected search of this experiment on record")
+    best = test_selected_best(runs, objective)
+    lines += interval_lines(runs, objective, best["run_id"] if best else None, seed)
     lines += ["", "The nested estimate scores the search procedure on subjects that took no part in choosing "
-              "its params; the test-selected value was chosen by the very subjects it is scored on. A "
-              "difference inside the seed sd is not a finding.", "",
+              "its params; the test-selected value was chosen by the very subjects it is scored on. A gap "
+              "whose interval includes 0 is not a finding, and on few subjects only a large gap could be "
+              "seen (the detectable gap above).", "",
               "Choice per outer subject (inner trial, its inner value, params; status and objective of the "
               f"chosen config on the outer subject): [{NESTED_CSV}]({NESTED_CSV}).", "",
               choices.to_markdown(index=False), ""]

@@ -170,21 +170,6 @@ def bootstrap_pooled_diff(
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def seed_sd(values: np.ndarray) -> float:
-    """Sample standard deviation (ddof=1) over seeds; NaN with fewer than two seeds."""
-    v = np.asarray(values, float)
-    return float(np.std(v, ddof=1)) if len(v) >= 2 else float("nan")
-
-
-def inside_seed_noise(diff: float, sd_arm: float, sd_base: float) -> bool | None:
-    """True when |diff| < the larger of the two arms' seed sds (a change of training seed alone moves the
-    pooled metric that much); None when it cannot be told (one seed: no sd)."""
-    sds = [s for s in (sd_arm, sd_base) if not np.isnan(s)]
-    if not sds or np.isnan(diff):
-        return None
-    return bool(abs(diff) < max(sds))
-
-
 __all__ = [
     "ALPHA",
     "CORRECTIONS",
@@ -192,11 +177,9 @@ __all__ = [
     "adjust_pvalues",
     "bootstrap_pooled_diff",
     "holm",
-    "inside_seed_noise",
     "min_attainable_p",
     "permutation_p",
     "seed_pooled",
-    "seed_sd",
     "subject_confusions",
     "wilcoxon_p",
 ]
