@@ -47,6 +47,7 @@ from orchestrator.report import (
     search,
     significance,
     tables,
+    units,
 )
 from orchestrator.report.display import (
     aau_display,
@@ -149,8 +150,11 @@ def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Contex
     t = tables.arm_table(runs.configs, runs.folds, tag)
     ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
     preds = {rid: read_predictions(runs.client, rid) for rid in ids}  # per-class results: one arm too
+    # the unit of the paired tests is the subject: a cross-dataset fold's test subjects, not the pair
+    n_classes = int(pd.to_numeric(runs.configs.get("param.num_classes"), errors="coerce").max())
+    unit_folds, unit_preds = units.by_subject(runs.folds, preds, n_classes)
     sig = significance.significance_table(
-        runs.configs, runs.folds, tag, preds, seed=seed, correction=ctx.correction, primary=ctx.primary,
+        runs.configs, unit_folds, tag, unit_preds, seed=seed, correction=ctx.correction, primary=ctx.primary,
         n_resamples=ctx.n_resamples,
     )
     s = tables.table_slug(tag)
