@@ -55,12 +55,15 @@ class FoldWorker:
     def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str,
                  save_models: bool = False):
         import torch
-        from mlflow.tracking import MlflowClient
+
+        from orchestrator.outage import tracking_client
 
         torch.set_num_threads(max(1, threads))
         self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
-        self.client = MlflowClient(tracking_uri)
+        # a remote store's outage is ridden out for a bounded time (orchestrator/outage.py); past it the fold
+        # comes back as not logged (log_failed) and is trained again, never lost
+        self.client = tracking_client(tracking_uri)
         self.exp_id = experiment_id
         # "cuda" comes from the cluster's GPU resources; on a node whose GPUs are logical only (`ray start
         # --num-gpus` without hardware, as in the loopback multi-node test) train on its CPU: no failed folds
@@ -136,11 +139,15 @@ class FoldWorker:
 
         err = f"{type(e).__name__}: {e}".replace("\n", " ")[:480]
         run_id = None
+        log_failed = False
         if job.last_attempt:
-            run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
-                                  tags={**self._tags(job), C.ERROR: err}, metrics={}, status="failed")
+            try:
+                run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
+                                      tags={**self._tags(job), C.ERROR: err}, metrics={}, status="failed")
+            except Exception:  # noqa: BLE001 - the store refused the failure record: the driver writes it
+                log_failed = True
         rec = self._record(job, "failed", run_id, t0)
-        rec.error = err
+        rec.error, rec.log_failed = err, log_failed
         return rec
 
     def _complete(self, job: Job, res: Any, t0: float) -> FoldRecord:

@@ -3,8 +3,8 @@
 Order of events (each step before the next, so no worker ever races the driver):
 
 1. services checked (``orchestrator.services.check_services``), dataset loaded once (cache built here);
-2. tracking DB + experiment + sweep run created; the driver lease taken (a second driver of the sweep stops
-   here, exit 2); done folds scanned (resume), stale fold runs deleted;
+2. tracking DB + experiment; the driver lease taken (a second driver of the sweep stops here, exit 2);
+   sweep run created; done folds scanned (resume), stale fold runs deleted;
 3. Optuna study opened (only with a ``search`` section); Ray started or attached, actor pool created;
 4. loop: keep every actor busy with units from the queue (``work_queue.py``), grid arms first, Optuna trials
    asked as room frees up (at most ``search.concurrent_trials`` in flight); each finished fold is reported to
@@ -290,15 +290,20 @@ class _Sweep(NestedSteps):
     def open_tracking(self, leases: list[Any]) -> None:
         """Experiment, sweep run and its driver lease (appended to ``leases``, released by ``run_sweep``),
         the environment record, and the folds an earlier run finished."""
-        from mlflow.tracking import MlflowClient
-
         from orchestrator import environment, tracking
         from orchestrator.lease import Lease
+        from orchestrator.outage import HealthWatch, tracking_client
         from orchestrator.services import check_artifact_location
 
         self.exp_id = tracking.prepare_experiment(self.svc.tracking_uri, self.spec.experiment,
                                                   self.svc.artifact_root)
-        self.client = MlflowClient(self.svc.tracking_uri)
+        # a remote store: every call rides out an outage for a bounded time, one line to the user
+        self.client = tracking_client(self.svc.tracking_uri, say=self.prog.note)
+        leases.append(Lease(self.svc.tracking_uri, self.sid, client=self.client))
+        leases[-1].acquire(self.spec.source)  # atomic: of two drivers of this sweep, the second stops here
+        watch = HealthWatch.start_for(self.client, self.svc.tracking_uri)
+        if watch is not None:
+            leases.append(watch)  # released with the lease at the end
         check_artifact_location(self.client.get_experiment(self.exp_id).artifact_location)  # before training
         self.study_name = f"{self.spec.experiment}-{self.sid}"
         tags = {C.DATASET: self.ds.name, C.SETUP: self.ds.setup, C.SPEC: Path(self.spec.source).name,
@@ -306,8 +311,6 @@ class _Sweep(NestedSteps):
         if self.spec.search is not None:
             tags |= {C.OPTUNA_STUDY: self.study_name, C.OPTUNA_STORAGE: self.svc.storage_url}
         self.sweep_run = tracking.open_sweep_run(self.client, self.exp_id, self.sid, tags)
-        leases.append(Lease(self.svc.tracking_uri, self.sweep_run))
-        leases[-1].acquire(self.spec.source, self.sid)  # a second driver of this sweep stops here
         # reproducibility record (environment.json); a resume in another environment warns
         environment.record_sweep(self.client, self.sweep_run, environment.collect_environment(
             self.ds, threads_per_fold=max(1, int(self.spec.resources.cpu_per_fold)),

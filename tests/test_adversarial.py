@@ -256,22 +256,25 @@ def test_a_second_driver_of_a_sweep_is_refused_and_a_killed_one_frees_it(tmp_pat
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
-    run_id = client.create_run(client.create_experiment("e")).info.run_id
-    first = Lease(uri, run_id)
-    first.acquire("space.yaml", "sw1")
+    client.create_experiment("e")  # the store exists, as prepare_experiment leaves it
+    first = Lease(uri, "sw1")
+    first.acquire("space.yaml")
     with pytest.raises(InputError) as err:
-        Lease(uri, run_id).acquire("space.yaml", "sw1")
+        Lease(uri, "sw1").acquire("space.yaml")
     assert "\n" not in str(err.value) and "being run by another driver" in str(err.value)
     first.release()
-    Lease(uri, run_id).acquire("space.yaml", "sw1")  # free again once released...
+    again = Lease(uri, "sw1")
+    again.acquire("space.yaml")  # free again once released...
+    again._stop.set()  # ...and its driver "killed": no more beats
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # ...and when its holder is a process that no longer exists (kill -9 leaves the tag)
+    dead.wait()  # ...and when its holder is a process that no longer exists (kill -9 leaves the lease)
     value = {"host": socket.gethostname(), "pid": dead.pid, "token": "killed", "beat": time.time()}
-    client.set_tag(run_id, lease_mod.TAG, json.dumps(value))
-    taker = Lease(uri, run_id)
-    taker.acquire("space.yaml", "sw1")
+    client.set_registered_model_tag(lease_mod.PREFIX + "sw1", lease_mod.TAG, json.dumps(value))
+    taker = Lease(uri, "sw1")
+    taker.acquire("space.yaml")
     taker.release()
+    assert Lease(uri, "sw1").read() is None  # released: the lease itself is gone
     # a driver on another machine: held while it beats, free once its beat is older than the TTL
     other = {"host": "elsewhere", "pid": 1, "token": "x", "beat": time.time()}
     assert lease_mod.held_by_other(other, "mine")

@@ -163,3 +163,33 @@ def test_local_provider_rejects_node_types_with_rays_message() -> None:
                       "file_mounts:")
     with pytest.raises(click.ClickException, match="available_node_types is not supported for on-premise"):
         ray_check(cfg)
+
+
+def test_gpu_head_installs_the_postgresql_driver_its_urls_need() -> None:
+    """SQLAlchemy 2.x maps ``postgresql://`` to psycopg 3: the recipe installed psycopg2 and `mlflow server`
+    stopped with "No module named 'psycopg'". The head installs the project's ``cluster`` extra, and every
+    PostgreSQL URL of the recipe resolves, with the installed SQLAlchemy, to a driver that extra provides."""
+    import tomllib
+
+    from sqlalchemy.engine import make_url
+
+    cfg = yaml.safe_load(GPU.read_text())
+    head = " ".join(cfg["head_setup_commands"])
+    assert "psycopg2" not in head
+    assert re.search(r"mer-orch\[[^\]]*\bcluster\b", head)
+    extra = tomllib.loads((CLUSTER.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("psycopg[binary]") for d in extra["cluster"])
+    text = " ".join(c for k in cfg if k.endswith("_commands") for c in cfg[k])
+    urls = re.findall(r"postgresql[+\w]*://[^\s'\\]+", text)
+    assert len(urls) >= 3  # the MLflow backend store and the Optuna storage of head and workers
+    for url in urls:
+        assert make_url(url.replace("%s", "h")).get_dialect().driver == "psycopg", url
+
+
+def test_gpu_mlflow_server_runs_and_stops_as_one_process_group() -> None:
+    """`mlflow server` forks uvicorn and huey workers that outlive a signal to its PID alone: the recipe
+    starts it as a session leader whose PID is the group id, and stops that group."""
+    cmds = yaml.safe_load(GPU.read_text())["head_start_ray_commands"]
+    start = next(c for c in cmds if "mlflow server" in c)
+    assert "setsid bash -c 'echo $$ > ~/mlflow.pid && exec " in start
+    assert "kill -TERM -- -$(cat ~/mlflow.pid)" in start
