@@ -146,13 +146,22 @@ def _reference_for(rows: pd.DataFrame, ctx: _Context) -> pd.DataFrame | None:
     return ref.reset_index(drop=True) if len(ref) else None
 
 
+def _n_classes(runs: SweepRuns, preds: dict[str, pd.DataFrame | None]) -> int:
+    """The sweep's class count: the config runs' ``num_classes`` param, else the largest label seen + 1."""
+    logged = pd.to_numeric(runs.configs.get("param.num_classes", pd.Series(dtype=float)), errors="coerce")
+    if logged.notna().any():
+        return int(logged.max())
+    seen = [int(max(p["y_true"].max(), p["y_pred"].max())) + 1
+            for p in preds.values() if p is not None and len(p)]
+    return max(seen, default=2)
+
+
 def _table_section(runs: SweepRuns, out: Path, seed: int, tag: str, ctx: _Context) -> TableSection:
     t = tables.arm_table(runs.configs, runs.folds, tag)
     ids = runs.configs.loc[runs.configs["table"] == tag, "run_id"]
     preds = {rid: read_predictions(runs.client, rid) for rid in ids}  # per-class results: one arm too
     # the unit of the paired tests is the subject: a cross-dataset fold's test subjects, not the pair
-    n_classes = int(pd.to_numeric(runs.configs.get("param.num_classes"), errors="coerce").max())
-    unit_folds, unit_preds = units.by_subject(runs.folds, preds, n_classes)
+    unit_folds, unit_preds = units.by_subject(runs.folds, preds, _n_classes(runs, preds))
     sig = significance.significance_table(
         runs.configs, unit_folds, tag, unit_preds, seed=seed, correction=ctx.correction, primary=ctx.primary,
         n_resamples=ctx.n_resamples,

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from orchestrator.report import power, seednoise, stats, swap
+from orchestrator.report import power, seednoise, stats, swap, units
 from orchestrator.report.display import SIG_MARK as SIG
 from orchestrator.report.tables import COMPLETE, METRICS, baseline_arm, effective_status
 
@@ -85,11 +85,15 @@ def _fold_tests(a: pd.Series, b: pd.Series, n_resamples: int, seed: int) -> dict
     }
 
 
-def _pooled(conf_a: np.ndarray, conf_b: np.ndarray, metric: str, n_resamples: int, seed: int) -> dict:
-    """The pooled view: swap test, two-level and subject-only bootstrap intervals, seed-paired noise."""
+def _pooled(conf_a: np.ndarray, conf_b: np.ndarray, metric: str, n_resamples: int, seed: int,
+            strata: list[str] | None = None) -> dict:
+    """The pooled view: swap test, two-level and subject-only bootstrap intervals, seed-paired noise.
+    ``strata``: each subject's dataset on a union (composite, cross-dataset): the bootstrap resamples
+    subjects within each dataset, so every resample keeps the union's make-up (the swap test exchanges the
+    arms within each subject, so it is stratified already)."""
     test = swap.swap_test(conf_a, conf_b, metric, n_resamples=n_resamples, seed=seed)
-    two = seednoise.bootstrap_diff(conf_a, conf_b, metric, seed=seed)
-    subj = seednoise.bootstrap_diff(conf_a, conf_b, metric, seeds=False, seed=seed)
+    two = seednoise.bootstrap_diff(conf_a, conf_b, metric, seed=seed, strata=strata)
+    subj = seednoise.bootstrap_diff(conf_a, conf_b, metric, seeds=False, seed=seed, strata=strata)
     sp = seednoise.seed_paired(conf_a, conf_b, metric)
     return {"pooled_diff": two.point, "ci_low": two.low, "ci_high": two.high, "ci_levels": two.levels,
             "ci_note": seednoise.few_subjects_note(conf_a.shape[1], two.distinct), "p_swap": test.p,
@@ -105,7 +109,7 @@ def _compare(a: pd.DataFrame, b: pd.DataFrame, conf_a, conf_b, metric: str, seed
     row |= _fold_tests(a[metric], b[metric], n_resamples, seed)
     if conf_a is None or conf_b is None or n == 0:  # no clip-level predictions: no pooled difference
         return row | _NO_POOLED
-    return row | _pooled(conf_a, conf_b, metric, n_resamples, seed)
+    return row | _pooled(conf_a, conf_b, metric, n_resamples, seed, units.strata(list(a.index)))
 
 
 def fmt_diff(x: float, metric: str) -> str:
