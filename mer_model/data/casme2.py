@@ -11,22 +11,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mer_model.data.sheets import ClipRow, Column, SheetSpec, clip_folders_under_subject, read_rows
+from mer_model.data.sheets import (
+    CASME_SAMM_COLUMNS,
+    CASME_SAMM_REQUIRED,
+    ClipRow,
+    SheetSpec,
+    clip_folders_under_subject,
+    read_rows,
+)
 
 FAMILY = "casme2"
 SHEET_PATTERNS = ("CASME2-coding*.xlsx", "CASME2-coding*.csv", "CASME2*.xlsx", "CASME2*.csv")
 
-COLUMNS = {
-    "subject": Column("Subject", ("subject",)),
-    "filename": Column("Filename", ("filename",)),
-    "onset": Column("Onset Frame", ("onsetframe",)),
-    "apex": Column("Apex Frame", ("apexframe",)),
-    "offset": Column("Offset Frame", ("offsetframe",)),
-    "aus": Column("Action Units", ("actionunits",)),
-    "emotion": Column("Estimated Emotion", ("estimatedemotion",)),
-    "objective": Column("Objective Class", ("objectiveclass", "objectiveclasses")),  # optional: a user's
-}
-REQUIRED = ("subject", "filename", "onset", "apex", "offset", "aus", "emotion")
+# the released header, the same in CASME II's and SAMM's coding sheets (sheets.py holds it once)
+COLUMNS, REQUIRED = CASME_SAMM_COLUMNS, CASME_SAMM_REQUIRED
 
 
 def subject_dir(cell: object) -> str:

@@ -32,6 +32,20 @@ class Column:
     names: tuple[str, ...]
 
 
+# The coding-sheet header CASME II and SAMM both release ("Objective Class" optional: a user's column)
+CASME_SAMM_COLUMNS = {
+    "subject": Column("Subject", ("subject",)),
+    "filename": Column("Filename", ("filename",)),
+    "onset": Column("Onset Frame", ("onsetframe",)),
+    "apex": Column("Apex Frame", ("apexframe",)),
+    "offset": Column("Offset Frame", ("offsetframe",)),
+    "aus": Column("Action Units", ("actionunits",)),
+    "emotion": Column("Estimated Emotion", ("estimatedemotion",)),
+    "objective": Column("Objective Class", ("objectiveclass", "objectiveclasses")),
+}
+CASME_SAMM_REQUIRED = ("subject", "filename", "onset", "apex", "offset", "aus", "emotion")
+
+
 @dataclass(frozen=True)
 class SheetSpec:
     """What one dataset's coding spreadsheet and frame folders look like (see each loader's docstring).
