@@ -10,7 +10,7 @@ down blocks, silently, for about 246 s (measured, MLflow 3.17) and then raises. 
   :func:`window` seconds (``$MER_TRACKING_RETRY_S``, default 120) counted from the outage's start; then it
   raises :class:`StoreUnavailable`, one line;
 - an :class:`Outage` says one line when the store stops answering and one when it answers again; in the
-  driver a :class:`HealthWatch` thread probes the server's ``/health`` so the user hears about an outage
+  driver a :class:`HealthWatch` thread probes the server and its database so the user hears about an outage
   even while every MLflow call is in a worker.
 
 Only remote stores (``http(s)://``, network databases) are wrapped: a local SQLite file that refuses a
@@ -32,6 +32,7 @@ from mer_model.errors import InputError
 ENV_WINDOW = "MER_TRACKING_RETRY_S"
 DEFAULT_WINDOW = 120.0
 HEALTH_PERIOD_S = 5.0
+PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"  # what HealthWatch asks the server
 # One HTTP request: 2 quick retries (about 2 s), each attempt at most 30 s; the outage window above is what
 # bounds an outage. setdefault: a user's own MLFLOW_HTTP_REQUEST_* values win.
 _MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -39,6 +40,24 @@ _MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BAC
                 # "View run ... at: http://..." after every terminated run, against a server only
                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 _TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+
+
+_reporter: list[Callable[[str], None]] = []  # where an Outage without its own ``say`` reports (the driver)
+
+
+def report_to(say: Callable[[str], None] | None) -> None:
+    """Send this process's outage lines to ``say`` (the driver's progress display); None: silence."""
+    _reporter[:] = [say] if say is not None else []
+
+
+class Reporting:
+    """:func:`report_to` ``say`` until :meth:`release` (the driver holds one for the sweep's length)."""
+
+    def __init__(self, say: Callable[[str], None]):
+        report_to(say)
+
+    def release(self) -> None:
+        report_to(None)
 
 
 class StoreUnavailable(InputError):
@@ -73,6 +92,8 @@ def is_transient(err: BaseException) -> bool:
 
     if isinstance(err, requests.exceptions.RequestException | ConnectionError | TimeoutError):
         return True
+    if type(err).__name__ == "StorageInternalError":  # Optuna's RDB storage: a commit that failed
+        return any(type(e).__name__ == "OperationalError" for e in _causes(err))
     if isinstance(err, MlflowException):
         text = str(err)
         if text.startswith("API request to") and ("failed with exception" in text or "timeout" in text):
@@ -81,15 +102,27 @@ def is_transient(err: BaseException) -> bool:
     return type(err).__name__ == "OperationalError"  # SQLAlchemy: the database went away
 
 
+def _causes(err: BaseException) -> list[BaseException]:
+    out, e = [], err.__cause__ or err.__context__
+    while e is not None and len(out) < 10:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
 class Outage:
     """The state of one store's outage, shared by every caller in a process: the first failure opens it
     (one line through ``say``), the first success after it closes it (one line)."""
 
     def __init__(self, what: str, say: Callable[[str], None] | None = None, limit: float | None = None):
-        self.what, self.say = what, say or (lambda msg: None)
+        self.what, self._say = what, say
         self.limit = window() if limit is None else limit
         self.since: float | None = None
         self._lock = threading.Lock()
+
+    def say(self, msg: str) -> None:
+        for say in ([self._say] if self._say is not None else _reporter):
+            say(msg)
 
     def failed(self, err: BaseException) -> float:
         """Record a failure; returns the seconds left of the window (<= 0: give up)."""
@@ -159,12 +192,15 @@ def tracking_client(uri: str, say: Callable[[str], None] | None = None, what: st
 
 
 class HealthWatch:
-    """A daemon thread probing ``<server>/health`` every :data:`HEALTH_PERIOD_S` s while a sweep runs, so
-    an outage is announced even while the driver only waits for workers; it shares the client's
-    :class:`Outage`, so the user reads one line per outage whoever noticed it first."""
+    """A daemon thread probing the server and its backend store (:data:`PROBE`) every
+    :data:`HEALTH_PERIOD_S` s while a sweep runs, so an outage is announced even while the driver only
+    waits for workers; it shares the client's :class:`Outage`, so the user reads one line per outage
+    whoever noticed it first."""
 
     def __init__(self, uri: str, outage: Outage):
-        self.url, self.outage = uri.rstrip("/") + "/health", outage
+        # not /health, which answers while the database behind the server is down: a one-row search
+        # reads the backend store (HTTP 500 while its PostgreSQL restarts)
+        self.url, self.outage = uri.rstrip("/") + PROBE, outage
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mer-health", daemon=True)
 
@@ -191,3 +227,29 @@ class HealthWatch:
         self._thread.join(timeout=HEALTH_PERIOD_S + 1)
 
     release = stop  # runner.run_sweep releases it with the driver lease
+
+
+def retrying_rdb_storage(url: str) -> Any:
+    """An Optuna ``RDBStorage`` on a network database whose every public call rides out the database's
+    outage (a PostgreSQL restart cut the driver's connections: the next ``get_trial`` raised
+    ``StorageInternalError``); a failed commit is rolled back, so the call is retried whole."""
+    import optuna
+
+    outage = Outage(f"Optuna storage {url.split('@')[-1]}")
+
+    class RetryingRDBStorage(optuna.storages.RDBStorage):
+        pass
+
+    for name in dir(optuna.storages.RDBStorage):
+        fn = getattr(optuna.storages.RDBStorage, name)
+        if not name.startswith("_") and callable(fn) and name not in ("remove_session", "upgrade"):
+            setattr(RetryingRDBStorage, name, _retried(fn, outage))
+    return RetryingRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
+def _retried(fn: Callable[..., Any], outage: Outage) -> Callable[..., Any]:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return call(outage, fn, self, *args, **kwargs)
+
+    method.__name__ = fn.__name__
+    return method

@@ -292,13 +292,14 @@ class _Sweep(NestedSteps):
         the environment record, and the folds an earlier run finished."""
         from orchestrator import environment, tracking
         from orchestrator.lease import Lease
-        from orchestrator.outage import HealthWatch, tracking_client
+        from orchestrator.outage import HealthWatch, Reporting, tracking_client
         from orchestrator.services import check_artifact_location
 
         self.exp_id = tracking.prepare_experiment(self.svc.tracking_uri, self.spec.experiment,
                                                   self.svc.artifact_root)
         # a remote store: every call rides out an outage for a bounded time, one line to the user
-        self.client = tracking_client(self.svc.tracking_uri, say=self.prog.note)
+        leases.append(Reporting(self.prog.note))  # released with the lease at the end
+        self.client = tracking_client(self.svc.tracking_uri)
         leases.append(Lease(self.svc.tracking_uri, self.sid, client=self.client))
         leases[-1].acquire(self.spec.source)  # atomic: of two drivers of this sweep, the second stops here
         watch = HealthWatch.start_for(self.client, self.svc.tracking_uri)

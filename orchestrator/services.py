@@ -118,6 +118,10 @@ def open_optuna_storage(storage: str) -> Any:
     db = sqlite_path(storage)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+    from orchestrator.outage import is_remote, retrying_rdb_storage
+
+    if is_remote(storage):  # a database server: its restart is ridden out (orchestrator/outage.py)
+        return retrying_rdb_storage(storage)
     return optuna.storages.RDBStorage(storage)
 
 
