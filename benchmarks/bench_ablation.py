@@ -72,8 +72,8 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
 
-    from orchestrator.runner import load_data
     from orchestrator.spec import expand_grid, load_spec
+    from orchestrator.sweep.driver import load_data
 
     raw = yaml.safe_load(args.spec.read_text())
     spec = load_spec(args.spec)

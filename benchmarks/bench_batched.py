@@ -232,7 +232,7 @@ FLOP_KEYS = ("model", "features", "points", "lam", "fusion_layer", "au_loss")  #
 def arm_flops(spec: Any, ds: Any, folds: list) -> list[tuple[Any, int, float]]:
     """Every grid arm of ``spec``: (plan, epochs, counted training FLOPs over all ``folds``, augment views
     included). Arms that build the same model share one count."""
-    from orchestrator.plan import grid_configs
+    from orchestrator.spec.plan import grid_configs
 
     n_train = sum(len(tr.labels) * (1 + (0 if tr.augment is None else tr.augment.shape[1]))
                   for tr, _ in folds)

@@ -11,11 +11,11 @@ first round, as on a machine that has run a sweep before) and prints its seconds
 The parts, in the order a sweep meets them:
 
 - ``import orchestrator.cli``: what ``mer-orch`` imports before it parses the command line;
-- ``import orchestrator.runner``: what a sweep imports before Ray starts (plus torch, mlflow, ray, optuna
+- ``import orchestrator.sweep.driver``: a sweep's imports before Ray starts (plus torch, mlflow, ray, optuna
   alone, to see who pays);
 - ``ray.init`` of a local instance (2 CPUs, no dashboard, loopback, its own temp dir) and ``ray.shutdown``;
 - two actors started and answering a ping: bare, and importing torch + ``MlflowClient`` in ``__init__``
-  as ``orchestrator.executor.FoldWorker`` does;
+  as ``orchestrator.sweep.executor.FoldWorker`` does;
 - store creation: a new SQLite MLflow tracking store + experiment, a new SQLite Optuna study;
 - the whole ``python -m orchestrator.cli sweep`` of ``search_spaces/smoke.yaml`` cut to 2 subjects x 20
   clips x 1 epoch: command to exit.
@@ -46,7 +46,7 @@ WORKER = ("@ray.remote(num_cpus=1)\nclass W:\n    def __init__(self):\n{imports}
           "        return 1\nray.get([a.ping.remote() for a in [W.remote() for _ in range(2)]])")
 PARTS = {
     "import orchestrator.cli": _T + "import orchestrator.cli" + _END,
-    "import orchestrator.runner": _T + "import orchestrator.runner" + _END,
+    "import orchestrator.sweep.driver": _T + "import orchestrator.sweep.driver" + _END,
     "import torch": _T + "import torch" + _END,
     "import mlflow": _T + "import mlflow" + _END,
     "import ray": _T + "import ray" + _END,

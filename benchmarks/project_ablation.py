@@ -8,7 +8,7 @@ before / after CPU-time rates of one fold on one thread: what a 1-CPU worker rea
 ``--startup-s`` the fixed start-up of a sweep (``bench_startup.py``). Every arm's training FLOPs are
 counted (``bench_batched.arm_flops``); the file's ``cpu_per_fold`` sets the number of parallel workers
 on this machine's cores. "With reuse": arms whose flat config, dataset and seed are identical (same
-``config_hash``) train once, as `mer-orch sweep` does since issue 14 (orchestrator/reuse.py); both
+``config_hash``) train once, as `mer-orch sweep` does since issue 14 (orchestrator/store/reuse.py); both
 figures are given.
 Orchestration per fold (Ray call, MLflow logging: under 5% of a fold, BENCHMARKS.md) is not added.
 """
@@ -43,8 +43,8 @@ def main() -> None:
     p.add_argument("--startup-s", type=float, required=True)
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     args = p.parse_args()
-    from orchestrator.runner import load_data
     from orchestrator.spec import load_spec
+    from orchestrator.sweep.driver import load_data
 
     spec = load_spec(args.spec)
     ds = load_data(spec)

@@ -17,9 +17,9 @@ import json
 import torch
 
 from mer_model import train_fold
-from orchestrator.plan import grid_configs
-from orchestrator.runner import load_data
 from orchestrator.spec import load_spec
+from orchestrator.spec.plan import grid_configs
+from orchestrator.sweep.driver import load_data
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The typed config, defined once: :class:`ModelConfig` (what to build) and :class:`TrainConfig` (how to
 train it), frozen pydantic models that own every key's name, type, range, default and the combination
-rules. ``orchestrator/spec.py`` composes its YAML sections from these classes; nothing else repeats them.
+rules. ``orchestrator/spec/`` composes its YAML sections from these classes; nothing else repeats them.
 
 Every key has a default, so ``validate_config({})`` is the paper's full model (GTS-GN, fusion at layer 1,
 LAM, AAU loss, beta = 1) with this project's training defaults (the paper gives no optimiser, learning

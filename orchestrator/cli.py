@@ -73,7 +73,7 @@ def main(home: Path | None) -> None:
 def _set_home(home: Path) -> None:
     """``$MER_HOME`` for this command only (absolute, so any working directory resolves the same stores);
     restored when the command ends (an in-process caller, e.g. a test, keeps its own environment)."""
-    from orchestrator.contract import ENV_HOME
+    from orchestrator.store.contract import ENV_HOME
 
     old = os.environ.get(ENV_HOME)
     os.environ[ENV_HOME] = str(home.expanduser().resolve())

@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from mer_model.errors import InputError
-from orchestrator import contract as C
-from orchestrator.contract import sqlite_path, sqlite_uri
+from orchestrator.store import contract as C
+from orchestrator.store.contract import sqlite_path, sqlite_uri
 
 ENV_TRACKING = "MLFLOW_TRACKING_URI"
 ENV_OPTUNA = "MER_OPTUNA_STORAGE"
@@ -118,9 +118,9 @@ def open_optuna_storage(storage: str) -> Any:
     db = sqlite_path(storage)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
-    from orchestrator.outage import is_remote, retrying_rdb_storage
+    from orchestrator.store.outage import is_remote, retrying_rdb_storage
 
-    if is_remote(storage):  # a database server: its restart is ridden out (orchestrator/outage.py)
+    if is_remote(storage):  # a database server: its restart is ridden out (orchestrator/store/outage.py)
         return retrying_rdb_storage(storage)
     return optuna.storages.RDBStorage(storage)
 

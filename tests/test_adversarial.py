@@ -200,7 +200,7 @@ def test_experiment_artifacts_stay_in_the_artifact_folder(tmp_path: Path, experi
     """Item 6: an experiment named '..' put its artifact location outside mer-runs/artifacts."""
     from mlflow import MlflowClient
 
-    from orchestrator.tracking import prepare_experiment
+    from orchestrator.store.tracking import prepare_experiment
 
     uri, root = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts"
     exp_id = prepare_experiment(uri, experiment, root)
@@ -216,9 +216,9 @@ def test_a_corrected_label_is_a_new_sweep_with_new_config_hashes(tmp_path: Path)
     nothing and kept the old predictions. Every id now carries the dataset's content hash."""
     import dataclasses
 
-    from orchestrator.plan import grid_configs, sweep_id
-    from orchestrator.runner import load_data
     from orchestrator.spec import load_spec
+    from orchestrator.spec.plan import grid_configs, sweep_id
+    from orchestrator.sweep.driver import load_data
 
     (tmp_path / "s.yaml").write_text(HEAD + ARM)
     spec = load_spec(tmp_path / "s.yaml")
@@ -251,8 +251,8 @@ def test_a_second_driver_of_a_sweep_is_refused_and_a_killed_one_frees_it(tmp_pat
     from mlflow import MlflowClient
 
     from mer_model.errors import InputError
-    from orchestrator import lease as lease_mod
-    from orchestrator.lease import Lease
+    from orchestrator.sweep import lease as lease_mod
+    from orchestrator.sweep.lease import Lease
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -289,8 +289,8 @@ def _search(storage: str, sampler: str, n: int, stop_after: int | None = None) -
     objective; ``stop_after``: leave the next trial RUNNING and stop, as kill -9 of the driver does."""
     from optuna.trial import TrialState
 
+    from orchestrator.search.study import SearchState
     from orchestrator.spec import SearchSpec
-    from orchestrator.study import SearchState
 
     step = {"step": 0.1} if sampler == "grid" else {}
     spec = SearchSpec(n_trials=n, sampler=sampler, seed=3, concurrent_trials=1,
@@ -309,7 +309,7 @@ def _search(storage: str, sampler: str, n: int, stop_after: int | None = None) -
 def test_resumed_search_equals_the_uninterrupted_one(tmp_path: Path, sampler: str, n: int) -> None:
     """Item 3: a resumed search replayed its seeded stream from the start (trial 4 repeated trial 0).
     Random and TPE (one trial in flight, past TPE's 10 random startup trials) now resume point for point;
-    see orchestrator/trial_seeds.py for what differs with more trials in flight."""
+    see orchestrator/search/trial_seeds.py for what differs with more trials in flight."""
     whole = _search(f"sqlite:///{tmp_path}/a.db", sampler, n)
     _search(f"sqlite:///{tmp_path}/b.db", sampler, n, stop_after=4)
     resumed = _search(f"sqlite:///{tmp_path}/b.db", sampler, n)
@@ -319,7 +319,7 @@ def test_resumed_search_equals_the_uninterrupted_one(tmp_path: Path, sampler: st
 
 def test_resumed_grid_search_repeats_no_point(tmp_path: Path) -> None:
     """The grid sampler (Optuna's, as is) never repeats a point after a resume, and covers the same grid;
-    the order of the points after the resume may differ (documented in orchestrator/trial_seeds.py)."""
+    the order of the points after the resume may differ (documented in orchestrator/search/trial_seeds.py)."""
     n = 30  # the whole grid: 10 betas x 3 layers
     whole = _search(f"sqlite:///{tmp_path}/a.db", "grid", n)
     _search(f"sqlite:///{tmp_path}/b.db", "grid", n, stop_after=7)
@@ -335,9 +335,9 @@ def test_optuna_trials_without_runs_are_refused(tmp_path: Path, monkeypatch: pyt
     import optuna
     from mlflow import MlflowClient
 
-    from orchestrator.plan import sweep_id
-    from orchestrator.runner import load_data
     from orchestrator.spec import load_spec
+    from orchestrator.spec.plan import sweep_id
+    from orchestrator.sweep.driver import load_data
 
     monkeypatch.chdir(tmp_path)
     for k in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE", "RAY_ADDRESS"):
@@ -413,10 +413,10 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
     import numpy as np
     from mlflow import MlflowClient
 
-    from orchestrator.executor import FoldWorker, Job
-    from orchestrator.plan import Unit
-    from orchestrator.runner import load_data
     from orchestrator.spec import load_spec
+    from orchestrator.spec.plan import Unit
+    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.executor import FoldWorker, Job
 
     (tmp_path / "s.yaml").write_text(HEAD + ARM)
     spec = load_spec(tmp_path / "s.yaml")
@@ -563,8 +563,8 @@ def test_an_orphan_trial_without_parameters_is_never_trained_as_the_default(tmp_
     every resume as the default config. It is now told FAIL and a real trial is asked instead."""
     import optuna
 
+    from orchestrator.search.study import SearchState
     from orchestrator.spec import SearchSpec
-    from orchestrator.study import SearchState
 
     storage = f"sqlite:///{tmp_path}/o.db"
     optuna.create_study(study_name="s", storage=storage, direction="maximize").ask()  # no suggest

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from mer_model.data import load_dataset
-from orchestrator import environment
+from orchestrator.store import environment
 
 
 def _tiny():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ray
 
-from orchestrator.pool import Outlook, capacity, gpu_outlook
+from orchestrator.sweep.pool import Outlook, capacity, gpu_outlook
 
 
 def test_capacity_on_cpu_only_and_gpu_clusters() -> None:

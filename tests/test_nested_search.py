@@ -23,9 +23,9 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import f1_score
 
 from mer_model.errors import InputError
-from orchestrator.nested import inner_folds, outer_fold
-from orchestrator.plan import sweep_id
 from orchestrator.spec import InnerSpec, parse_spec
+from orchestrator.spec.folds import inner_folds, outer_fold
+from orchestrator.spec.plan import sweep_id
 
 SUBJECTS = ["s1", "s2", "s3", "s4"]
 IDX = {s: np.arange(i * 5, i * 5 + 5) for i, s in enumerate(SUBJECTS)}  # 5 samples per subject
@@ -185,7 +185,7 @@ def _check_choices_and_estimate(client: MlflowClient, exp: str, folds: list, tmp
 
 
 def test_closing_summary_labels_how_the_winner_was_selected() -> None:
-    from orchestrator.progress import selection_lines
+    from orchestrator.sweep.progress import selection_lines
 
     rows = [{"arm": "s-0", "table": "search", "uf1": 0.4}, {"arm": "s-1", "table": "search", "uf1": 0.6},
             {"arm": "g", "table": "V", "uf1": 0.9}]

@@ -22,7 +22,7 @@ LOOPBACK_PROBE = r"""
 import json, os, re, subprocess
 from pathlib import Path
 import ray
-from orchestrator.executor import init_ray
+from orchestrator.sweep.executor import init_ray
 
 def descendants(root):
     kids = {}
@@ -88,7 +88,7 @@ def store(tmp_path: Path) -> str:
 
 
 def test_elastic_pool_grows_to_the_resources_and_releases_idle_actors(local_ray, store: str) -> None:
-    from orchestrator.pool import start_pool
+    from orchestrator.sweep.pool import start_pool
 
     said: list[str] = []
     pool = start_pool(ray.put(None), store, "0", cpu_per_fold=1,
@@ -110,7 +110,7 @@ def test_elastic_pool_grows_to_the_resources_and_releases_idle_actors(local_ray,
 
 
 def test_max_concurrent_caps_the_pool(local_ray, store: str) -> None:
-    from orchestrator.pool import start_pool
+    from orchestrator.sweep.pool import start_pool
 
     pool = start_pool(ray.put(None), store, "0", cpu_per_fold=1,
                       gpu_per_fold=0, max_concurrent=1, say=pytest.fail)  # no GPU asked: nothing to say
@@ -121,7 +121,7 @@ def test_max_concurrent_caps_the_pool(local_ray, store: str) -> None:
 
 
 def test_without_a_display_the_cpu_note_still_reaches_the_user(caplog: pytest.LogCaptureFixture) -> None:
-    from orchestrator.progress import NullProgress
+    from orchestrator.sweep.progress import NullProgress
 
     with caplog.at_level("WARNING", logger="orchestrator"):
         NullProgress().note("gpu_per_fold: 1 asked, but ...: training on CPU")

@@ -13,11 +13,11 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from mer_model.data import load_dataset
 from mer_model.data.combine import combine
 from mer_model.errors import InputError
-from orchestrator import contract as C
-from orchestrator.contract import FoldRecord
-from orchestrator.plan import check_au_supervision, config_hash, grid_configs, sweep_folds
 from orchestrator.spec import parse_spec
-from orchestrator.tracking import group_summary
+from orchestrator.spec.plan import check_au_supervision, config_hash, grid_configs, sweep_folds
+from orchestrator.store import contract as C
+from orchestrator.store.contract import FoldRecord
+from orchestrator.store.tracking import group_summary
 
 PARTS = [("a", "synthme-casme2", {"n_subjects": 5, "n_clips": 60}),
          ("b", "synthme-samm", {"n_subjects": 4, "n_clips": 50}),
@@ -158,7 +158,7 @@ def test_protocol_refusals_name_the_key(raw, match):
 
 
 def test_a_single_dataset_file_keeps_its_sweep_id_and_config_hashes():
-    from orchestrator.plan import sweep_id
+    from orchestrator.spec.plan import sweep_id
 
     raw = {"dataset": {"name": "synthme-tiny"}, "grid": [{"name": "x"}]}
     spec = parse_spec(raw, "f.yaml")

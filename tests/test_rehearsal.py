@@ -209,7 +209,7 @@ def _client(st: Stack):  # noqa: ANN202
 
 
 def _fold_runs(st: Stack, experiment: str, complete_only: bool = False) -> list:
-    from orchestrator.contract import run_filter, search_runs
+    from orchestrator.store.contract import run_filter, search_runs
 
     c = _client(st)
     exp = c.get_experiment_by_name(experiment)
@@ -222,7 +222,7 @@ def _fold_runs(st: Stack, experiment: str, complete_only: bool = False) -> list:
 
 def tables(st: Stack, experiment: str) -> dict[str, list[dict[str, str]]]:
     """The sweep run's tables (arms.csv), and each config run's pooled metrics, by arm."""
-    from orchestrator.contract import run_filter, search_runs
+    from orchestrator.store.contract import run_filter, search_runs
 
     c = _client(st)
     exp = c.get_experiment_by_name(experiment)

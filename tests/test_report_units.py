@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from orchestrator import contract as C
 from orchestrator.report.units import by_subject, strata
+from orchestrator.store import contract as C
 
 
 def _pred(rng, fold, subjects, seeds=(0, 1)):

@@ -11,9 +11,9 @@ import pytest
 from optuna.trial import TrialState
 
 from orchestrator.report.search import trials_frame
+from orchestrator.search.study import SearchState, exhaustive, grid_space
+from orchestrator.search.trial_reuse import REUSED_FROM
 from orchestrator.spec import SearchSpec
-from orchestrator.study import SearchState, exhaustive, grid_space
-from orchestrator.trial_reuse import REUSED_FROM
 
 BETA_FUSION = {"n_trials": 30, "params": {"beta": {"low": 0.1, "high": 1.0, "step": 0.1},
                                           "fusion_layer": {"choices": [1, 2, 3]}}}

@@ -18,10 +18,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from orchestrator.plan import sweep_id
-from orchestrator.runner import load_data
+from orchestrator.search.trial_reuse import REUSED_FROM
 from orchestrator.spec import load_spec
-from orchestrator.trial_reuse import REUSED_FROM
+from orchestrator.spec.plan import sweep_id
+from orchestrator.sweep.driver import load_data
 
 pytestmark = pytest.mark.slow
 

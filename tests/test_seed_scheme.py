@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from orchestrator.plan import config_hash, grid_configs, sweep_id, torch_seed, units_for
-from orchestrator.reuse import unit_key
 from orchestrator.spec import load_spec
+from orchestrator.spec.plan import config_hash, grid_configs, sweep_id, torch_seed, units_for
+from orchestrator.store.reuse import unit_key
 
 DOC = {
     "dataset": {"name": "synthme-tiny", "knobs": {"n_subjects": 3, "n_clips": 30}},

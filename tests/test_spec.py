@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from mer_model.errors import InputError
 from orchestrator.cli import main
-from orchestrator.plan import grid_configs, sweep_id
 from orchestrator.spec import load_spec
+from orchestrator.spec.plan import grid_configs, sweep_id
 
 ROOT = Path(__file__).resolve().parents[1]
 

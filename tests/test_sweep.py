@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from orchestrator.cli import main
-from orchestrator.plan import sweep_id
-from orchestrator.runner import load_data
 from orchestrator.spec import load_spec
+from orchestrator.spec.plan import sweep_id
+from orchestrator.sweep.driver import load_data
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 
-from orchestrator.runner import run_sweep
 from orchestrator.spec import parse_spec
+from orchestrator.sweep.driver import run_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -101,7 +101,7 @@ def test_interrupt_one_line_exit_code_no_ray_left_and_rerun_finishes(tmp_path: P
 # test process would break every later in-process sweep of the suite (whose clusters run with auth off).
 AUTH_PROBE = r"""
 import logging, ray
-from orchestrator.executor import init_ray
+from orchestrator.sweep.executor import init_ray
 from ray._raylet import AuthenticationMode, get_authentication_mode
 
 records = []

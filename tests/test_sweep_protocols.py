@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import f1_score, recall_score
 
-from orchestrator import contract as C
 from orchestrator.cli import main
+from orchestrator.store import contract as C
 
 pytestmark = pytest.mark.slow
 

@@ -20,9 +20,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mer_model import classification_metrics, train_fold
-from orchestrator.plan import grid_configs
-from orchestrator.runner import load_data
 from orchestrator.spec import load_spec
+from orchestrator.spec.plan import grid_configs
+from orchestrator.sweep.driver import load_data
 
 pytestmark = pytest.mark.slow
 

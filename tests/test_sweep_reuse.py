@@ -15,8 +15,8 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
-from orchestrator import contract as C
 from orchestrator.cli import main
+from orchestrator.store import contract as C
 
 pytestmark = pytest.mark.slow
 

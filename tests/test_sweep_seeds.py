@@ -18,11 +18,11 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from mer_model.errors import InputError
 from orchestrator.cli import main
-from orchestrator.contract import FoldRecord
-from orchestrator.plan import grid_configs, sweep_id, units_for
-from orchestrator.runner import load_data
 from orchestrator.spec import parse_spec
-from orchestrator.tracking import config_summary
+from orchestrator.spec.plan import grid_configs, sweep_id, units_for
+from orchestrator.store.contract import FoldRecord
+from orchestrator.store.tracking import config_summary
+from orchestrator.sweep.driver import load_data
 
 GRID = {"grid": [{"name": "a", "table": "V"}]}
 

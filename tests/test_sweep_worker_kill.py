@@ -17,9 +17,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mer_model import train_fold
-from orchestrator.plan import grid_configs
-from orchestrator.runner import load_data
 from orchestrator.spec import load_spec
+from orchestrator.spec.plan import grid_configs
+from orchestrator.sweep.driver import load_data
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +115,7 @@ def _predictions(client: MlflowClient, run_id: str, dst: Path) -> list[int]:
 
 def test_delete_partial_folds_keeps_done_runs_and_other_folds(tmp_path: Path) -> None:
     """What the driver does when a worker dies under a fold, on a real SQLite tracking store."""
-    from orchestrator.tracking import delete_partial_folds, log_fold_run
+    from orchestrator.store.tracking import delete_partial_folds, log_fold_run
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("t-partial", artifact_location=str(tmp_path / "artifacts"))

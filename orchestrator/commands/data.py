@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.contract import cache_dir as home_cache_dir
+from orchestrator.store.contract import cache_dir as home_cache_dir
 
 
 def summary(ds) -> dict:

@@ -9,7 +9,7 @@ import click
 
 from mer_model.data.dataset import REAL_DATASETS
 from mer_model.errors import InputError
-from orchestrator.contract import cache_dir as home_cache_dir
+from orchestrator.store.contract import cache_dir as home_cache_dir
 
 
 @contextlib.contextmanager

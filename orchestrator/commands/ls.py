@@ -11,8 +11,8 @@ def store_client(tracking_uri: str | None):  # noqa: ANN201
     from mlflow.tracking import MlflowClient
 
     from mer_model.errors import InputError
-    from orchestrator.contract import sqlite_path
     from orchestrator.services import resolve_services
+    from orchestrator.store.contract import sqlite_path
 
     uri = resolve_services(tracking_uri).tracking_uri
     db = sqlite_path(uri)
@@ -35,7 +35,7 @@ def command(experiment: str | None, tracking_uri: str | None) -> None:
     from rich.table import Table
 
     from orchestrator.commands.sweep import _console
-    from orchestrator.listing import sweep_rows
+    from orchestrator.store.listing import sweep_rows
 
     rows = sweep_rows(store_client(tracking_uri), experiment)
     t = Table(title="sweeps (oldest first; units reused = linked to an identical earlier unit)")

@@ -41,7 +41,7 @@ def command(input_path: Path, run_id: str, out: Path, tracking_uri: str | None, 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             saved = load_model(_download(run_id, tracking_uri, Path(tmp)))
-        from orchestrator.contract import cache_dir as home_cache_dir
+        from orchestrator.store.contract import cache_dir as home_cache_dir
 
         clips, x = _read_input(input_path, saved.meta, dataset, cache_dir or home_cache_dir())
         pred = predict(saved, x, str(input_path))
@@ -100,7 +100,7 @@ def _read_input(path: Path, meta: dict, dataset: str | None,
 
 def _write(out: Path, clips: np.ndarray, pred, saved) -> None:  # noqa: ANN001
     """The CSV, written to a temporary name and renamed: never a partial file under ``out``."""
-    from orchestrator.tracking import write_csv
+    from orchestrator.store.tracking import write_csv
 
     header = ["clip", "pred_class", "pred_index", *[f"p_{c}" for c in saved.class_names]]
     au = pred.au_probs is not None

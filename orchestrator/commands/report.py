@@ -100,6 +100,6 @@ def _experiment(experiment: str | None, sweep_id: str | None, tracking_uri: str 
     if sweep_id is None:
         raise click.UsageError("give --experiment or --sweep-id (mer-orch ls lists both)")
     from orchestrator.commands.ls import store_client
-    from orchestrator.listing import find_sweep
+    from orchestrator.store.listing import find_sweep
 
     return find_sweep(store_client(tracking_uri), sweep_id, named="--sweep-id")[0].name

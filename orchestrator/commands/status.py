@@ -15,7 +15,7 @@ def command(sweep_id: str, tracking_uri: str | None) -> None:
 
     from orchestrator.commands.ls import fmt, store_client
     from orchestrator.commands.sweep import _console
-    from orchestrator.listing import config_rows
+    from orchestrator.store.listing import config_rows
 
     head, rows = config_rows(store_client(tracking_uri), sweep_id)
     t = Table(title=f"sweep {sweep_id} · experiment {head['experiment']!r} · {head['file']} · "

@@ -61,8 +61,8 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
     from rich.table import Table
 
     from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS
-    from orchestrator.plan import check_au_supervision, grid_configs, sweep_folds, sweep_id
-    from orchestrator.runner import load_data
+    from orchestrator.spec.plan import check_au_supervision, grid_configs, sweep_folds, sweep_id
+    from orchestrator.sweep.driver import load_data
 
     ds = load_data(spec)
     folds = sweep_folds(spec, ds)  # LOSO subjects, the composite's prefixed subjects, or dataset pairs
@@ -107,8 +107,8 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
 def _nested_cost(spec, ds, subjects: list[str], tracking_uri: str | None) -> str:  # noqa: ANN001
     """Units of a nested search and a time estimate, before anything runs (issue 13): per outer subject,
     ``trials x inner folds x seeds`` inner units plus ``seeds`` outer units for the chosen config."""
-    from orchestrator.nested import inner_folds, subject_index
-    from orchestrator.study import n_configs
+    from orchestrator.search.study import n_configs
+    from orchestrator.spec.folds import inner_folds, subject_index
 
     s, seeds = spec.search, spec.protocol.seed_list
     idx = subject_index(ds.loso_splits())
@@ -131,7 +131,7 @@ def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # 
     (reuse.seconds_per_unit, as the reuse plan's estimate) on this machine's workers."""
     import os
 
-    from orchestrator import reuse as R
+    from orchestrator.store import reuse as R
 
     client = _existing_store(spec, tracking_uri)
     per = R.seconds_per_unit(R.scan_store(client), ds.name) if client is not None else None
@@ -145,12 +145,12 @@ def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # 
 
 
 def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool) -> str:  # noqa: ANN001
-    """Arms, distinct configs, units to train / reused (orchestrator/reuse.py) and an estimated time from
+    """Arms, distinct configs, units to train / reused (store/reuse.py) and an estimated time from
     the store's earlier fold runs of this dataset. Optuna trials are counted as trained (a nested search's
     units are counted apart, by _nested_cost)."""
     import os
 
-    from orchestrator import reuse as R
+    from orchestrator.store import reuse as R
 
     client = _existing_store(spec, tracking_uri)
     stored = R.scan_store(client) if client is not None else {}
@@ -178,7 +178,7 @@ def _model_storage(spec, ds, plans, n_folds: int) -> str:  # noqa: ANN001
     """``tracking.save_models``: what the kept fold models cost in the artifact store. Search trials are
     priced like the search's base config (their sizes differ only by the fusion layer)."""
     from mer_model.predict import model_bytes
-    from orchestrator.plan import search_config
+    from orchestrator.spec.plan import search_config
 
     sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
     per = [model_bytes({**p.config, **sizes}) for p in plans]
@@ -204,8 +204,8 @@ def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
     (looking must not create an empty store)."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.contract import sqlite_path
-    from orchestrator.runner import resolve
+    from orchestrator.store.contract import sqlite_path
+    from orchestrator.sweep.driver import resolve
 
     uri = resolve(spec, tracking_uri, None).tracking_uri
     db = sqlite_path(uri)
@@ -213,9 +213,9 @@ def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
 
 
 def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
-    from orchestrator.contract import SWEEP, run_filter
-    from orchestrator.plan import sweep_id
-    from orchestrator.runner import load_data, resolve
+    from orchestrator.spec.plan import sweep_id
+    from orchestrator.store.contract import SWEEP, run_filter
+    from orchestrator.sweep.driver import load_data, resolve
 
     svc = resolve(spec, tracking_uri, None)
     sid = sweep_id(spec, load_data(spec).content_hash())
@@ -253,8 +253,8 @@ def _sigterm_raises() -> Iterator[None]:
 
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse: bool) -> int:  # noqa: ANN001
     from mer_model.data.dataset import is_synthetic
-    from orchestrator.progress import SweepProgress, selection_lines, summary_table
-    from orchestrator.runner import run_sweep
+    from orchestrator.sweep.driver import run_sweep
+    from orchestrator.sweep.progress import SweepProgress, selection_lines, summary_table
 
     direction = spec.search.direction if spec.search is not None else "maximize"
     prog = SweepProgress(objective=spec.protocol.objective, direction=direction)

@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from mer_model.config import EXTENSION_DEFAULTS
-from orchestrator.contract import AAU_METRIC_PREFIX
+from orchestrator.store.contract import AAU_METRIC_PREFIX
 
 TRAJECTORY_COLUMNS = ("epoch", "layer", "mean", "low", "high", "n_folds")
 BAND = "min-max range over the fold runs"  # what ``low`` / ``high`` are (said in every caption)

@@ -34,8 +34,6 @@ import pandas as pd
 
 from mer_model.data.dataset import is_synthetic
 from mer_model.errors import InputError
-from orchestrator import contract as C
-from orchestrator.names import distinct_names, safe_name
 from orchestrator.report import (
     aau,
     effects,
@@ -74,6 +72,8 @@ from orchestrator.report.runs import (
     read_predictions,
     read_text_artifact,
 )
+from orchestrator.store import contract as C
+from orchestrator.store.names import distinct_names, safe_name
 
 MARKER = ".mer-report"  # written into every report folder: what --out may replace
 _LEGACY = {"report.md", "tables", "figures"}  # a report written before the marker existed
@@ -544,7 +544,7 @@ def _environment(runs: SweepRuns, text: str | None) -> tuple[list[str], str | No
     when it was resumed in a different environment (tag ``mer.environment_changed``)."""
     import json
 
-    from orchestrator import environment
+    from orchestrator.store import environment
 
     if text is None:
         return ["no environment.json: this sweep predates the reproducibility record"], None

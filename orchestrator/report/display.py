@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from orchestrator.contract import parse_dataset_metric
 from orchestrator.report.tables import NON_PAPER  # the arm table's column of options not in the paper
+from orchestrator.store.contract import parse_dataset_metric
 
 DASH = "—"
 SIG_MARK = "†"  # after a pooled value significantly different from its table's baseline (that metric)

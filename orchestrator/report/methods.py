@@ -120,8 +120,8 @@ def environment_text(env: dict[str, Any] | None) -> str:
     """One sentence from ``environment.json``: its scalar entries, machine paths left out."""
     if not env:
         return "The sweep run carries no environment record (`environment.json`)."
-    if isinstance(env.get("project"), dict):  # the record orchestrator.environment writes
-        from orchestrator.environment import summary_lines
+    if isinstance(env.get("project"), dict):  # the record orchestrator.store.environment writes
+        from orchestrator.store.environment import summary_lines
 
         return "Environment (the sweep's `environment.json`): " + "; ".join(summary_lines(env)) + "."
     items = []

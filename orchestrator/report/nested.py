@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator import contract as C
 from orchestrator.report import power, seednoise, stats
 from orchestrator.report.runs import SweepRuns, read_csv_artifact, read_predictions
+from orchestrator.store import contract as C
 
 NESTED_CSV = "tables/nested_choices.csv"
-NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.nested.INNER_TABLE, CHOSEN_TABLE
+NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.spec.folds.INNER_TABLE, CHOSEN_TABLE
 LABEL_NESTED = "nested LOSO"
 LABEL_TEST = "selected on the test subjects, optimistic"
 

@@ -26,8 +26,17 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from mer_model.errors import InputError
-from orchestrator import contract as C
-from orchestrator.contract import ARM, KIND, STATUS, SUBJECT, TABLE, run_filter, search_runs, sqlite_path
+from orchestrator.store import contract as C
+from orchestrator.store.contract import (
+    ARM,
+    KIND,
+    STATUS,
+    SUBJECT,
+    TABLE,
+    run_filter,
+    search_runs,
+    sqlite_path,
+)
 
 BASELINE_TAG = C.BASELINE  # optional: "true" on the config run that is its table's baseline
 

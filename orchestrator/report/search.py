@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from mer_model.errors import InputError
-from orchestrator.contract import sqlite_path
+from orchestrator.store.contract import sqlite_path
 
 # mer.status of a config run -> Optuna trial state
 _STATE = {

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from mer_model.config import EXTENSION_DEFAULTS, extensions
-from orchestrator import contract as C
-from orchestrator.contract import (
+from orchestrator.store import contract as C
+from orchestrator.store.contract import (
     METRICS,  # the one definition (mer_model.metrics via the contract)
     parse_dataset_metric,
 )

@@ -20,8 +20,8 @@ import pandas as pd
 
 from mer_model.data.combine import SEP
 from mer_model.metrics import classification_metrics
-from orchestrator import contract as C
-from orchestrator.contract import METRICS
+from orchestrator.store import contract as C
+from orchestrator.store.contract import METRICS
 
 COMPLETE = "complete"
 

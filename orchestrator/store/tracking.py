@@ -26,9 +26,9 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from orchestrator import contract as C
-from orchestrator.contract import METRICS, FoldRecord, run_filter, search_runs, sqlite_path
-from orchestrator.names import safe_name
+from orchestrator.store import contract as C
+from orchestrator.store.contract import METRICS, FoldRecord, run_filter, search_runs, sqlite_path
+from orchestrator.store.names import safe_name
 
 __all__ = ["METRICS", "FoldRecord"]  # re-exported: the contract's, not a second definition
 

@@ -24,8 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import contract as C
-from orchestrator.nested import (
+from orchestrator.spec.folds import (
     CHOSEN_TABLE,
     INNER_TABLE,
     NESTED_ROLE,
@@ -35,6 +34,7 @@ from orchestrator.nested import (
     outer_fold,
     subject_index,
 )
+from orchestrator.store import contract as C
 
 INNER_BEST_TRIAL, INNER_VALUE = "mer.inner_best_trial", "mer.inner_value"  # chosen config run tags
 NESTED_CSV = "tables/nested_choices.csv"
@@ -72,7 +72,7 @@ class NestedSteps:
                                   outer_fold(idx, o), f"{self.spec.search.name}-{o}") for o in self.subjects]
 
     def open_outer_searches(self) -> None:
-        from orchestrator.study import SearchState
+        from orchestrator.search.study import SearchState
 
         for slot in self.slots:
             slot.study_name = f"{self.study_name}-outer-{slot.outer}"
@@ -108,7 +108,7 @@ class NestedSteps:
                 self.open_inner(slot, *nxt)
 
     def open_inner(self, slot: OuterSearch, trial: Any, params: dict[str, Any]) -> Any:
-        from orchestrator.plan import search_config
+        from orchestrator.spec.plan import search_config
 
         plan = search_config(self.spec, trial.number, params, self.data_hash, name=slot.name,
                              table=INNER_TABLE)
@@ -135,7 +135,7 @@ class NestedSteps:
                                                extra_tags=self.chosen_tags(slot, *best))
 
     def chosen_plan(self, slot: OuterSearch, number: int) -> Any:
-        from orchestrator.plan import ConfigPlan, config_hash, make_config
+        from orchestrator.spec.plan import ConfigPlan, config_hash, make_config
 
         params = dict(slot.state.study.trials[number].params)
         cfg = make_config(self.spec, {**self.spec.search.base.set_keys(), **params})
@@ -176,7 +176,7 @@ class NestedSteps:
         import tempfile
         from pathlib import Path
 
-        from orchestrator.tracking import write_csv
+        from orchestrator.store.tracking import write_csv
 
         for m, v in est.items():
             # the nested estimate, and on a union of datasets each dataset's (nested_dataset/<label>/<m>)

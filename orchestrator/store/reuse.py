@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mer_model.config import paper_free
-from orchestrator import contract as C
-from orchestrator.contract import search_runs
+from orchestrator.store import contract as C
+from orchestrator.store.contract import search_runs
 
 # Tags a linked run copies from the run that trained it: where and how it trained.
 _COPIED_TAGS = (C.NODE, C.GPU_IDS, C.DEVICE, C.THREADS, C.ATTEMPT)

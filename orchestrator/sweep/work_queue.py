@@ -11,11 +11,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from orchestrator.plan import Unit
+from orchestrator.spec.plan import Unit
 
 
 class WorkQueue:
-    """Pending :class:`~orchestrator.plan.Unit` s, first in first out, retries at the front."""
+    """Pending :class:`~orchestrator.spec.plan.Unit` s, first in first out, retries at the front."""
 
     def __init__(self, packing: int = 1) -> None:
         self.packing = packing

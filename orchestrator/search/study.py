@@ -27,18 +27,18 @@ import numpy as np
 import optuna
 from optuna.trial import Trial, TrialState
 
+from orchestrator.search.trial_reuse import REUSED_FROM, evaluated_twin, is_reused, reuse
 from orchestrator.spec import CategoricalParam, FloatParam, SearchSpec
-from orchestrator.trial_reuse import REUSED_FROM, evaluated_twin, is_reused, reuse
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def _sampler(s: SearchSpec) -> optuna.samplers.BaseSampler:
     """The search's sampler; random and TPE seeded per trial number, so a resumed study does not replay
-    the stream from its start (orchestrator/trial_seeds.py says what a resume reproduces). A small fully
+    the stream from its start (search/trial_seeds.py says what a resume reproduces). A small fully
     discrete space is enumerated instead (:func:`exhaustive`; the enumeration skips evaluated points, so a
     resume replays nothing either)."""
-    from orchestrator.trial_seeds import PerTrialSeed
+    from orchestrator.search.trial_seeds import PerTrialSeed
 
     if exhaustive(s):
         return _exhaustive_sampler(s)

@@ -38,7 +38,7 @@ from mer_model.config import MODEL_KEYS, TRAIN_KEYS, ModelKeys, TrainConfig, val
 from mer_model.data.classes import SetupName
 from mer_model.errors import InputError
 from mer_model.metrics import MetricName
-from orchestrator import safe_yaml
+from orchestrator.spec import safe_yaml
 
 # Keys an arm / product / search may set: MODEL_KEYS (num_classes / num_aus come from the dataset, never
 # from the file) and TRAIN_KEYS, both from mer_model.config.
@@ -311,7 +311,7 @@ class SearchSpec(_Strict):
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     concurrent_trials: int = Field(2, ge=1)  # configs in flight at once (their folds fill the workers)
     # test: one study, trials scored on the LOSO test subjects (the paper's way; optimistic);
-    # nested: one study per outer subject on the other subjects (orchestrator/nested.py)
+    # nested: one study per outer subject on the other subjects (orchestrator/spec/folds.py)
     selection: Literal["test", "nested"] = "test"
     inner: InnerSpec = Field(default_factory=InnerSpec)
 
@@ -743,7 +743,7 @@ def _dataset_names() -> tuple[str, ...]:
 
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     """Read and validate a search-space YAML file, with ``--set KEY=VALUE`` ``overrides`` applied first
-    (``orchestrator/overrides.py``: the resolved document is validated, hashed and stored as spec.yaml).
+    (``orchestrator/spec/overrides.py``: the resolved document is validated, hashed and stored as spec.yaml).
 
     Raises:
         InputError: one line ``<file>: <dotted key>: <problem>; allowed: <what>`` for a missing or
@@ -764,7 +764,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         problem = getattr(e, "problem", None) or "not valid YAML"
         raise InputError(f"{p}: {where}: {problem}; allowed: a YAML mapping") from None
     if overrides:
-        from orchestrator.overrides import apply_overrides
+        from orchestrator.spec.overrides import apply_overrides
 
         raw, text = apply_overrides(raw, overrides, str(p))
     return parse_spec(raw, str(p), text)

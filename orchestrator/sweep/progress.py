@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.contract import parse_dataset_metric
+from orchestrator.store.contract import parse_dataset_metric
 
 
 def _hms(s: float) -> str:
@@ -160,7 +160,7 @@ class SweepProgress(NullProgress):
             self.console.print(msg, highlight=False)
 
 
-NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.nested.INNER_TABLE, CHOSEN_TABLE
+NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.spec.folds.INNER_TABLE, CHOSEN_TABLE
 
 
 def selection_lines(rows: list[dict[str, Any]], nested: dict[str, Any], objective: str,

@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from orchestrator import contract as C
+from orchestrator.store import contract as C
 
 # Distribution names whose versions enter the record (dlib installs as dlib or as the dlib-bin wheel).
 PACKAGES = (

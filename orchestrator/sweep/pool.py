@@ -30,8 +30,8 @@ from typing import Any
 
 import ray
 
-from orchestrator.contract import FoldRecord
-from orchestrator.executor import FoldWorker, Job, _died
+from orchestrator.store.contract import FoldRecord
+from orchestrator.sweep.executor import FoldWorker, Job, _died
 
 GPU_WAIT_S = float(os.environ.get("MER_GPU_WAIT_S", "900"))
 MAX_START_FAILURES = 3

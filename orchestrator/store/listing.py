@@ -12,8 +12,8 @@ import datetime as dt
 from typing import Any
 
 from mer_model.errors import InputError
-from orchestrator import contract as C
-from orchestrator.contract import run_filter, search_runs
+from orchestrator.store import contract as C
+from orchestrator.store.contract import run_filter, search_runs
 
 
 def _experiments(client: Any, experiment: str | None) -> list[Any]:

@@ -5,7 +5,7 @@ Why actors and not Ray Tune trials (stack-notes): a fresh worker per trial costs
 torch``; a reused actor pays that once. Each actor is created with the file's ``cpu_per_fold`` /
 ``gpu_per_fold`` (fractional GPUs are Ray bookkeeping, not a memory cap), sets torch's thread count to its
 CPU share, receives the dataset once (an object-store reference ``ray.put`` by the driver), and then trains
-fold after fold. How many actors exist, and when, is ``orchestrator.pool``'s business (an elastic pool whose
+fold after fold. How many actors exist, and when, is ``sweep/pool.py``'s business (an elastic pool whose
 pending actors are demand an autoscaler answers). With ``resources.packing`` > 1 one call carries up to that
 many folds of one config, trained together (``run_group`` -> ``mer_model.batched``) and logged one fold run
 each; with ``tracking.save_models`` each fold also logs its final model (``mer_model.predict``).
@@ -31,9 +31,9 @@ from typing import Any
 
 import ray
 
-from orchestrator import contract as C
-from orchestrator.contract import METRICS, FoldRecord
-from orchestrator.plan import Unit
+from orchestrator.spec.plan import Unit
+from orchestrator.store import contract as C
+from orchestrator.store.contract import METRICS, FoldRecord
 
 
 @dataclass
@@ -50,18 +50,18 @@ class Job:
 
 
 class FoldWorker:
-    """A Ray actor (created by ``orchestrator.pool``) that trains and logs folds."""
+    """A Ray actor (created by ``orchestrator.sweep.pool``) that trains and logs folds."""
 
     def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str,
                  save_models: bool = False):
         import torch
 
-        from orchestrator.outage import tracking_client
+        from orchestrator.store.outage import tracking_client
 
         torch.set_num_threads(max(1, threads))
         self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
-        # a remote store's outage is ridden out for a bounded time (orchestrator/outage.py); past it the fold
+        # a remote store's outage is ridden out for a bounded time (store/outage.py); past it the fold
         # comes back as not logged (log_failed) and is trained again, never lost
         self.client = tracking_client(tracking_uri)
         self.exp_id = experiment_id
@@ -135,7 +135,7 @@ class FoldWorker:
                           node=self.node, attempt=u.attempt, seconds=time.perf_counter() - t0)
 
     def _failed(self, job: Job, e: Exception, t0: float) -> FoldRecord:
-        from orchestrator.tracking import log_fold_run
+        from orchestrator.store.tracking import log_fold_run
 
         err = f"{type(e).__name__}: {e}".replace("\n", " ")[:480]
         run_id = None
@@ -152,7 +152,7 @@ class FoldWorker:
 
     def _complete(self, job: Job, res: Any, t0: float) -> FoldRecord:
         from mer_model import classification_metrics
-        from orchestrator.tracking import log_fold_run
+        from orchestrator.store.tracking import log_fold_run
 
         nc = int(job.config.get("num_classes") or self.ds.num_classes)
         m = classification_metrics(res.y_true, res.y_pred, nc)

@@ -142,14 +142,14 @@ def fold_subjects(all_subjects: list[str], spec: SweepSpec) -> list[str]:
 
 
 def sweep_folds(spec: SweepSpec, ds: Any) -> Any:
-    """The sweep's fold set (``orchestrator.nested.FoldSet``), by ``protocol.scheme``:
+    """The sweep's fold set (``orchestrator.spec.folds.FoldSet``), by ``protocol.scheme``:
 
     - ``loso``: one fold per left-out subject (``protocol.subjects``, default all);
     - ``composite``: the same over the union of datasets (subjects prefixed ``<dataset>:``), each fold
       tagged with its subject's dataset, whose per-dataset metrics its predictions enter;
     - ``cross_dataset``: one fold per (train datasets, test dataset) pair (default: leave one dataset out).
     """
-    from orchestrator.nested import cross_dataset_folds, loso_folds, subject_origins
+    from orchestrator.spec.folds import cross_dataset_folds, loso_folds, subject_origins
 
     if spec.protocol.scheme == "cross_dataset":
         return cross_dataset_folds(ds.origins, [d.short for d in spec.datasets], spec.protocol.pairs)

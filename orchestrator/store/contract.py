@@ -49,7 +49,7 @@ OPTUNA_STUDY = "mer.optuna_study"
 OPTUNA_STORAGE = "mer.optuna_storage"
 OBJECTIVE = "mer.objective"  # on the sweep run: protocol.objective (what `mer-orch ls` calls best)
 N_UNITS = "mer.n_units"  # on the sweep run: units planned when it started (configs x seeds x subjects)
-UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (orchestrator/reuse.py)
+UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (store/reuse.py)
 REUSED_FROM = "mer.reused_from"  # on a fold run linked, not trained: the run id that trained the unit
 TEST_DATASET = "mer.test_dataset"  # fold run of a union of datasets: the dataset (label) its clips are from
 TRAIN_DATASETS = "mer.train_datasets"  # fold run of a cross-dataset sweep: the datasets it trained on (+)
@@ -183,7 +183,7 @@ class FoldRecord:
     seconds: float = 0.0
     attempt: int = 1
     actor_died: bool = False
-    reused_from: str = ""  # run id that trained this unit, when the fold was linked (orchestrator/reuse.py)
+    reused_from: str = ""  # run id that trained this unit, when the fold was linked (store/reuse.py)
     log_failed: bool = False  # trained, but the store refused the fold run (the driver deletes its rest)
     # each test clip's own subject when the fold tests several (cross-dataset); empty: all are ``subject``
     clip_subjects: list[str] = field(default_factory=list)

@@ -22,8 +22,8 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from mer_model.errors import InputError
-from orchestrator import contract as C
 from orchestrator.spec import InnerSpec, PairSpec
+from orchestrator.store import contract as C
 
 OUTER_SUBJECT = "mer.outer_subject"  # on inner and chosen config / fold runs of a nested search
 TRAIN_SUBJECTS = "mer.train_subjects"  # fold run: the subjects it trained on, comma-separated

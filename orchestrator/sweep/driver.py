@@ -28,11 +28,10 @@ import numpy as np
 
 from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS, extensions
 from mer_model.errors import InputError
-from orchestrator import contract as C
-from orchestrator.contract import METRICS, FoldRecord, sqlite_path
-from orchestrator.nested import FoldSet
-from orchestrator.nested_sweep import NestedSteps
-from orchestrator.plan import (
+from orchestrator.search.nested import NestedSteps
+from orchestrator.spec import SweepSpec
+from orchestrator.spec.folds import FoldSet
+from orchestrator.spec.plan import (
     ConfigPlan,
     Unit,
     check_au_supervision,
@@ -42,10 +41,11 @@ from orchestrator.plan import (
     sweep_id,
     units_for,
 )
-from orchestrator.progress import NullProgress
-from orchestrator.spec import SweepSpec
-from orchestrator.tracking import config_summary, group_summary
-from orchestrator.work_queue import WorkQueue
+from orchestrator.store import contract as C
+from orchestrator.store.contract import METRICS, FoldRecord, sqlite_path
+from orchestrator.store.tracking import config_summary, group_summary
+from orchestrator.sweep.progress import NullProgress
+from orchestrator.sweep.work_queue import WorkQueue
 
 # tables/arms.csv and the summary rows: identity, counts, pooled then per-fold metrics, the config keys
 ARMS_HEADER = ["arm", "table", "status", "optuna_trial", "config_hash", "n_folds", "n_failed", *METRICS,
@@ -79,7 +79,7 @@ class ConfigState:
 
 @dataclass
 class _ReuseState:
-    """Reuse bookkeeping of one sweep (orchestrator/reuse.py): the store's done units by unit key, the
+    """Reuse bookkeeping of one sweep (orchestrator/store/reuse.py): the store's done units by unit key, the
     queued / training unit that owns each key in this sweep, and the units waiting for their owner."""
 
     enabled: bool = True
@@ -203,7 +203,7 @@ def aau_rows(configs: list[ConfigState], subjects: list[str]) -> list[list[Any]]
 
 def run_sweep(spec: SweepSpec, **kwargs: Any) -> SweepResult:
     """Run (or resume) the sweep of ``spec`` (keyword options: see :func:`_run_sweep`), holding the
-    sweep's driver lease (``orchestrator.lease``) from the moment its sweep run exists to the end."""
+    sweep's driver lease (``orchestrator.sweep.lease``) from the moment its sweep run exists to the end."""
     leases: list[Any] = []
     try:
         return _run_sweep(spec, leases=leases, **kwargs)
@@ -228,10 +228,10 @@ def _run_sweep(
     """Run (or resume) the sweep of ``spec``; see the module docstring for the order of events.
 
     ``reuse``: link units whose result the tracking store already holds instead of training them
-    (``orchestrator/reuse.py``); False (``--no-reuse``) trains every unit this sweep has not done."""
+    (``orchestrator/store/reuse.py``); False (``--no-reuse``) trains every unit this sweep has not done."""
     import ray
 
-    from orchestrator import executor
+    from orchestrator.sweep import executor
 
     svc = resolve(spec, tracking_uri, storage_url)
     _check_services(svc, needs_storage=spec.search is not None)
@@ -290,10 +290,10 @@ class _Sweep(NestedSteps):
     def open_tracking(self, leases: list[Any]) -> None:
         """Experiment, sweep run and its driver lease (appended to ``leases``, released by ``run_sweep``),
         the environment record, and the folds an earlier run finished."""
-        from orchestrator import environment, tracking
-        from orchestrator.lease import Lease
-        from orchestrator.outage import HealthWatch, Reporting, tracking_client
         from orchestrator.services import check_artifact_location
+        from orchestrator.store import environment, tracking
+        from orchestrator.store.outage import HealthWatch, Reporting, tracking_client
+        from orchestrator.sweep.lease import Lease
 
         self.exp_id = tracking.prepare_experiment(self.svc.tracking_uri, self.spec.experiment,
                                                   self.svc.artifact_root)
@@ -320,7 +320,7 @@ class _Sweep(NestedSteps):
 
     def open_reuse(self, enabled: bool) -> None:
         """The store's done units by unit key (every experiment), when reuse is on."""
-        from orchestrator import reuse
+        from orchestrator.store import reuse
 
         self.reuse.enabled = enabled
         self.reuse.data_hash = self.data_hash
@@ -331,7 +331,7 @@ class _Sweep(NestedSteps):
         if self.nested:
             self.open_outer_searches()
         elif self.spec.search is not None:
-            from orchestrator.study import SearchState
+            from orchestrator.search.study import SearchState
 
             self.search = SearchState.open(self.spec.search, self.svc.storage_url, self.study_name)
             self._check_study_has_runs()
@@ -342,7 +342,7 @@ class _Sweep(NestedSteps):
         Optuna values with no runs, predictions or folds behind them."""
         from optuna.trial import TrialState
 
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         # finished trials only: a RUNNING one may have been asked just before its driver was killed, before
         # its config run existed (the orphan is rerun); a trial failed before it had params never had a run
@@ -383,11 +383,11 @@ class _Sweep(NestedSteps):
         return self.trials_left() * self.n_units + self.nested_units_left()
 
     def make_pool(self, max_concurrent: int | None) -> None:
-        """An elastic pool (``orchestrator.pool``): actors for the work there is, pending ones are demand an
+        """An elastic pool (``sweep/pool.py``): actors for the work there is, pending ones are demand an
         autoscaler answers; ``loop`` grows and shrinks it."""
         import ray
 
-        from orchestrator.pool import start_pool
+        from orchestrator.sweep.pool import start_pool
 
         res = self.spec.resources
         self.pool = start_pool(ray.put(self.ds), self.svc.tracking_uri, self.exp_id,
@@ -402,7 +402,7 @@ class _Sweep(NestedSteps):
 
         ``folds``: where its units train and test (default: the sweep's LOSO folds); ``search``: the
         SearchState of ``trial`` (default: the sweep's study)."""
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         plan.config.update(self.sizes)
         folds = folds or self.loso
@@ -439,7 +439,7 @@ class _Sweep(NestedSteps):
         return st
 
     def key(self, st: ConfigState, u: Unit) -> str:
-        from orchestrator.reuse import unit_key
+        from orchestrator.store.reuse import unit_key
 
         # the training seed: the protocol seed under the shared scheme (every stored key unchanged), the
         # unit's own under per_unit (a per_unit unit never links to a shared-scheme result)
@@ -462,7 +462,7 @@ class _Sweep(NestedSteps):
 
     def link(self, st: ConfigState, u: Unit, source: Any) -> None:
         """Record ``u`` as a fold run linked to ``source`` (``mer.reused_from``), not trained."""
-        from orchestrator import reuse, tracking
+        from orchestrator.store import reuse, tracking
 
         run_id = reuse.link_fold(self.client, self.exp_id, st.run_id, source, self.fold_tags(st, u))
         self.reuse.index[self.key(st, u)] = self.client.get_run(run_id)
@@ -526,7 +526,7 @@ class _Sweep(NestedSteps):
 
     def finalise(self, st: ConfigState) -> None:
         """Pooled metrics, artifacts and ``mer.status`` of a config whose folds are all in; Optuna tell."""
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         recs = [st.records[(u.seed, u.subject)] for u in st.units if (u.seed, u.subject) in st.records]
         st.status = self.status(st)
@@ -570,8 +570,8 @@ class _Sweep(NestedSteps):
         """The finished trials of one study (``name``: its arm prefix), evaluated on ``folds``."""
         from optuna.trial import TrialState
 
-        from orchestrator.tracking import config_run_status
-        from orchestrator.trial_reuse import is_reused
+        from orchestrator.search.trial_reuse import is_reused
+        from orchestrator.store.tracking import config_run_status
 
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         for t in search.study.get_trials(deepcopy=False, states=states):
@@ -630,7 +630,7 @@ class _Sweep(NestedSteps):
 
     def submit(self, units: list[Unit]) -> None:
         """One actor call for ``units`` (one config's: packed when more than one)."""
-        from orchestrator.executor import Job
+        from orchestrator.sweep.executor import Job
 
         jobs = []
         for u in units:
@@ -643,7 +643,7 @@ class _Sweep(NestedSteps):
 
     def outcome(self, job: Any, rec: FoldRecord) -> None:
         """A finished call's record: retry a failed attempt that has attempts left, else record the fold."""
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         u, st = job.unit, self.state(job.unit.arm)
         st.in_flight -= 1
@@ -667,7 +667,7 @@ class _Sweep(NestedSteps):
     def finish(self) -> SweepResult:
         """Sweep run tables: grid arms in file order, then Optuna trials by number (resumed trials were
         opened out of order)."""
-        from orchestrator import tracking
+        from orchestrator.store import tracking
 
         self.configs.sort(key=_table_order)
         result = SweepResult(self.sid, self.spec.experiment, self.configs, self.folds_run, len(self.seeds),

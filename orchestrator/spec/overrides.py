@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from mer_model.errors import InputError
-from orchestrator import safe_yaml
+from orchestrator.spec import safe_yaml
 
 _NAME = r"[^.\[\]=\s]+"
 _KEY = re.compile(rf"{_NAME}(\[\d+\])*(\.{_NAME}(\[\d+\])*)*")
