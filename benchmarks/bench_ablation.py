@@ -73,7 +73,7 @@ def main() -> None:
     args = p.parse_args()
 
     from orchestrator.spec import expand_grid, load_spec
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     raw = yaml.safe_load(args.spec.read_text())
     spec = load_spec(args.spec)

@@ -45,7 +45,7 @@ def plain_loop(doc: dict, path: Path, cpus: int) -> tuple[float, int]:
     from mer_model import train_fold
     from orchestrator.spec import load_spec
     from orchestrator.spec.plan import grid_configs
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     torch.set_num_threads(cpus)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

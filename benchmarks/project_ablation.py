@@ -44,7 +44,7 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     args = p.parse_args()
     from orchestrator.spec import load_spec
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     spec = load_spec(args.spec)
     ds = load_data(spec)

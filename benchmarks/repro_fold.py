@@ -19,7 +19,7 @@ import torch
 from mer_model import train_fold
 from orchestrator.spec import load_spec
 from orchestrator.spec.plan import grid_configs
-from orchestrator.sweep.driver import load_data
+from orchestrator.sweep.inputs import load_data
 
 
 def main() -> None:

@@ -218,7 +218,7 @@ def test_a_corrected_label_is_a_new_sweep_with_new_config_hashes(tmp_path: Path)
 
     from orchestrator.spec import load_spec
     from orchestrator.spec.plan import grid_configs, sweep_id
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     (tmp_path / "s.yaml").write_text(HEAD + ARM)
     spec = load_spec(tmp_path / "s.yaml")
@@ -337,7 +337,7 @@ def test_optuna_trials_without_runs_are_refused(tmp_path: Path, monkeypatch: pyt
 
     from orchestrator.spec import load_spec
     from orchestrator.spec.plan import sweep_id
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     monkeypatch.chdir(tmp_path)
     for k in ("MLFLOW_TRACKING_URI", "MER_OPTUNA_STORAGE", "RAY_ADDRESS"):
@@ -415,8 +415,8 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
 
     from orchestrator.spec import load_spec
     from orchestrator.spec.plan import Unit
-    from orchestrator.sweep.driver import load_data
     from orchestrator.sweep.executor import FoldWorker, Job
+    from orchestrator.sweep.inputs import load_data
 
     (tmp_path / "s.yaml").write_text(HEAD + ARM)
     spec = load_spec(tmp_path / "s.yaml")

@@ -97,7 +97,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _left_out_npz(d: Path, subject: str) -> Path:
     """The left-out subject's clips exactly as the sweep loaded them (same spec -> same dataset)."""
     from orchestrator.spec import load_spec
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     ds = load_data(load_spec(str(d / "space.yaml")))
     idx = np.flatnonzero(ds.subjects == subject)

@@ -17,7 +17,7 @@ from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import check_au_supervision, config_hash, grid_configs, sweep_folds
 from orchestrator.store import contract as C
 from orchestrator.store.contract import FoldRecord
-from orchestrator.store.tracking import group_summary
+from orchestrator.store.pooled import group_summary
 
 PARTS = [("a", "synthme-casme2", {"n_subjects": 5, "n_clips": 60}),
          ("b", "synthme-samm", {"n_subjects": 4, "n_clips": 50}),

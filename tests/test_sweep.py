@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from orchestrator.cli import main
 from orchestrator.spec import load_spec
 from orchestrator.spec.plan import sweep_id
-from orchestrator.sweep.driver import load_data
+from orchestrator.sweep.inputs import load_data
 
 pytestmark = pytest.mark.slow
 

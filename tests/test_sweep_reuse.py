@@ -72,6 +72,11 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
     dry = " ".join(CliRunner().invoke(main, ["sweep", "second.yaml", "--dry-run"]).stdout.split())
     assert "2 arms, 2 distinct configs: 3 units to train, 3 reused; about " in dry, dry
     assert "the mean of 6 earlier fold runs of synthme-tiny" in dry, dry  # the trained ones, not the links
+    # per_unit training seeds are other units: the dry run keys them as the driver does, nothing to reuse
+    per_unit = CliRunner().invoke(main, ["sweep", "second.yaml", "--dry-run", "--set",
+                                         "protocol.seed_scheme=per_unit"])
+    assert "2 arms, 2 distinct configs: 6 units to train, 0 reused" in " ".join(per_unit.stdout.split()), \
+        per_unit.output
     out = _sweep(tmp_path, "second", _spec("second", second))
     assert "3 folds trained by this run, 3 reused" in out, out
     trained2, linked2 = _folds(client, "second")

@@ -21,8 +21,8 @@ from orchestrator.cli import main
 from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import grid_configs, sweep_id, units_for
 from orchestrator.store.contract import FoldRecord
-from orchestrator.store.tracking import config_summary
-from orchestrator.sweep.driver import load_data
+from orchestrator.store.pooled import config_summary
+from orchestrator.sweep.inputs import load_data
 
 GRID = {"grid": [{"name": "a", "table": "V"}]}
 

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from mer_model import train_fold
 from orchestrator.spec import load_spec
 from orchestrator.spec.plan import grid_configs
-from orchestrator.sweep.driver import load_data
+from orchestrator.sweep.inputs import load_data
 
 pytestmark = pytest.mark.slow
 

@@ -62,7 +62,7 @@ def _dry_run(spec, tracking_uri: str | None, reuse: bool) -> None:  # noqa: ANN0
 
     from mer_model.config import EXTENSION_DEFAULTS, SUMMARY_KEYS
     from orchestrator.spec.plan import check_au_supervision, grid_configs, sweep_folds, sweep_id
-    from orchestrator.sweep.driver import load_data
+    from orchestrator.sweep.inputs import load_data
 
     ds = load_data(spec)
     folds = sweep_folds(spec, ds)  # LOSO subjects, the composite's prefixed subjects, or dataset pairs
@@ -150,6 +150,7 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     units are counted apart, by _nested_cost)."""
     import os
 
+    from orchestrator.spec.plan import units_for
     from orchestrator.store import reuse as R
 
     client = _existing_store(spec, tracking_uri)
@@ -157,8 +158,9 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     index = stored if reuse else {}
     sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
     seeds = spec.protocol.seed_list
-    configs = [{**p.config, **sizes} for p in plans]
-    n_train, n_reused = R.plan_units(configs, seeds, subjects, ds.content_hash(), index) if reuse else (
+    scheme = spec.protocol.seed_scheme
+    configs = [({**p.config, **sizes}, units_for(p, subjects, seeds, scheme)) for p in plans]
+    n_train, n_reused = R.plan_units(configs, ds.content_hash(), index) if reuse else (
         len(configs) * len(seeds) * len(subjects), 0)
     if spec.search and spec.search.selection != "nested":
         n_train += spec.search.n_trials * len(seeds) * len(subjects)
@@ -205,7 +207,7 @@ def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
     from mlflow.tracking import MlflowClient
 
     from orchestrator.store.contract import sqlite_path
-    from orchestrator.sweep.driver import resolve
+    from orchestrator.sweep.inputs import resolve
 
     uri = resolve(spec, tracking_uri, None).tracking_uri
     db = sqlite_path(uri)
@@ -215,7 +217,7 @@ def _existing_store(spec, tracking_uri: str | None):  # noqa: ANN001, ANN202
 def _require_started(spec, tracking_uri: str | None) -> None:  # noqa: ANN001
     from orchestrator.spec.plan import sweep_id
     from orchestrator.store.contract import SWEEP, run_filter
-    from orchestrator.sweep.driver import load_data, resolve
+    from orchestrator.sweep.inputs import load_data, resolve
 
     svc = resolve(spec, tracking_uri, None)
     sid = sweep_id(spec, load_data(spec).content_hash())

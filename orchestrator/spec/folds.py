@@ -25,12 +25,6 @@ from mer_model.errors import InputError
 from orchestrator.spec import InnerSpec, PairSpec
 from orchestrator.store import contract as C
 
-OUTER_SUBJECT = "mer.outer_subject"  # on inner and chosen config / fold runs of a nested search
-TRAIN_SUBJECTS = "mer.train_subjects"  # fold run: the subjects it trained on, comma-separated
-TEST_SUBJECTS = "mer.test_subjects"  # fold run: the subjects it was scored on (inner: validation)
-NESTED_ROLE = "mer.nested"  # config run: "inner" (a trial of an outer subject's study) | "chosen"
-INNER_TABLE, CHOSEN_TABLE = "nested-inner", "nested"  # mer.table of those config runs
-
 
 @dataclass
 class FoldSet:
@@ -56,8 +50,8 @@ class FoldSet:
         if fid not in self.subjects:
             return out
         train, test = self.subjects[fid]
-        out |= {TRAIN_SUBJECTS: ",".join(train), TEST_SUBJECTS: ",".join(test)}
-        return out | ({OUTER_SUBJECT: self.outer} if self.outer is not None else {})
+        out |= {C.TRAIN_SUBJECTS: ",".join(train), C.TEST_SUBJECTS: ",".join(test)}
+        return out | ({C.OUTER_SUBJECT: self.outer} if self.outer is not None else {})
 
 
 def subject_index(splits: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -54,6 +54,15 @@ REUSED_FROM = "mer.reused_from"  # on a fold run linked, not trained: the run id
 TEST_DATASET = "mer.test_dataset"  # fold run of a union of datasets: the dataset (label) its clips are from
 TRAIN_DATASETS = "mer.train_datasets"  # fold run of a cross-dataset sweep: the datasets it trained on (+)
 SCHEME = "mer.scheme"  # on the sweep run: protocol.scheme (loso | composite | cross_dataset)
+# a nested search (search.selection: nested): per outer subject, inner trials and one chosen config
+OUTER_SUBJECT = "mer.outer_subject"  # on inner and chosen config / fold runs of a nested search
+TRAIN_SUBJECTS = "mer.train_subjects"  # fold run: the subjects it trained on, comma-separated
+TEST_SUBJECTS = "mer.test_subjects"  # fold run: the subjects it was scored on (inner: validation)
+NESTED_ROLE = "mer.nested"  # config run: "inner" (a trial of an outer subject's study) | "chosen"
+INNER_BEST_TRIAL, INNER_VALUE = "mer.inner_best_trial", "mer.inner_value"  # chosen config run
+NESTED_COMPLETE = "mer.nested_complete"  # sweep run: every outer subject has a complete chosen config
+INNER_TABLE, CHOSEN_TABLE = "nested-inner", "nested"  # mer.table of those config runs
+NESTED_TABLES = (INNER_TABLE, CHOSEN_TABLE)
 PARENT = "mlflow.parentRunId"
 RUN_NAME = "mlflow.runName"
 
@@ -64,6 +73,7 @@ SPEC_YAML = "spec.yaml"
 ENVIRONMENT_JSON = "environment.json"
 ARMS_CSV = "tables/arms.csv"
 AAU_CSV = "tables/aau_weights.csv"
+NESTED_CSV = "tables/nested_choices.csv"  # sweep run of a nested search: the choice per outer subject
 PREDICTIONS_CSV = "predictions.csv"
 CONFUSION_CSV = "confusion.csv"
 CONFUSION_PNG = "confusion.png"

@@ -226,7 +226,7 @@ class HealthWatch:
         self._stop.set()
         self._thread.join(timeout=HEALTH_PERIOD_S + 1)
 
-    release = stop  # runner.run_sweep releases it with the driver lease
+    release = stop  # sweep.driver.run_sweep releases it with the driver lease
 
 
 def retrying_rdb_storage(url: str) -> Any:

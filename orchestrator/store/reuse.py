@@ -11,7 +11,8 @@ unchanged. What is left out of the key on purpose: the device and thread count (
 is what train_fold promises; a reused fold says where it trained in its copied ``mer.node`` /
 ``mer.device`` tags).
 
-Pure MLflow client calls, no Ray; the driver (``runner.py``) decides when to look up and link.
+Pure MLflow client calls, no Ray; the driver (``sweep/driver.py``, ``sweep/reuse_links.py``) decides when
+to look up and link.
 """
 
 from __future__ import annotations
@@ -89,21 +90,22 @@ def link_fold(client: Any, exp_id: str, parent_run_id: str, source: Any, tags: M
     return run_id
 
 
-def plan_units(configs: list[Mapping[str, Any]], seeds: tuple[int, ...], subjects: list[str], data_hash: str,
-               index: Mapping[str, Any]) -> tuple[int, int]:
-    """(units to train, units reused) of a sweep's configs (flat, sizes set) before anything runs: a unit
-    is reused when the store holds its key or an earlier config of the sweep trains it (``--dry-run``)."""
+def plan_units(configs: list[tuple[Mapping[str, Any], list[Any]]], data_hash: str, index: Mapping[str, Any]
+               ) -> tuple[int, int]:
+    """(units to train, units reused) of a sweep's (flat config with sizes set, its units) before anything
+    runs: a unit is reused when the store holds its key or an earlier config of the sweep trains it
+    (``--dry-run``). Keyed by each unit's training seed, as the driver keys it (``protocol.seed_scheme``:
+    per_unit units never match shared-scheme results)."""
     seen: set[str] = set()
     n_train = n_reused = 0
-    for cfg in configs:
-        for seed in seeds:
-            for s in subjects:
-                key = unit_key(cfg, seed, s, data_hash)
-                if key in index or key in seen:
-                    n_reused += 1
-                else:
-                    n_train += 1
-                    seen.add(key)
+    for cfg, units in configs:
+        for u in units:
+            key = unit_key(cfg, u.train_seed, u.subject, data_hash)
+            if key in index or key in seen:
+                n_reused += 1
+            else:
+                n_train += 1
+                seen.add(key)
     return n_train, n_reused
 
 

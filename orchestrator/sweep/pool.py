@@ -97,7 +97,7 @@ def capacity(cpu_per_fold: float, gpu_per_fold: float, use_gpu: bool) -> int:
 
 @dataclass
 class ElasticPool:
-    """FoldWorker actors that come and go with the work (the runner submits, waits, fits).
+    """FoldWorker actors that come and go with the work (the driver submits, waits, fits).
 
     ``actors`` are the ready ones, ``pending`` maps an actor's ``ping`` reference to the actor still being
     placed (or waiting for a node), ``busy`` maps a call's reference to (actor, its jobs).

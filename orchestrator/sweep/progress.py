@@ -15,6 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.store import contract as C
 from orchestrator.store.contract import parse_dataset_metric
 
 
@@ -24,7 +25,7 @@ def _hms(s: float) -> str:
 
 
 class NullProgress:
-    """The hooks the runner calls, doing nothing: a sweep run from code without a progress display."""
+    """The hooks the driver calls, doing nothing: a sweep run from code without a progress display."""
 
     def start(self, sweep_id: str, experiment: str, n_configs: int, n_folds: int) -> None: ...
 
@@ -54,7 +55,7 @@ def better(a: float, b: float, direction: str) -> bool:
 
 
 class SweepProgress(NullProgress):
-    """Counters plus a renderer; the runner calls the ``*_done`` hooks, nothing here touches Ray.
+    """Counters plus a renderer; the driver calls the ``*_done`` hooks, nothing here touches Ray.
 
     ``direction``: the search's (``minimize`` makes "best so far" the lowest value); grid-only sweeps
     maximise their objective (every metric here is higher-is-better).
@@ -160,9 +161,6 @@ class SweepProgress(NullProgress):
             self.console.print(msg, highlight=False)
 
 
-NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.spec.folds.INNER_TABLE, CHOSEN_TABLE
-
-
 def selection_lines(rows: list[dict[str, Any]], nested: dict[str, Any], objective: str,
                     direction: str = "maximize") -> list[str]:
     """The closing lines under the summary that say how a search's winner was selected (issue 13): a best
@@ -215,7 +213,7 @@ def summary_table(rows: list[dict[str, Any]], objective: str, direction: str = "
     pick = min if direction == "minimize" else max
     # nested-search rows score other things (inner validation folds, one outer subject): never "best"
     best = pick((r[objective] for r in rows if isinstance(r.get(objective), float)
-                 and r["table"] not in NESTED_TABLES), default=None)
+                 and r["table"] not in C.NESTED_TABLES), default=None)
     for r in rows:
         n, nf = r.get("n_folds"), r.get("n_failed")
         folds = f"{int(n - nf)}/{int(n)}" if isinstance(n, float) and isinstance(nf, float) else "-"

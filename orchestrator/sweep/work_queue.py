@@ -1,6 +1,6 @@
 """The driver's queue of pending units: order, retries first, packing of first attempts, dropping a config.
 
-Pure bookkeeping (no Ray, no MLflow): ``runner.py`` decides *when* to push, take and drop; this module
+Pure bookkeeping (no Ray, no MLflow): ``driver.py`` decides *when* to push, take and drop; this module
 decides *what* comes out next. A retry goes to the front (it runs alone, on a fresh call) so a failing
 fold is retried while its config's other folds are still in flight; with ``resources.packing`` > 1, the
 first attempts of further units of the same config join the taken unit (fold-batched training).
