@@ -51,7 +51,8 @@ def combos_of(cls: str) -> list[frozenset[int]]:
     return [frozenset(c) for c in _TABLE.get(cls, [])]
 
 
-SetupName = Literal["objective", "objective5", "self5", "megc3", "emotion4", "emotion7"]  # spec.py's setup
+# the `setup` key of a search-space file (orchestrator/spec/dataset.py)
+SetupName = Literal["objective", "objective5", "self5", "megc3", "emotion4", "emotion7"]
 SETUPS: tuple[str, ...] = get_args(SetupName)
 
 #: the setups each dataset family defines (docs/data.md, "Class setups")

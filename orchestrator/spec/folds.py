@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from mer_model.errors import InputError
-from orchestrator.spec import InnerSpec, PairSpec
+from orchestrator.spec.protocol import InnerSpec, PairSpec
 from orchestrator.store import contract as C
 
 

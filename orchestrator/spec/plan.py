@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mer_model.config import paper_free, validate_config
-from orchestrator.spec import SweepSpec, expand_grid
+from orchestrator.spec.schema import SweepSpec, expand_grid
 
 
 def _digest(obj: Any, n: int = 12) -> str:
