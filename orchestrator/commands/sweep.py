@@ -134,7 +134,7 @@ def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # 
     from orchestrator.store import reuse as R
 
     client = _existing_store(spec, tracking_uri)
-    per = R.seconds_per_unit(R.scan_store(client), ds.name) if client is not None else None
+    per = R.seconds_per_unit(client, ds.name) if client is not None else None
     if per is None:
         return f"time: no estimate, the store holds no earlier fold run of {ds.name}"
     workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
@@ -154,12 +154,15 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     from orchestrator.store import reuse as R
 
     client = _existing_store(spec, tracking_uri)
-    stored = R.scan_store(client) if client is not None else {}
-    index = stored if reuse else {}
     sizes = {"num_classes": ds.num_classes, "num_aus": len(ds.au_names)}
     seeds = spec.protocol.seed_list
     scheme = spec.protocol.seed_scheme
     configs = [({**p.config, **sizes}, units_for(p, subjects, seeds, scheme)) for p in plans]
+    index: dict = {}
+    if reuse and client is not None:  # the stored units of these configs only, as the sweep looks them up
+        store = R.StoreIndex(client).open(write=False)
+        for cfg, _ in configs:
+            index = store.group(R.reuse_group(cfg, ds.content_hash()))
     n_train, n_reused = R.plan_units(configs, ds.content_hash(), index) if reuse else (
         len(configs) * len(seeds) * len(subjects), 0)
     if spec.search and spec.search.selection != "nested":
@@ -167,7 +170,7 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     distinct = len({p.config_hash for p in plans})
     line = (f"{len(plans)} arms, {distinct} distinct configs: {n_train} units to train, {n_reused} reused"
             + ("" if reuse else " (--no-reuse)"))
-    per = R.seconds_per_unit(stored, ds.name)
+    per = R.seconds_per_unit(client, ds.name) if client is not None else None
     if per is None:
         return line + f"; no time estimate: the store holds no earlier fold run of {ds.name}"
     workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))

@@ -50,6 +50,12 @@ OPTUNA_STORAGE = "mer.optuna_storage"
 OBJECTIVE = "mer.objective"  # on the sweep run: protocol.objective (what `mer-orch ls` calls best)
 N_UNITS = "mer.n_units"  # on the sweep run: units planned when it started (configs x seeds x subjects)
 UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (store/reuse.py)
+# a fold run's unit key without seed and subject: config and data. One query per config finds every stored
+# unit it could reuse (store/reuse.py), instead of a scan of the whole store
+REUSE_GROUP = "mer.reuse_group"
+# on an experiment: every fold run in it carries mer.reuse_group (set when mer-orch creates it, or once a
+# scan found no fold run without one); experiments without it are scanned whole, as before the tag
+REUSE_GROUPS = "mer.reuse_groups"
 REUSED_FROM = "mer.reused_from"  # on a fold run linked, not trained: the run id that trained the unit
 TEST_DATASET = "mer.test_dataset"  # fold run of a union of datasets: the dataset (label) its clips are from
 TRAIN_DATASETS = "mer.train_datasets"  # fold run of a cross-dataset sweep: the datasets it trained on (+)
@@ -157,12 +163,14 @@ def run_filter(kind: str, **tags: str) -> str:
     return " and ".join(parts)
 
 
-def search_runs(client: Any, experiment_id: str, flt: str) -> list[Any]:
-    """Every run of ``experiment_id`` matching ``flt``, all pages (an MLflow page holds at most 1000)."""
+def search_runs(client: Any, experiment_id: str | list[str], flt: str) -> list[Any]:
+    """Every run of ``experiment_id`` (or of each of a list) matching ``flt``, all pages (an MLflow page
+    holds at most 1000)."""
     runs: list[Any] = []
     token = None
     while True:
-        page = client.search_runs([experiment_id], flt, max_results=_PAGE, page_token=token)
+        ids = experiment_id if isinstance(experiment_id, list) else [experiment_id]
+        page = client.search_runs(ids, flt, max_results=_PAGE, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:

@@ -11,6 +11,11 @@ unchanged. What is left out of the key on purpose: the device and thread count (
 is what train_fold promises; a reused fold says where it trained in its copied ``mer.node`` /
 ``mer.device`` tags).
 
+Looking up without reading the whole store: every fold run also carries ``mer.reuse_group``, the key
+without seed and subject, and an experiment mer-orch created says so (``mer.reuse_groups``), so
+:class:`StoreIndex` asks one query per config of the sweep there; only experiments from before the tag
+are scanned whole (BENCHMARKS.md, "Store size": the cost of a sweep's start against the store's size).
+
 Pure MLflow client calls, no Ray; the driver (``sweep/driver.py``, ``sweep/reuse_links.py``) decides when
 to look up and link.
 """
@@ -38,25 +43,76 @@ def unit_key(config: Mapping[str, Any], seed: int, subject: str, data_hash: str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def reuse_group(config: Mapping[str, Any], data_hash: str) -> str:
+    """16 hex chars of what a config's units share (flat config, data): tagged ``mer.reuse_group`` on every
+    fold run, so one query finds every stored unit of a config, whatever its seed or subject."""
+    blob = json.dumps({"config": paper_free(config), "data": data_hash}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _is_done(run: Any) -> bool:
     return run.info.status == "FINISHED" and run.data.tags.get(C.STATUS) == "complete"
 
 
-def scan_store(client: Any) -> dict[str, Any]:
-    """unit key -> a done fold run holding that result, over every active experiment of the store.
+_DONE = f"tags.`{C.KIND}` = '{C.FOLD}' and tags.`{C.STATUS}` = 'complete'"
 
-    A run that trained the unit is preferred over a run that links to one (either has the same
-    contents; the trained one is the origin ``mer.reused_from`` should name)."""
-    index: dict[str, Any] = {}
-    flt = f"tags.`{C.KIND}` = '{C.FOLD}' and tags.`{C.STATUS}` = 'complete'"
-    for exp in client.search_experiments():
-        for run in search_runs(client, exp.experiment_id, flt):
-            key = run.data.tags.get(C.UNIT_KEY)
-            if not key or not _is_done(run):
+
+def add_runs(index: dict[str, Any], runs: list[Any]) -> dict[str, Any]:
+    """Add done fold runs to ``index`` (unit key -> run). A run that trained the unit is preferred over a
+    run that links to one (either has the same contents; the trained one is the origin
+    ``mer.reused_from`` should name)."""
+    for run in runs:
+        key = run.data.tags.get(C.UNIT_KEY)
+        if not key or not _is_done(run):
+            continue
+        if key not in index or (C.REUSED_FROM in index[key].data.tags and C.REUSED_FROM not in run.data.tags):
+            index[key] = run
+    return index
+
+
+class StoreIndex:
+    """The store's done units, read only as far as a sweep needs them.
+
+    Experiments tagged ``mer.reuse_groups`` (every one mer-orch created since the tag exists) are asked one
+    query per config (:meth:`group`: the fold runs of its ``mer.reuse_group``), so a sweep's start costs
+    its configs, not the store's size. Older experiments are scanned whole once (:meth:`open`), as every
+    experiment was before the tag; one whose fold runs all carry the tag is tagged then, and asked by
+    group from the next sweep on."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.index: dict[str, Any] = {}
+        self.grouped: list[str] = []  # experiment ids asked by group
+        self.asked: set[str] = set()  # groups already looked up
+
+    def open(self, write: bool = True) -> StoreIndex:
+        """Scan the experiments without the tag; ``write``: tag those found complete (False: read only,
+        as ``--dry-run``)."""
+        for exp in self.client.search_experiments():
+            if exp.tags.get(C.REUSE_GROUPS) == "true":
+                self.grouped.append(exp.experiment_id)
                 continue
-            if key not in index or (C.REUSED_FROM in index[key].data.tags
-                                    and C.REUSED_FROM not in run.data.tags):
-                index[key] = run
+            runs = search_runs(self.client, exp.experiment_id, _DONE)
+            add_runs(self.index, runs)
+            if write and runs and all(C.REUSE_GROUP in r.data.tags for r in runs):
+                self.client.set_experiment_tag(exp.experiment_id, C.REUSE_GROUPS, "true")
+        return self
+
+    def group(self, group: str) -> dict[str, Any]:
+        """The index, with the done fold runs of ``group`` in every grouped experiment added (once)."""
+        if group not in self.asked and self.grouped:
+            self.asked.add(group)
+            flt = f"{_DONE} and tags.`{C.REUSE_GROUP}` = '{group}'"
+            add_runs(self.index, search_runs(self.client, self.grouped, flt))
+        return self.index
+
+
+def scan_store(client: Any) -> dict[str, Any]:
+    """unit key -> a done fold run holding that result, over every active experiment of the store, read
+    whole (what ``StoreIndex`` avoids; kept for tools and tests that want every unit)."""
+    index: dict[str, Any] = {}
+    for exp in client.search_experiments():
+        add_runs(index, search_runs(client, exp.experiment_id, _DONE))
     return index
 
 
@@ -109,10 +165,13 @@ def plan_units(configs: list[tuple[Mapping[str, Any], list[Any]]], data_hash: st
     return n_train, n_reused
 
 
-def seconds_per_unit(index: Mapping[str, Any], dataset: str) -> tuple[float, int] | None:
-    """(mean ``train_seconds``, how many runs) of the store's trained fold runs of ``dataset``, or None
-    when it has none (fold runs before issue 14 do not log ``train_seconds``)."""
-    vals = [r.data.metrics["train_seconds"] for r in index.values()
-            if C.REUSED_FROM not in r.data.tags and r.data.tags.get(C.DATASET) == dataset
-            and "train_seconds" in r.data.metrics]
+def seconds_per_unit(client: Any, dataset: str, most: int = 200) -> tuple[float, int] | None:
+    """(mean ``train_seconds``, how many runs) of the trained ones among the latest ``most`` done fold runs
+    of ``dataset`` in the store (one page, whatever the store's size), or None when it has none
+    (fold runs before issue 14 do not log ``train_seconds``)."""
+    flt = f"{_DONE} and tags.`{C.DATASET}` = '{dataset}' and metrics.train_seconds >= 0"
+    exps = [e.experiment_id for e in client.search_experiments()]
+    newest = ["attributes.start_time DESC"]
+    page = client.search_runs(exps, flt, max_results=most, order_by=newest) if exps else []
+    vals = [r.data.metrics["train_seconds"] for r in page if C.REUSED_FROM not in r.data.tags]
     return (sum(vals) / len(vals), len(vals)) if vals else None

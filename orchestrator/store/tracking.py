@@ -56,7 +56,8 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
         artifact_root.mkdir(parents=True, exist_ok=True)
         # safe_name: an experiment named ".." (or "a/../../x") must not put artifacts outside the root
         location = (artifact_root / safe_name(experiment)).resolve().as_uri()
-    return client.create_experiment(experiment, artifact_location=location)
+    # a new experiment only ever holds fold runs that carry mer.reuse_group: reuse looks them up by it
+    return client.create_experiment(experiment, artifact_location=location, tags={C.REUSE_GROUPS: "true"})
 
 
 def _find_or_create(client: MlflowClient, exp_id: str, flt: str, name: str, tags: dict[str, str]) -> str:

@@ -226,6 +226,7 @@ class _Sweep:
         """The driver's tags of a fold run of ``u`` (the worker adds where and how it trained)."""
         return {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm, C.SUBJECT: u.subject,
                 C.SEED: str(u.seed), C.DATASET: self.ds.name, C.UNIT_KEY: self.links.key(st, u),
+                C.REUSE_GROUP: self.links.group(st),
                 **(st.folds or self.folds).tags(u.subject)}  # nested: its training / test subjects
 
     def finished(self, st: ConfigState) -> bool:

@@ -29,14 +29,22 @@ class ReuseLinks:
     index: dict[str, Any] = field(default_factory=dict)  # unit key -> the stored complete fold run
     owners: dict[str, Unit] = field(default_factory=dict)
     waiting: dict[str, list[tuple[ConfigState, Unit]]] = field(default_factory=dict)
+    store: Any = None  # store.reuse.StoreIndex: the store's done units, looked up config by config
 
     def open(self, client: Any, enabled: bool, data_hash: str) -> None:
-        """The store's done units by unit key (every experiment), when reuse is on."""
-        from orchestrator.store import reuse
+        """The store's done units, when reuse is on: older experiments scanned once, the others asked one
+        query per config as its units are placed (``store.reuse.StoreIndex``)."""
+        from orchestrator.store.reuse import StoreIndex
 
         self.enabled, self.data_hash = enabled, data_hash
         if enabled:
-            self.index = reuse.scan_store(client)
+            self.store = StoreIndex(client).open()
+            self.index = self.store.index
+
+    def group(self, st: ConfigState) -> str:
+        from orchestrator.store.reuse import reuse_group
+
+        return reuse_group(st.plan.config, self.data_hash)
 
     def key(self, st: ConfigState, u: Unit) -> str:
         from orchestrator.store.reuse import unit_key
@@ -50,6 +58,8 @@ class ReuseLinks:
         unit of this sweep is queued or training; else ``("train", None)``, and a grid arm's unit becomes
         the owner its duplicates wait for (grid arms are never pruned, so an owner always finishes)."""
         key = self.key(st, u)
+        if self.enabled:
+            self.store.group(self.group(st))  # the stored units of its config, asked once per config
         if self.enabled and key in self.index:
             return "link", self.index[key]
         if self.enabled and key in self.owners:
