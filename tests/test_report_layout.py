@@ -474,17 +474,19 @@ def test_paper_values_only_where_given_and_never_in_a_test(layout_sweep, layout_
     section_s = md.split("### Optuna search")[1].split("### ")[0]
     assert "paper: CASME II ACC %" in section_v and "paper:" not in section_s
     # the statistics are the same whether the paper's values are there or not
-    from orchestrator.report import build
+    from orchestrator.report.context import Context
     from orchestrator.report.reference import paper_reference
     from orchestrator.report.runs import load_sweep
 
     runs = load_sweep("layout-sweep", layout_sweep["uri"])
-    with_ref = build._Context("synthme-casme2", "objective", 6, paper_reference(SPEC)[0])
-    without = build._Context("synthme-casme2", "objective", 6, paper_reference({})[0])
+    with_ref = Context("synthme-casme2", "objective", 6, paper_reference(SPEC)[0])
+    without = Context("synthme-casme2", "objective", 6, paper_reference({})[0])
     (tmp_path / "a/tables").mkdir(parents=True)
     (tmp_path / "b/tables").mkdir(parents=True)
-    a = build._table_section(runs, tmp_path / "a", 0, "V", with_ref)
-    b = build._table_section(runs, tmp_path / "b", 0, "V", without)
+    from orchestrator.report.sections_tables import table_section
+
+    a = table_section(runs, tmp_path / "a", 0, "V", with_ref)
+    b = table_section(runs, tmp_path / "b", 0, "V", without)
     pd.testing.assert_frame_equal(a.significance, b.significance)
     pd.testing.assert_frame_equal(a.table, b.table)
     assert a.reference is not None and b.reference is None

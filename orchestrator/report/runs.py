@@ -310,3 +310,19 @@ def read_lam(client: MlflowClient, run_id: str) -> dict[str, np.ndarray]:
             local = client.download_artifacts(run_id, f.path, tmp)
             out[Path(f.path).name[: -len(".npy")]] = np.load(local)
     return out
+
+
+def read_confusion(client: MlflowClient, run_id: str) -> tuple[np.ndarray, list[str]] | None:
+    """The pooled confusion matrix the sweep computed and stored (``confusion.csv``) and its class names;
+    never recomputed. None when the run stored none."""
+    df = read_csv_artifact(client, run_id, C.CONFUSION_CSV)
+    if df is not None and len(df):
+        first = df.columns[0]
+        if (
+            not pd.api.types.is_numeric_dtype(df[first])
+            or str(first).startswith("Unnamed")
+            or first in ("true", "y_true", "label", "class")
+        ):
+            df = df.set_index(first)
+        return df.to_numpy(dtype=int), [str(c) for c in df.columns]
+    return None
