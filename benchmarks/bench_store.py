@@ -64,7 +64,7 @@ def fill(db: Path, n_runs: int) -> None:
         tag_values = {C.UNIT_KEY: unit_key(cfg, 0, f"s{i}", "d"), C.REUSE_GROUP: reuse_group(cfg, "d")}
         for t in cols:
             for r in rows[t]:
-                r = dict(zip(cols[t], r))
+                r = dict(zip(cols[t], r, strict=True))
                 r["run_uuid"] = rid
                 if t == "runs":
                     r["experiment_id"] = int(exps[i % N_EXPERIMENTS])

@@ -26,8 +26,7 @@ from orchestrator.report import power, seednoise, stats
 from orchestrator.report.runs import SweepRuns, read_csv_artifact, read_predictions
 from orchestrator.store import contract as C
 
-NESTED_CSV = "tables/nested_choices.csv"
-NESTED_TABLES = ("nested-inner", "nested")  # orchestrator.spec.folds.INNER_TABLE, CHOSEN_TABLE
+NESTED_CSV, NESTED_TABLES = C.NESTED_CSV, C.NESTED_TABLES  # the contract's, written once
 LABEL_NESTED = "nested LOSO"
 LABEL_TEST = "selected on the test subjects, optimistic"
 
@@ -72,7 +71,7 @@ def _outer_confusions(runs: SweepRuns, best_run: str | None) -> tuple[np.ndarray
     configs = getattr(runs, "configs", None)
     if configs is None or "table" not in configs:
         return None
-    chosen = configs.loc[configs["table"] == NESTED_TABLES[1], "run_id"]
+    chosen = configs.loc[configs["table"] == C.CHOSEN_TABLE, "run_id"]
     frames = [p for p in (read_predictions(runs.client, r) for r in chosen) if p is not None and len(p)]
     if not frames:
         return None
