@@ -125,3 +125,31 @@ def test_local_ray_keeps_token_authentication_without_its_notice() -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.split()[-2:] == ["TOKEN", "0"], (res.stdout, res.stderr[-2000:])
     assert "Token authentication" not in res.stderr
+
+
+def test_sigterm_inside_ray_wait_is_the_same_interrupt(tmp_path: Path, monkeypatch) -> None:
+    """A SIGTERM handler's exception raised inside Ray's C++ ``ray.wait`` reaches Python as a SystemError
+    caused by it (seen on the recipe sweep under load: a traceback instead of the one line). The driver's
+    own run_sweep is replaced to raise exactly that; the CLI must say one line and exit 143."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli import main
+    from orchestrator.commands import sweep as cmd
+    from orchestrator.sweep import driver
+
+    def wait_interrupted(*args, **kwargs):  # noqa: ANN002, ANN003
+        try:
+            raise cmd._Terminated()
+        except cmd._Terminated as e:
+            raise SystemError("<cyfunction CoreWorker.wait> returned a result with an exception set") from e
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(driver, "run_sweep", wait_interrupted)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SPEC))
+    r = CliRunner().invoke(main, ["sweep", "s.yaml"])
+    assert r.exit_code == 143, r.output
+    assert r.stderr.strip().startswith("interrupted: 0 units finished and kept") and "Traceback" not in r.output
+    # any other SystemError is not an interrupt: it is not swallowed
+    monkeypatch.setattr(driver, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(SystemError("bug")))
+    r = CliRunner().invoke(main, ["sweep", "s.yaml"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemError)

@@ -267,7 +267,12 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reu
         with _sigterm_raises():
             result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
                                tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse)
-    except (KeyboardInterrupt, _Terminated) as e:
+    except (KeyboardInterrupt, _Terminated, SystemError) as caught:
+        # a signal that lands inside Ray's C++ ray.wait comes back as a SystemError whose cause is what the
+        # handler raised (seen with SIGTERM under load): the same interrupt, not a crash
+        e = caught.__cause__ if isinstance(caught, SystemError) else caught
+        if not isinstance(e, (KeyboardInterrupt, _Terminated)):
+            raise
         # run_sweep's own finally has released the pool and shut the local Ray down by now; what finished
         # is in the store as done fold runs, which the same command picks up (resume)
         prog.stop()
