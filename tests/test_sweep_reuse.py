@@ -71,7 +71,7 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
     (tmp_path / "second.yaml").write_text(yaml.safe_dump(_spec("second", second)))
     dry = " ".join(CliRunner().invoke(main, ["sweep", "second.yaml", "--dry-run"]).stdout.split())
     assert "2 arms, 2 distinct configs: 3 units to train, 3 reused; about " in dry, dry
-    assert "the mean of 6 earlier fold runs of synthme-tiny" in dry, dry  # the trained ones, not the links
+    assert "the mean of 6 fold runs of the newest sweep of synthme-tiny" in dry, dry  # trained, not links
     # per_unit training seeds are other units: the dry run keys them as the driver does, nothing to reuse
     per_unit = CliRunner().invoke(main, ["sweep", "second.yaml", "--dry-run", "--set",
                                          "protocol.seed_scheme=per_unit"])

@@ -127,7 +127,7 @@ def _nested_cost(spec, ds, subjects: list[str], tracking_uri: str | None) -> str
 
 
 def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # noqa: ANN001
-    """``n_units`` at the mean training time of the store's earlier fold runs of this dataset
+    """``n_units`` at the mean training time of the newest sweep of this dataset's fold runs
     (reuse.seconds_per_unit, as the reuse plan's estimate) on this machine's workers."""
     import os
 
@@ -140,13 +140,13 @@ def _time_estimate(spec, ds, tracking_uri: str | None, n_units: int) -> str:  # 
     workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
     hours = n_units * per[0] / workers / 3600
     return (f"time: about {hours:.2f} h on {workers} workers ({per[0]:.1f} s per unit, the mean of {per[1]} "
-            f"earlier fold runs of {ds.name}; inner units train on fewer subjects, so this is an upper "
-            "estimate; start-up not included)")
+            f"fold runs of the newest sweep of {ds.name}; inner units train on fewer subjects, so this is an "
+            "upper estimate; start-up not included)")
 
 
 def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool) -> str:  # noqa: ANN001
     """Arms, distinct configs, units to train / reused (store/reuse.py) and an estimated time from
-    the store's earlier fold runs of this dataset. Optuna trials are counted as trained (a nested search's
+    the newest sweep of this dataset's fold runs. Optuna trials are counted as trained (a nested search's
     units are counted apart, by _nested_cost)."""
     import os
 
@@ -176,7 +176,7 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     workers = max(1, int((os.cpu_count() or 1) // max(1e-9, spec.resources.cpu_per_fold)))
     hours = n_train * per[0] / workers / 3600
     return (line + f"; about {hours:.1f} h on {workers} workers ({per[0]:.1f} s per unit, the mean of "
-            f"{per[1]} earlier fold runs of {ds.name} in the store; start-up not included)")
+            f"{per[1]} fold runs of the newest sweep of {ds.name} in the store; start-up not included)")
 
 
 def _model_storage(spec, ds, plans, n_folds: int) -> str:  # noqa: ANN001

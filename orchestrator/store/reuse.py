@@ -92,6 +92,11 @@ class StoreIndex:
             if exp.tags.get(C.REUSE_GROUPS) == "true":
                 self.grouped.append(exp.experiment_id)
                 continue
+            if not self.client.search_runs([exp.experiment_id], "", max_results=1):
+                # empty (MLflow's Default): nothing to scan; a tag filter would pass over the store's tags
+                if write:
+                    self.client.set_experiment_tag(exp.experiment_id, C.REUSE_GROUPS, "true")
+                continue
             runs = search_runs(self.client, exp.experiment_id, _DONE)
             add_runs(self.index, runs)
             if write and runs and all(C.REUSE_GROUP in r.data.tags for r in runs):
@@ -102,7 +107,7 @@ class StoreIndex:
         """The index, with the done fold runs of ``group`` in every grouped experiment added (once)."""
         if group not in self.asked and self.grouped:
             self.asked.add(group)
-            flt = f"{_DONE} and tags.`{C.REUSE_GROUP}` = '{group}'"
+            flt = f"tags.`{C.REUSE_GROUP}` = '{group}'"  # one indexed lookup; add_runs keeps the done ones
             add_runs(self.index, search_runs(self.client, self.grouped, flt))
         return self.index
 
@@ -166,12 +171,21 @@ def plan_units(configs: list[tuple[Mapping[str, Any], list[Any]]], data_hash: st
 
 
 def seconds_per_unit(client: Any, dataset: str, most: int = 200) -> tuple[float, int] | None:
-    """(mean ``train_seconds``, how many runs) of the trained ones among the latest ``most`` done fold runs
-    of ``dataset`` in the store (one page, whatever the store's size), or None when it has none
-    (fold runs before issue 14 do not log ``train_seconds``)."""
-    flt = f"{_DONE} and tags.`{C.DATASET}` = '{dataset}' and metrics.train_seconds >= 0"
+    """(mean ``train_seconds``, how many runs) of the trained fold runs of the newest sweep of ``dataset``
+    that has some, or None when the store has none (fold runs before issue 14 do not log
+    ``train_seconds``). Reads a few sweep runs and one sweep's fold runs, whatever the store's size."""
     exps = [e.experiment_id for e in client.search_experiments()]
+    if not exps:
+        return None
     newest = ["attributes.start_time DESC"]
-    page = client.search_runs(exps, flt, max_results=most, order_by=newest) if exps else []
-    vals = [r.data.metrics["train_seconds"] for r in page if C.REUSED_FROM not in r.data.tags]
-    return (sum(vals) / len(vals), len(vals)) if vals else None
+    sweeps = client.search_runs(exps, f"tags.`{C.KIND}` = '{C.SWEEP}' and tags.`{C.DATASET}` = '{dataset}'",
+                                max_results=10, order_by=newest)
+    for sweep in sweeps:
+        sid = sweep.data.tags.get(C.SWEEP_ID, "")
+        runs = client.search_runs([sweep.info.experiment_id], f"tags.`{C.SWEEP_ID}` = '{sid}'",
+                                  max_results=most)
+        vals = [r.data.metrics["train_seconds"] for r in runs if r.data.tags.get(C.KIND) == C.FOLD
+                and _is_done(r) and C.REUSED_FROM not in r.data.tags and "train_seconds" in r.data.metrics]
+        if vals:
+            return sum(vals) / len(vals), len(vals)
+    return None

@@ -14,6 +14,7 @@ or a run that is not FINISHED+complete, which the next scan deletes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import tempfile
@@ -46,6 +47,9 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)
+    if db is not None:
+        client.search_experiments(max_results=1)  # the schema exists before the index goes on it
+        index_tag_values(db)
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
@@ -58,6 +62,19 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
         location = (artifact_root / safe_name(experiment)).resolve().as_uri()
     # a new experiment only ever holds fold runs that carry mer.reuse_group: reuse looks them up by it
     return client.create_experiment(experiment, artifact_location=location, tags={C.REUSE_GROUPS: "true"})
+
+
+def index_tag_values(db: Path) -> None:
+    """An index on MLflow's ``tags (key, value)`` in a local SQLite store, so that finding runs by a tag's
+    value (``mer.reuse_group``: reuse's one query per config) is a lookup, not a pass over every tag of
+    that key (BENCHMARKS.md, "Store size"). Ours, beside MLflow's schema: ``IF NOT EXISTS``, made again at
+    every sweep start should an MLflow migration rebuild the table. A tracking server's database is its
+    owner's to index (cluster/README.md)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:  # another driver may be writing
+        con.execute("CREATE INDEX IF NOT EXISTS mer_tags_key_value ON tags (key, value)")
+        con.commit()
 
 
 def _find_or_create(client: MlflowClient, exp_id: str, flt: str, name: str, tags: dict[str, str]) -> str:
