@@ -50,6 +50,20 @@ def test_record_has_the_issue_fields_and_no_path():
     assert str(Path.cwd()) not in text and "/work" not in text and "/tmp" not in text
 
 
+def test_code_state_finds_the_checkout_the_code_runs_from():
+    """The commit of the checkout holding the package (not of the working directory): a module moved
+    deeper once made this silently None (issue 25)."""
+    import shutil
+    import subprocess
+
+    root = Path(environment.__file__).resolve().parents[2]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not run from a git checkout")
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout
+    assert environment.code_state()["git_commit"] == head.strip()
+
+
 def test_a_resume_in_another_environment_warns_tags_and_keeps_both_records(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr holds only our words
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

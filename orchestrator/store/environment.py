@@ -81,7 +81,7 @@ def code_state() -> dict[str, Any]:
 
     Dirty = a tracked file differs from the commit (untracked files, e.g. ``mer-runs/``, are ignored).
     """
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # orchestrator/store/environment.py -> the checkout
     commit = _git(root, "rev-parse", "HEAD") if (root / ".git").exists() else None
     dirty = None
     if commit is not None:
