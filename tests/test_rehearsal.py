@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import signal
@@ -254,6 +255,23 @@ def check_sweep(st: Stack, experiment: str, baseline: dict) -> None:
     assert sum(t.state.name == "COMPLETE" for t in trials) >= 2
 
 
+_SAID = ("unreachable", "answers again", "another driver", "retry", "died", "lost", "node")
+
+
+def record(fault: str, out: str, t_fault: float) -> None:
+    """With ``MER_REHEARSAL_TABLE=<file>``: one JSON line per fault (what the driver said about it, the
+    seconds from the fault to a complete sweep) for BENCHMARKS.md's fault table. Units lost and duplicated
+    are 0 by ``check_sweep``'s assertions, which ran before this."""
+    path = os.environ.get("MER_REHEARSAL_TABLE")
+    if not path:
+        return
+    said = [ln.strip() for ln in out.splitlines() if any(w in ln.lower() for w in _SAID)
+            and not ln.lstrip().startswith(("│", "┃", "sweep "))]
+    with open(path, "a") as f:
+        f.write(json.dumps({"fault": fault, "said": said, "recover_s": round(time.monotonic() - t_fault, 1),
+                            "lost": 0, "duplicated": 0}) + "\n")
+
+
 def no_traceback(out: str) -> None:
     assert "Traceback" not in out and "View run" not in out, out[-3000:]
 
@@ -292,6 +310,7 @@ def test_mlflow_server_killed_mid_sweep_and_restarted(stack: Stack, baseline: di
     assert "unreachable" in out and "retrying for up to 120 s" in out and "answers again" in out, out[-3000:]
     assert recovered < 300
     check_sweep(stack, "rh-mlflow", baseline)
+    record("kill -9 of the mlflow server, restarted 15 s later", out, t0 - 15)
     rc, out = run_driver(stack, "rh-mlflow")
     assert rc == 0 and "0 folds trained by this run" in out, out[-3000:]
     check_sweep(stack, "rh-mlflow", baseline)
@@ -302,6 +321,7 @@ def test_postgresql_restarted_mid_sweep(stack: Stack, baseline: dict) -> None:
     wait_complete_folds(stack, "rh-pg", 2)
     # a restart with 8 s of downtime, so the sweep surely meets it: every connection of the server and
     # of the driver (Optuna storage) is cut, and new ones are refused meanwhile
+    t0 = time.monotonic()
     stack.pg.pg_ctl("stop", "-m", "fast")
     time.sleep(8)
     stack.pg.pg_ctl("start")
@@ -310,6 +330,7 @@ def test_postgresql_restarted_mid_sweep(stack: Stack, baseline: dict) -> None:
     no_traceback(out)
     assert "unreachable" in out and "answers again" in out, out[-3000:]
     check_sweep(stack, "rh-pg", baseline)
+    record("PostgreSQL stopped, restarted 8 s later", out, t0)
     rc, out = run_driver(stack, "rh-pg")
     assert rc == 0 and "0 folds trained by this run" in out, out[-3000:]
     check_sweep(stack, "rh-pg", baseline)
@@ -318,15 +339,18 @@ def test_postgresql_restarted_mid_sweep(stack: Stack, baseline: dict) -> None:
 def test_driver_killed_mid_sweep_then_the_same_command(stack: Stack, baseline: dict) -> None:
     proc = start_driver(stack, "rh-driver")
     wait_complete_folds(stack, "rh-driver", 4)  # inside the search: a trial is RUNNING
+    t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     rc, out = run_driver(stack, "rh-driver")
     assert rc == 0, out[-3000:]
     no_traceback(out)
     check_sweep(stack, "rh-driver", baseline)
+    record("kill -9 of the driver, then the same command", out, t0)
 
 
 def test_two_drivers_started_at_the_same_moment(stack: Stack, baseline: dict) -> None:
+    t0 = time.monotonic()
     a, b = start_driver(stack, "rh-two"), start_driver(stack, "rh-two")
     (rc_a, out_a), (rc_b, out_b) = finish(a), finish(b)
     assert sorted([rc_a, rc_b]) == [0, 2], (out_a[-2000:], out_b[-2000:])
@@ -334,6 +358,7 @@ def test_two_drivers_started_at_the_same_moment(stack: Stack, baseline: dict) ->
     assert len(refused) == 1 and "is being run by another driver" in refused[0], refused
     no_traceback(out_a + out_b)
     check_sweep(stack, "rh-two", baseline)
+    record("two drivers of one sweep started at the same moment", "\n".join(refused), t0)
     rc, out = run_driver(stack, "rh-two")
     assert rc == 0 and "0 folds trained by this run" in out, out[-3000:]
 
@@ -347,10 +372,12 @@ def test_worker_raylet_killed_mid_sweep(stack: Stack, baseline: dict) -> None:
                if b"/raylet" in Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0]]
     assert len(raylets) == 1, raylets
     del stack.procs["ray-worker"]  # expected to die now
+    t0 = time.monotonic()
     os.kill(raylets[0], signal.SIGKILL)
     rc, out = finish(proc)
     assert rc == 0, out[-3000:]
     no_traceback(out)
     check_sweep(stack, "rh-raylet", baseline)
+    record("kill -9 of the worker node's raylet (a lost spot instance)", out, t0)
     rc, out = run_driver(stack, "rh-raylet")
     assert rc == 0 and "0 folds trained by this run" in out, out[-3000:]

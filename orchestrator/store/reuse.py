@@ -95,13 +95,23 @@ class StoreIndex:
             if not self.client.search_runs([exp.experiment_id], "", max_results=1):
                 # empty (MLflow's Default): nothing to scan; a tag filter would pass over the store's tags
                 if write:
-                    self.client.set_experiment_tag(exp.experiment_id, C.REUSE_GROUPS, "true")
+                    self._tag(exp.experiment_id)
                 continue
             runs = search_runs(self.client, exp.experiment_id, _DONE)
             add_runs(self.index, runs)
             if write and runs and all(C.REUSE_GROUP in r.data.tags for r in runs):
-                self.client.set_experiment_tag(exp.experiment_id, C.REUSE_GROUPS, "true")
+                self._tag(exp.experiment_id)
         return self
+
+    def _tag(self, exp_id: str) -> None:
+        """Mark an experiment as asked by group. Only a shortcut for the next start: when another driver
+        tags it at the same moment (a unique-key conflict in the store), this one's tag is not needed."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.set_experiment_tag(exp_id, C.REUSE_GROUPS, "true")
+        except MlflowException:
+            pass
 
     def group(self, group: str) -> dict[str, Any]:
         """The index, with the done fold runs of ``group`` in every grouped experiment added (once)."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.store import contract as C
@@ -61,7 +62,15 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
         # safe_name: an experiment named ".." (or "a/../../x") must not put artifacts outside the root
         location = (artifact_root / safe_name(experiment)).resolve().as_uri()
     # a new experiment only ever holds fold runs that carry mer.reuse_group: reuse looks them up by it
-    return client.create_experiment(experiment, artifact_location=location, tags={C.REUSE_GROUPS: "true"})
+    try:
+        return client.create_experiment(experiment, artifact_location=location, tags={C.REUSE_GROUPS: "true"})
+    except MlflowException:
+        # two drivers started at the same moment both found no experiment: the second's insert fails on the
+        # unique name; the experiment exists now, and the driver lease decides which of them runs
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def index_tag_values(db: Path) -> None:
