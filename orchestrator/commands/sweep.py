@@ -158,12 +158,14 @@ def _reuse_plan(spec, ds, plans, subjects, tracking_uri: str | None, reuse: bool
     seeds = spec.protocol.seed_list
     scheme = spec.protocol.seed_scheme
     configs = [({**p.config, **sizes}, units_for(p, subjects, seeds, scheme)) for p in plans]
+    data_hash = ds.content_hash()  # a pass over every landmark: once
     index: dict = {}
     if reuse and client is not None:  # the stored units of these configs only, as the sweep looks them up
         store = R.StoreIndex(client).open(write=False)
         for cfg, _ in configs:
-            index = store.group(R.reuse_group(cfg, ds.content_hash()))
-    n_train, n_reused = R.plan_units(configs, ds.content_hash(), index) if reuse else (
+            store.group(R.reuse_group(cfg, data_hash))
+        index = store.index
+    n_train, n_reused = R.plan_units(configs, data_hash, index) if reuse else (
         len(configs) * len(seeds) * len(subjects), 0)
     if spec.search and spec.search.selection != "nested":
         n_train += spec.search.n_trials * len(seeds) * len(subjects)

@@ -26,7 +26,6 @@ from orchestrator.report import power, seednoise, stats
 from orchestrator.report.runs import SweepRuns, read_csv_artifact, read_predictions
 from orchestrator.store import contract as C
 
-NESTED_CSV, NESTED_TABLES = C.NESTED_CSV, C.NESTED_TABLES  # the contract's, written once
 LABEL_NESTED = "nested LOSO"
 LABEL_TEST = "selected on the test subjects, optimistic"
 
@@ -118,12 +117,12 @@ def interval_lines(runs: SweepRuns, objective: str, best_run: str | None, seed: 
 def selection_section(runs: SweepRuns, out: Path, objective: str, seed: int = 0) -> list[str]:
     """Markdown lines of the section (empty for a sweep that is not a nested search); writes
     ``tables/selection_estimates.csv`` and ``tables/nested_choices.csv``."""
-    choices = read_csv_artifact(runs.client, runs.sweep_run_id, NESTED_CSV) if runs.sweep_run_id else None
+    choices = read_csv_artifact(runs.client, runs.sweep_run_id, C.NESTED_CSV) if runs.sweep_run_id else None
     if choices is None:
         return []
     est = _estimates(runs, objective)
     est.to_csv(out / "tables/selection_estimates.csv", index=False)
-    choices.to_csv(out / NESTED_CSV, index=False)
+    choices.to_csv(out / C.NESTED_CSV, index=False)
     lines = [f"Pooled {objective} (mean over seeds, ± sd over seeds where there are several); data: "
              "[tables/selection_estimates.csv](tables/selection_estimates.csv).", ""]
     for _, r in est.iterrows():
@@ -138,6 +137,6 @@ def selection_section(runs: SweepRuns, out: Path, objective: str, seed: int = 0)
               "whose interval includes 0 is not a finding, and on few subjects only a large gap could be "
               "seen (the detectable gap above).", "",
               "Choice per outer subject (inner trial, its inner value, params; status and objective of the "
-              f"chosen config on the outer subject): [{NESTED_CSV}]({NESTED_CSV}).", "",
+              f"chosen config on the outer subject): [{C.NESTED_CSV}]({C.NESTED_CSV}).", "",
               choices.to_markdown(index=False), ""]
     return lines

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.report import figures, nested, tables
+from orchestrator.report import figures, tables
 from orchestrator.report.folder import arm_file, write_csv
 from orchestrator.report.markdown import FigureItem
 from orchestrator.report.runs import SweepRuns, read_confusion, read_lam
+from orchestrator.store import contract as C
 
 
 def shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
@@ -20,7 +21,7 @@ def shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
     trials only the best complete one (a search of 50 trials would otherwise bury the paper's arms)."""
     c = runs.configs.assign(status=tables.effective_status(runs.configs, runs.folds))
     search_rows = c[(c["table"] == "search") & (c["status"] == "complete")]
-    keep = ~c["table"].isin(["search", *nested.NESTED_TABLES])
+    keep = ~c["table"].isin(["search", *C.NESTED_TABLES])
     if len(search_rows) and objective in search_rows:
         keep |= c["run_id"] == search_rows.loc[search_rows[objective].idxmax(), "run_id"]
     return runs.configs[keep.to_numpy()]
@@ -28,7 +29,7 @@ def shown_arms(runs: SweepRuns, objective: str) -> pd.DataFrame:
 
 def coverage_note(runs: SweepRuns, shown: pd.DataFrame, objective: str) -> str | None:
     """The note saying which config runs got no per-arm figures and where their values are (None: all)."""
-    if runs.configs["table"].isin(nested.NESTED_TABLES).any():
+    if runs.configs["table"].isin(C.NESTED_TABLES).any():
         return (
             "A nested search's inner trials and chosen configs get no table of arms and no per-arm figures "
             "(each scores other subjects); see the Selection section. Their per-fold values are in "
@@ -81,7 +82,7 @@ def _beta_points(runs: SweepRuns) -> tuple[pd.DataFrame, list[str]]:
     if "param.beta" not in c:
         return pd.DataFrame(), []
     tags = [t for t in c["table"].unique()
-            if t not in nested.NESTED_TABLES and c.loc[c["table"] == t, "param.beta"].nunique() > 1]
+            if t not in C.NESTED_TABLES and c.loc[c["table"] == t, "param.beta"].nunique() > 1]
     rows = c[c["table"].isin(tags)]
     if rows.empty:
         return pd.DataFrame(), tags

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.report import latex, nested, significance, tables, units
+from orchestrator.report import latex, significance, tables, units
 from orchestrator.report.captions import table_caption
 from orchestrator.report.context import Context, n_classes, reference_for
 from orchestrator.report.display import (
@@ -26,12 +26,13 @@ from orchestrator.report.markdown import ReportContent, TableSection, with_refer
 from orchestrator.report.reference import published_banner, published_methods
 from orchestrator.report.runs import SweepRuns, read_predictions
 from orchestrator.report.sections_effects import effects
+from orchestrator.store import contract as C
 
 
 def table_sections(runs: SweepRuns, out: Path, seed: int, ctx: Context) -> list[TableSection]:
     """One section per paper table (and the test-selected search); a nested search's inner trials and
     chosen configs are no table of arms (each scores other subjects): its own section shows them."""
-    tags = [t for t in tables.ordered_tables(runs.configs["table"]) if t not in nested.NESTED_TABLES]
+    tags = [t for t in tables.ordered_tables(runs.configs["table"]) if t not in C.NESTED_TABLES]
     return [table_section(runs, out, seed, tag, ctx) for tag in tags]
 
 

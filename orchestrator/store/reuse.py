@@ -22,10 +22,12 @@ to look up and link.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mer_model.config import paper_free
@@ -41,6 +43,19 @@ def unit_key(config: Mapping[str, Any], seed: int, subject: str, data_hash: str)
     blob = json.dumps({"config": paper_free(config), "seed": int(seed), "subject": str(subject),
                        "data": data_hash}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def index_tag_values(db: Path) -> None:
+    """An index on MLflow's ``tags (key, value)`` in a local SQLite store, so that finding runs by a tag's
+    value (``mer.reuse_group``: reuse's one query per config) is a lookup, not a pass over every tag of
+    that key (BENCHMARKS.md, "Store size"). Ours, beside MLflow's schema: ``IF NOT EXISTS``, made again at
+    every sweep start should an MLflow migration rebuild the table. A tracking server's database is its
+    owner's to index (cluster/README.md)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:  # another driver may be writing
+        con.execute("CREATE INDEX IF NOT EXISTS mer_tags_key_value ON tags (key, value)")
+        con.commit()
 
 
 def reuse_group(config: Mapping[str, Any], data_hash: str) -> str:

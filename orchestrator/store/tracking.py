@@ -14,7 +14,6 @@ or a run that is not FINISHED+complete, which the next scan deletes.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import tempfile
@@ -31,6 +30,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.store import contract as C
 from orchestrator.store.contract import METRICS, FoldRecord, run_filter, search_runs, sqlite_path
 from orchestrator.store.names import safe_name
+from orchestrator.store.reuse import index_tag_values
 
 __all__ = ["METRICS", "FoldRecord"]  # re-exported: the contract's, not a second definition
 
@@ -50,7 +50,7 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
     client = MlflowClient(tracking_uri)
     if db is not None:
         client.search_experiments(max_results=1)  # the schema exists before the index goes on it
-        index_tag_values(db)
+        index_tag_values(db)  # store/reuse.py: the reuse lookup's index
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
@@ -71,19 +71,6 @@ def prepare_experiment(tracking_uri: str, experiment: str, artifact_root: Path |
         if exp is None:
             raise
         return exp.experiment_id
-
-
-def index_tag_values(db: Path) -> None:
-    """An index on MLflow's ``tags (key, value)`` in a local SQLite store, so that finding runs by a tag's
-    value (``mer.reuse_group``: reuse's one query per config) is a lookup, not a pass over every tag of
-    that key (BENCHMARKS.md, "Store size"). Ours, beside MLflow's schema: ``IF NOT EXISTS``, made again at
-    every sweep start should an MLflow migration rebuild the table. A tracking server's database is its
-    owner's to index (cluster/README.md)."""
-    import sqlite3
-
-    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:  # another driver may be writing
-        con.execute("CREATE INDEX IF NOT EXISTS mer_tags_key_value ON tags (key, value)")
-        con.commit()
 
 
 def _find_or_create(client: MlflowClient, exp_id: str, flt: str, name: str, tags: dict[str, str]) -> str:

@@ -164,6 +164,7 @@ class _Sweep:
         st = ConfigState(plan, run_id, units_for(plan, folds.ids, self.seeds, self.scheme), trial=trial,
                          folds=folds, search=search)
         self.store.drop_stale(plan.arm, st.units)
+        self.links.look_up(st)
         self.configs.append(st)
         for u in st.units:
             rec = self.store.done.get((plan.arm, u.seed, u.subject))
@@ -227,7 +228,7 @@ class _Sweep:
         return {C.SWEEP_ID: self.sid, C.CONFIG_HASH: st.plan.config_hash, C.ARM: u.arm, C.SUBJECT: u.subject,
                 C.SEED: str(u.seed), C.DATASET: self.ds.name, C.UNIT_KEY: self.links.key(st, u),
                 C.REUSE_GROUP: self.links.group(st),
-                **(st.folds or self.folds).tags(u.subject)}  # nested: its training / test subjects
+                **st.folds.tags(u.subject)}  # nested: its training / test subjects
 
     def finished(self, st: ConfigState) -> bool:
         return st.in_flight == 0 and self.queue.pending(st.plan.arm) == 0
@@ -299,7 +300,7 @@ class _Sweep:
         for u in units:
             st = self.state(u.arm)
             st.in_flight += 1
-            tr, te = (st.folds or self.folds).splits[u.subject]
+            tr, te = st.folds.splits[u.subject]
             jobs.append(Job(unit=u, config=st.plan.config, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
                             tags=self.fold_tags(st, u), last_attempt=u.attempt > self.spec.protocol.retries))
         self.pool.submit_group(jobs)

@@ -40,12 +40,12 @@ class ConfigState:
     plan: ConfigPlan
     run_id: str
     units: list[Unit]
+    folds: FoldSet  # where its units train and test (the sweep's folds; nested: inner or outer ones)
     records: dict[tuple[int, str], FoldRecord] = field(default_factory=dict)  # (seed, subject) -> record
     in_flight: int = 0
     pruned: bool = False
     trial: Any = None  # optuna.trial.Trial for search configs
     status: str = ""
-    folds: FoldSet | None = None  # where its units train and test (the sweep's folds unless nested)
     search: Any = None  # the search.study.SearchState its trial belongs to
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -151,4 +151,4 @@ def table_order(c: ConfigState) -> tuple:
     """Grid arms (and nested chosen configs) first in the order opened, then trials by study and number."""
     if c.plan.optuna_trial is None:
         return (0,)
-    return (1, c.plan.table, (c.folds.outer if c.folds else None) or "", c.plan.optuna_trial)
+    return (1, c.plan.table, c.folds.outer or "", c.plan.optuna_trial)

@@ -26,10 +26,14 @@ class ReuseLinks:
 
     enabled: bool = True
     data_hash: str = ""
-    index: dict[str, Any] = field(default_factory=dict)  # unit key -> the stored complete fold run
+    store: Any = None  # store.reuse.StoreIndex: the store's done units, looked up config by config
     owners: dict[str, Unit] = field(default_factory=dict)
     waiting: dict[str, list[tuple[ConfigState, Unit]]] = field(default_factory=dict)
-    store: Any = None  # store.reuse.StoreIndex: the store's done units, looked up config by config
+
+    @property
+    def index(self) -> dict[str, Any]:
+        """Unit key -> the stored complete fold run (read only while reuse is on)."""
+        return self.store.index
 
     def open(self, client: Any, enabled: bool, data_hash: str) -> None:
         """The store's done units, when reuse is on: older experiments scanned once, the others asked one
@@ -39,7 +43,11 @@ class ReuseLinks:
         self.enabled, self.data_hash = enabled, data_hash
         if enabled:
             self.store = StoreIndex(client).open()
-            self.index = self.store.index
+
+    def look_up(self, st: ConfigState) -> None:
+        """The store's done units of ``st``'s config (one query, before its units are placed)."""
+        if self.enabled:
+            self.store.group(self.group(st))
 
     def group(self, st: ConfigState) -> str:
         from orchestrator.store.reuse import reuse_group
@@ -58,8 +66,6 @@ class ReuseLinks:
         unit of this sweep is queued or training; else ``("train", None)``, and a grid arm's unit becomes
         the owner its duplicates wait for (grid arms are never pruned, so an owner always finishes)."""
         key = self.key(st, u)
-        if self.enabled:
-            self.store.group(self.group(st))  # the stored units of its config, asked once per config
         if self.enabled and key in self.index:
             return "link", self.index[key]
         if self.enabled and key in self.owners:
