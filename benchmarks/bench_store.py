@@ -38,9 +38,15 @@ SWEEP_SIZE = 500  # fold runs per sweep (smoke.yaml has 36, ablation.yaml 2574)
 CONFIGS = [{"model": m, "lr": 0.01, "num_classes": 3} for m in ("gcn", "ss_gn", "gts_gn")]
 
 
-def _template(client: MlflowClient, exp: str) -> str:
-    tags = {C.KIND: C.FOLD, C.STATUS: "complete", C.DATASET: "synthme-tiny", C.ARM: "a", C.SUBJECT: "s",
-            C.SEED: "0", C.UNIT_KEY: "k", C.REUSE_GROUP: "g", C.SWEEP_ID: "x", C.CONFIG_HASH: "h"}
+FOLD_TAGS = {C.KIND: C.FOLD, C.STATUS: "complete", C.DATASET: "synthme-tiny", C.ARM: "a", C.SUBJECT: "s",
+             C.SEED: "0", C.UNIT_KEY: "k", C.REUSE_GROUP: "g", C.SWEEP_ID: "x", C.CONFIG_HASH: "h"}
+# a finished sweep run as the driver leaves it: its units counted once (what `mer-orch ls` reads)
+SWEEP_TAGS = {C.KIND: C.SWEEP, C.STATUS: "complete", C.DATASET: "synthme-tiny", C.SWEEP_ID: "x",
+              C.SPEC: "filler.yaml", C.OBJECTIVE: "uf1", C.N_UNITS: str(SWEEP_SIZE),
+              C.UNITS_DONE: str(SWEEP_SIZE), C.UNITS_FAILED: "0", C.UNITS_REUSED: "0", C.BEST: "0.5"}
+
+
+def _template(client: MlflowClient, exp: str, tags: dict[str, str]) -> str:
     run_id = client.create_run(exp, tags=tags).info.run_id
     for m in ("accuracy", "uf1", "uar", "train_seconds"):
         client.log_metric(run_id, m, 1.0)
@@ -48,17 +54,21 @@ def _template(client: MlflowClient, exp: str) -> str:
     return run_id
 
 
-def fill(db: Path, n_runs: int) -> None:
+def fill(db: Path, n_runs: int, first_experiment: str = "e0") -> None:
     """A store of ``n_runs`` done fold runs: 12 units of each of the first two smoke configs, the rest
-    in other groups, all copies of one real run's rows."""
+    in other groups, all copies of one real run's rows, spread over ``first_experiment`` and e1..e9."""
     uri = f"sqlite:///{db}"
     client = MlflowClient(uri)
-    exps = [prepare_experiment(uri, f"e{i}", db.parent / "artifacts") for i in range(N_EXPERIMENTS)]
-    tpl = _template(client, exps[0])
+    names = [first_experiment] + [f"e{i}" for i in range(1, N_EXPERIMENTS)]
+    exps = [prepare_experiment(uri, name, db.parent / "artifacts") for name in names]
+    fold_tpl, sweep_tpl = _template(client, exps[0], FOLD_TAGS), _template(client, exps[0], SWEEP_TAGS)
     con = sqlite3.connect(db)
     cols = {t: [r[1] for r in con.execute(f"pragma table_info({t})")] for t in ("runs", "tags", "metrics",
                                                                               "latest_metrics")}
-    rows = {t: con.execute(f"select * from {t} where run_uuid = ?", (tpl,)).fetchall() for t in cols}
+    def rows_of(run_id: str) -> dict[str, list]:
+        return {t: con.execute(f"select * from {t} where run_uuid = ?", (run_id,)).fetchall() for t in cols}
+
+    fold_rows, sweep_rows = rows_of(fold_tpl), rows_of(sweep_tpl)
     out: dict[str, list] = {t: [] for t in cols}
     for i in range(n_runs - 1 + n_runs // SWEEP_SIZE):
         rid = uuid.uuid4().hex
@@ -66,7 +76,8 @@ def fill(db: Path, n_runs: int) -> None:
         tag_values = {C.UNIT_KEY: unit_key(cfg, 0, f"s{i}", "d"), C.REUSE_GROUP: reuse_group(cfg, "d"),
                       C.SWEEP_ID: f"sweep{i % (n_runs // SWEEP_SIZE)}"}
         if i >= n_runs - 1:  # one sweep run per SWEEP_SIZE fold runs, as sweeps leave them
-            tag_values = {C.KIND: C.SWEEP, C.SWEEP_ID: f"sweep{i - n_runs + 1}"}
+            tag_values = {C.SWEEP_ID: f"sweep{i - n_runs + 1}"}
+        rows = sweep_rows if i >= n_runs - 1 else fold_rows
         exp_of = int(exps[int(tag_values[C.SWEEP_ID][5:]) % N_EXPERIMENTS])
         for t in cols:
             for r in rows[t]:

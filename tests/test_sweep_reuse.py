@@ -116,6 +116,22 @@ def test_second_sweep_trains_only_what_is_new(tmp_path: Path, monkeypatch) -> No
     assert not (elsewhere / "mer-runs").exists()
 
 
+def _counts_recorded_once(d: Path, rows: dict[str, list[str]]) -> None:
+    """A finished sweep's counts are tags on its sweep run (``ls`` reads them, not its fold runs); a sweep
+    without them (running, or from before the tags) is counted from its fold runs, to the same row."""
+    client = MlflowClient(f"sqlite:///{d / 'mer-runs' / 'mlflow.db'}")
+    [sw] = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              C.run_filter(C.SWEEP, sweep_id=rows["first.yaml"][1]))
+    got = [sw.data.tags[t] for t in (C.UNITS_DONE, C.UNITS_FAILED, C.UNITS_REUSED)]
+    assert got == ["9", "0", "3"], sw.data.tags
+    assert rows["first.yaml"][9] == f"uf1 {float(sw.data.tags[C.BEST]):.3f}", (rows, sw.data.tags)
+    for t in (C.UNITS_DONE, C.UNITS_FAILED, C.BEST):
+        client.delete_tag(sw.info.run_id, t)
+    client.set_tag(sw.info.run_id, C.UNITS_REUSED, "7")  # without mer.units_done the tags are not read
+    live = [ln for ln in CliRunner().invoke(main, ["ls"]).stdout.splitlines() if "first.yaml" in ln]
+    assert [x.strip() for x in live[0].split("│")][5:10] == rows["first.yaml"][5:10], (live, rows)
+
+
 def _listing_and_report(d: Path, third: str) -> None:
     """``ls``, ``status`` and ``report --sweep-id`` on the store of three sweeps (two in "second")."""
     ls = CliRunner().invoke(main, ["ls"])
@@ -128,6 +144,7 @@ def _listing_and_report(d: Path, third: str) -> None:
     assert rows["second.yaml"][5:9] == ["complete", "6/6", "0", "3"]
     assert rows["third.yaml"][5:9] == ["complete", "3/3", "0", "0"] and rows["third.yaml"][1] == third
     assert all(c[9].startswith("uf1 0.") for c in rows.values())
+    _counts_recorded_once(d, rows)
     only = CliRunner().invoke(main, ["ls", "--experiment", "second"]).stdout
     assert "first.yaml" not in only and "second.yaml" in only and "third.yaml" in only
     st = CliRunner().invoke(main, ["status", third])

@@ -88,6 +88,19 @@ def _search_all(client: MlflowClient, experiment_id: str, kind: str) -> list[Run
     return search_runs(client, experiment_id, run_filter(kind))
 
 
+def _sweep_members(
+    client: MlflowClient, experiment_id: str, sweep_id: str | None
+) -> tuple[list[Run], list[Run]]:
+    """(config runs, fold runs) of sweep ``sweep_id``: two queries by its tag, so the report reads the
+    sweep it shows, not the experiment (issue 26). Runs from before ``mer.sweep_id`` was written carry no
+    id: then every run of the experiment, as the report read them then."""
+    configs = search_runs(client, experiment_id, run_filter(C.CONFIG, sweep_id=sweep_id)) if sweep_id else []
+    if not configs:
+        return _search_all(client, experiment_id, C.CONFIG), _search_all(client, experiment_id, C.FOLD)
+    folds = search_runs(client, experiment_id, run_filter(C.FOLD, sweep_id=sweep_id))
+    return configs, folds or _search_all(client, experiment_id, C.FOLD)
+
+
 def _truthy(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes")
 
@@ -187,8 +200,9 @@ def load_sweep(experiment: str, tracking_uri: str, sweep_id: str | None = None) 
         notes.append(f"Sweep {sweep.data.tags.get(C.SWEEP_ID)}: {choice}.")
     sweep_tags = dict(sweep.data.tags) if sweep else {}
 
-    configs = pd.DataFrame([_config_row(r) for r in _search_all(client, exp.experiment_id, C.CONFIG)])
-    folds = pd.DataFrame([_fold_row(r) for r in _search_all(client, exp.experiment_id, C.FOLD)])
+    config_runs, fold_runs = _sweep_members(client, exp.experiment_id, sweep_tags.get(C.SWEEP_ID))
+    configs = pd.DataFrame([_config_row(r) for r in config_runs])
+    folds = pd.DataFrame([_fold_row(r) for r in fold_runs])
     if configs.empty:
         raise InputError(
             f"experiment {experiment}: no config runs (tag {KIND}=config); is it a mer-orch sweep?"

@@ -49,6 +49,10 @@ OPTUNA_STUDY = "mer.optuna_study"
 OPTUNA_STORAGE = "mer.optuna_storage"
 OBJECTIVE = "mer.objective"  # on the sweep run: protocol.objective (what `mer-orch ls` calls best)
 N_UNITS = "mer.n_units"  # on the sweep run: units planned when it started (configs x seeds x subjects)
+# on the sweep run, written when it finishes: its fold runs counted once (done / failed / reused) and the
+# best pooled objective of its complete configs, so `mer-orch ls` reads one row per finished sweep
+UNITS_DONE, UNITS_FAILED, UNITS_REUSED = "mer.units_done", "mer.units_failed", "mer.units_reused"
+BEST = "mer.best"  # "" when no config is complete
 UNIT_KEY = "mer.unit_key"  # a fold run's result identity: config, seed, subject, data (store/reuse.py)
 # a fold run's unit key without seed and subject: config and data. One query per config finds every stored
 # unit it could reuse (store/reuse.py), instead of a scan of the whole store
@@ -158,9 +162,11 @@ def quote(s: str) -> str:
 def run_filter(kind: str, **tags: str) -> str:
     """MLflow filter for runs of ``kind`` whose ``mer.<key>`` tags equal the given values, e.g.
     ``run_filter("fold", sweep_id="abc", arm="X")``."""
-    parts = [f"tags.`{KIND}` = '{kind}'"]
-    parts += [f"tags.`mer.{k}` = {quote(v)}" for k, v in tags.items()]
-    return " and ".join(parts)
+    # the kind last: MLflow's SQL store joins the terms in this order, and "kind = fold" matches most of a
+    # store; led by the selective tag, a lookup that matches a few runs among 100,000 stored fold runs
+    # (local SQLite) takes 5 ms instead of 360 ms (measured with benchmarks/bench_store.py's fill)
+    parts = [f"tags.`mer.{k}` = {quote(v)}" for k, v in tags.items()]
+    return " and ".join([*parts, f"tags.`{KIND}` = '{kind}'"])
 
 
 def search_runs(client: Any, experiment_id: str | list[str], flt: str) -> list[Any]:

@@ -159,7 +159,9 @@ class SweepStore:
                ) -> None:
         """The sweep run's tables (``tables/arms.csv``, ``tables/aau_weights.csv``) and status."""
         from orchestrator.store import tracking
+        from orchestrator.store.listing import record_summary
 
+        record_summary(self.client, self.exp_id, self.sweep_run, self.sid, self.spec.protocol.objective)
         tracking.finish_sweep_run(self.client, self.sweep_run, spec_text=self.spec.text, arms_header=header,
                                   arms_rows=rows, aau_rows=aau_rows,
                                   status="complete" if complete else "incomplete")
