@@ -377,6 +377,7 @@ def test_worker_raylet_killed_mid_sweep(stack: Stack, baseline: dict) -> None:
     rc, out = finish(proc)
     assert rc == 0, out[-3000:]
     no_traceback(out)
+    assert "[state-dump]" not in out, out[-3000:]  # Ray's 20-line raylet log tail, condensed to one line
     check_sweep(stack, "rh-raylet", baseline)
     record("kill -9 of the worker node's raylet (a lost spot instance)", out, t0)
     rc, out = run_driver(stack, "rh-raylet")
