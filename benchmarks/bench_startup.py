@@ -17,8 +17,10 @@ The parts, in the order a sweep meets them:
 - two actors started and answering a ping: bare, and importing torch + ``MlflowClient`` in ``__init__``
   as ``orchestrator.sweep.executor.FoldWorker`` does;
 - store creation: a new SQLite MLflow tracking store + experiment, a new SQLite Optuna study;
-- the whole ``python -m orchestrator.cli sweep`` of ``search_spaces/smoke.yaml`` cut to 2 subjects x 20
-  clips x 1 epoch: command to exit.
+- the whole ``python -m orchestrator.cli sweep`` of ``search_spaces/smoke.yaml`` cut to one arm, one seed,
+  2 subjects x 20 clips (2 LOSO folds, the fewest there are) x 1 epoch: command to exit;
+- the start-up ratio (issue 26): that command's wall time over ``import torch, mlflow, ray, optuna``'s, in
+  the same rounds.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ RAY = ("import ray\nray.init(num_cpus=2, include_dashboard=False, log_to_driver=
        "print({{'wall': t1 - t0, 'actors': t2 - t1, 'shutdown': time.perf_counter() - t2}})")
 WORKER = ("@ray.remote(num_cpus=1)\nclass W:\n    def __init__(self):\n{imports}\n    def ping(self):\n"
           "        return 1\nray.get([a.ping.remote() for a in [W.remote() for _ in range(2)]])")
+BARE = "import torch, mlflow, ray, optuna"  # the issue-26 baseline: the libraries alone, nothing of ours
+WHOLE = "whole sweep command (2 folds, 1 epoch)"
 PARTS = {
     "import orchestrator.cli": _T + "import orchestrator.cli" + _END,
     "import orchestrator.sweep.driver": _T + "import orchestrator.sweep.driver" + _END,
+    BARE: _T + "import torch, mlflow, ray, optuna" + _END,
     "import torch": _T + "import torch" + _END,
     "import mlflow": _T + "import mlflow" + _END,
     "import ray": _T + "import ray" + _END,
@@ -98,6 +103,7 @@ def run_sweep(tmp: Path) -> dict[str, float]:
     raw["dataset"] = {**raw["dataset"], "name": "synthme-tiny", "knobs": {"n_subjects": 2, "n_clips": 20}}
     raw["train"] = {**raw.get("train", {}), "epochs": 1}
     raw["grid"] = raw["grid"][:1]
+    raw["protocol"] = {**raw["protocol"], "seeds": [0]}  # 1 arm x 1 seed x 2 subjects: the fewest LOSO has
     raw.pop("search", None), raw.pop("storage", None)
     d = Path(tempfile.mkdtemp(dir=tmp))
     (d / "s.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -122,7 +128,7 @@ def main() -> None:
             for name, code in PARTS.items():
                 rounds.setdefault(name, []).append({**run_part(code, tmp), "load1": os.getloadavg()[0]})
             if not args.no_sweep:
-                rounds.setdefault("whole sweep command (1 fold-epoch)", []).append(
+                rounds.setdefault(WHOLE, []).append(
                     {**run_sweep(tmp), "load1": os.getloadavg()[0]})
     best = {k: min(v, key=lambda r: r["tree_cpu"]) for k, v in rounds.items()}
     if args.json:
@@ -134,6 +140,10 @@ def main() -> None:
     for k, r in best.items():
         cells = [f"{r[c]:.2f}" if c in r else "" for c in ("wall", "cpu", "tree_cpu", "actors", "shutdown")]
         print(f"| {k} | " + " | ".join(cells) + f" | {r['load1']:.1f} |")
+    if WHOLE in best:  # the issue-26 figure: the whole command over the bare imports, same rounds
+        w, b = best[WHOLE], best[BARE]
+        print(f"\nstart-up ratio: whole command / `{BARE}` = {w['wall'] / b['wall']:.2f}x wall, "
+              f"{w['tree_cpu'] / b['tree_cpu']:.2f}x CPU of the process tree")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from mer_model.errors import InputError
 from orchestrator.spec.protocol import InnerSpec, PairSpec
@@ -117,6 +116,8 @@ def inner_folds(idx: dict[str, np.ndarray], outer: str, inner: InnerSpec, source
     if k > len(pool) or len(pool) < 2:
         raise InputError(f"{source}: search.inner.k: {k} inner folds need {k} subjects besides the outer "
                          f"one, the dataset has {len(pool)}; allowed: 2..{max(2, len(pool))}")
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut  # here: a grid sweep's start skips it
+
     splitter = LeaveOneGroupOut() if inner.scheme == "loso" else GroupKFold(n_splits=k)
     folds = FoldSet([], {}, outer=outer)
     for tr, va in splitter.split(pool, groups=pool):
