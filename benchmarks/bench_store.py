@@ -54,44 +54,60 @@ def _template(client: MlflowClient, exp: str, tags: dict[str, str]) -> str:
     return run_id
 
 
+TABLES = ("runs", "tags", "metrics", "latest_metrics")
+
+
+def templates(client: MlflowClient, exp: str) -> tuple[str, str]:
+    """(fold run id, sweep run id) of the two runs every filler run copies, made by ``MlflowClient``."""
+    return _template(client, exp, FOLD_TAGS), _template(client, exp, SWEEP_TAGS)
+
+
+def filler(start: int, stop: int, exps: list[int], fold_rows: dict, sweep_rows: dict,
+           cols: dict[str, list[str]]) -> dict[str, list[tuple]]:
+    """Rows (per table) of fold runs ``start`` .. ``stop - 1``, copies of the template's with their own run
+    id, unit key and group (the first 24: 12 units of each of the first two smoke configs), in sweeps of
+    ``SWEEP_SIZE`` consecutive runs, each closed by a finished sweep run, spread over ``exps``."""
+    out: dict[str, list[tuple]] = {t: [] for t in cols}
+
+    def copy(rows: dict, values: dict[str, str], exp: int, name: str) -> None:
+        rid = uuid.uuid4().hex
+        for t in cols:
+            for r in rows[t]:
+                r = dict(zip(cols[t], r, strict=True)) | {"run_uuid": rid}
+                if t == "runs":
+                    r |= {"experiment_id": exp, "name": name}
+                if t == "tags" and r["key"] in values:
+                    r["value"] = values[r["key"]]
+                out[t].append(tuple(r[c] for c in cols[t]))
+
+    for i in range(start, stop):
+        cfg = CONFIGS[i % 2] if i < 24 else {"model": "gcn", "lr": 1e-3 + i, "num_classes": 3}
+        sweep = i // SWEEP_SIZE
+        exp = exps[sweep % len(exps)]
+        copy(fold_rows, {C.UNIT_KEY: unit_key(cfg, 0, f"s{i}", "d"), C.REUSE_GROUP: reuse_group(cfg, "d"),
+                         C.SWEEP_ID: f"sweep{sweep}"}, exp, f"r{i}")
+        if (i + 1) % SWEEP_SIZE == 0:  # one finished sweep run per SWEEP_SIZE fold runs, as sweeps leave them
+            copy(sweep_rows, {C.SWEEP_ID: f"sweep{sweep}"}, exp, f"sweep-{sweep}")
+    return out
+
+
 def fill(db: Path, n_runs: int, first_experiment: str = "e0") -> None:
-    """A store of ``n_runs`` done fold runs: 12 units of each of the first two smoke configs, the rest
-    in other groups, all copies of one real run's rows, spread over ``first_experiment`` and e1..e9."""
+    """A local SQLite store with ``n_runs`` filler fold runs (:func:`filler`) over ``first_experiment``
+    and e1..e9."""
     uri = f"sqlite:///{db}"
     client = MlflowClient(uri)
     names = [first_experiment] + [f"e{i}" for i in range(1, N_EXPERIMENTS)]
-    exps = [prepare_experiment(uri, name, db.parent / "artifacts") for name in names]
-    fold_tpl, sweep_tpl = _template(client, exps[0], FOLD_TAGS), _template(client, exps[0], SWEEP_TAGS)
+    exps = [int(prepare_experiment(uri, name, db.parent / "artifacts")) for name in names]
+    fold_tpl, sweep_tpl = templates(client, str(exps[0]))
     con = sqlite3.connect(db)
-    cols = {t: [r[1] for r in con.execute(f"pragma table_info({t})")] for t in ("runs", "tags", "metrics",
-                                                                              "latest_metrics")}
+    cols = {t: [r[1] for r in con.execute(f"pragma table_info({t})")] for t in TABLES}
+
     def rows_of(run_id: str) -> dict[str, list]:
         return {t: con.execute(f"select * from {t} where run_uuid = ?", (run_id,)).fetchall() for t in cols}
 
-    fold_rows, sweep_rows = rows_of(fold_tpl), rows_of(sweep_tpl)
-    out: dict[str, list] = {t: [] for t in cols}
-    for i in range(n_runs - 1 + n_runs // SWEEP_SIZE):
-        rid = uuid.uuid4().hex
-        cfg = CONFIGS[i % 2] if i < 24 else {"model": "gcn", "lr": 1e-3 + i, "num_classes": 3}
-        tag_values = {C.UNIT_KEY: unit_key(cfg, 0, f"s{i}", "d"), C.REUSE_GROUP: reuse_group(cfg, "d"),
-                      C.SWEEP_ID: f"sweep{i % (n_runs // SWEEP_SIZE)}"}
-        if i >= n_runs - 1:  # one sweep run per SWEEP_SIZE fold runs, as sweeps leave them
-            tag_values = {C.SWEEP_ID: f"sweep{i - n_runs + 1}"}
-        rows = sweep_rows if i >= n_runs - 1 else fold_rows
-        exp_of = int(exps[int(tag_values[C.SWEEP_ID][5:]) % N_EXPERIMENTS])
-        for t in cols:
-            for r in rows[t]:
-                r = dict(zip(cols[t], r, strict=True))
-                r["run_uuid"] = rid
-                if t == "runs":
-                    r["experiment_id"] = exp_of
-                    r["name"] = f"r{i}"
-                if t == "tags" and r["key"] in tag_values:
-                    r["value"] = tag_values[r["key"]]
-                out[t].append(tuple(r[c] for c in cols[t]))
-    for t, vals in out.items():
-        marks = ",".join("?" * len(cols[t]))
-        con.executemany(f"insert into {t} values ({marks})", vals)
+    rows = filler(0, n_runs, exps, rows_of(fold_tpl), rows_of(sweep_tpl), cols)
+    for t, vals in rows.items():
+        con.executemany(f"insert into {t} values ({','.join('?' * len(cols[t]))})", vals)
     con.commit()
     con.close()
 

@@ -50,12 +50,13 @@ SPEC = {"dataset": {"name": "synthme-tiny", "knobs": {"n_subjects": 3, "n_clips"
         "resources": {"cpu_per_fold": 1}, "tracking": {"experiment": "bench"}}
 
 
-def real_sweep(d: Path) -> tuple[Path, Path, str]:
-    """(spec file, template SQLite store, sweep id) of one real sweep trained into ``d``."""
+def real_sweep(d: Path, uri: str | None = None) -> tuple[Path, Path, str]:
+    """(spec file, template SQLite store, sweep id) of one real sweep trained into ``d``'s template store
+    (or into the tracking store ``uri``)."""
     spec = d / "bench.yaml"
     spec.write_text(yaml.safe_dump(SPEC, sort_keys=False))
     db = d / "template.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri or f"sqlite:///{db}"}
     env.pop("RAY_ADDRESS", None)
     subprocess.run([sys.executable, "-m", "orchestrator.cli", "sweep", str(spec), "--num-cpus", "2"],
                    cwd=d, env=env, capture_output=True, text=True, check=True)
@@ -75,8 +76,9 @@ def _best(args: list[str], repeats: int) -> tuple[float, float]:
     return best
 
 
-def measure(spec: Path, db: Path, sid: str, out: Path, repeats: int) -> dict[str, tuple[float, float]]:
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
+def measure(spec: Path, uri: str, sid: str, out: Path, repeats: int) -> dict[str, tuple[float, float]]:
+    """(CPU, wall) seconds of each command against the tracking store ``uri``."""
+    os.environ["MLFLOW_TRACKING_URI"] = uri
     commands = {"ls": ["ls"], "ls --experiment": ["ls", "--experiment", "bench"], "status": ["status", sid],
                 "report": ["report", "--experiment", "bench", "--sweep-id", sid, "--out", str(out)],
                 "dry-run": ["sweep", str(spec), "--dry-run"]}
@@ -92,13 +94,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec, template, sid = real_sweep(Path(tmp))
         print(f"real sweep {sid} trained into the template store", flush=True)
-        measure(spec, template, sid, Path(tmp) / "warm-up", 1)
+        measure(spec, f"sqlite:///{template}", sid, Path(tmp) / "warm-up", 1)
         for n in args.sizes:
             db = Path(tmp) / f"store-{n}.db"
             shutil.copy(template, db)
             t0 = time.perf_counter()
             fill(db, n, first_experiment="bench")
-            results[n] = r = measure(spec, db, sid, Path(tmp) / f"report-{n}", args.repeats)
+            results[n] = r = measure(spec, f"sqlite:///{db}", sid, Path(tmp) / f"report-{n}", args.repeats)
             cells = ", ".join(f"{k} {c:.2f} s cpu ({w:.2f} wall)" for k, (c, w) in r.items())
             print(f"{n:>7} other fold runs (filled in {time.perf_counter() - t0:.0f} s): {cells}", flush=True)
             db.unlink()

@@ -19,6 +19,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from orchestrator import services
+from orchestrator.store.reuse import TAG_INDEX_SQL
 
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster"
 GPU = CLUSTER / "gpu.yaml"
@@ -110,6 +111,10 @@ def test_every_node_points_at_the_same_services(path: Path) -> None:
         assert start and all("source ~/mer-env.sh" in c for c in start), role
     mlflow = " ".join(cfg["head_start_ray_commands"])
     assert "mlflow server" in mlflow and "--artifacts-destination" in mlflow and "/health" in mlflow
+    if path == GPU:  # the tag index of local stores, on the head's PostgreSQL, after MLflow's schema exists
+        cmds = cfg["head_start_ray_commands"]
+        index = next(i for i, c in enumerate(cmds) if TAG_INDEX_SQL in c)
+        assert index > next(i for i, c in enumerate(cmds) if "/health" in c), cmds
 
 
 @pytest.mark.parametrize("path", [GPU, LOCAL], ids=["gpu", "local"])

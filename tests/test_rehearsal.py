@@ -36,6 +36,8 @@ import pytest
 import yaml
 from ray_procs import fail_with_logs, free_port, procs_in_groups, stop_all, wait_for
 
+from orchestrator.store.reuse import TAG_INDEX_SQL
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(pg_server.pg_bin("initdb") is None, reason="PostgreSQL not installed "
                                  "(.ci/run installs Debian's postgresql)")]
@@ -92,6 +94,10 @@ class Stack:
                                "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1",
                                "--port", str(self.mlflow_port), "--workers", "1"], env, str(self.artifacts))
         wait_for(self.mlflow_up, "mlflow server", 240, self.logs, self.live())
+        import psycopg  # the recipe's next head command: the tag index, once MLflow's tables exist
+
+        with psycopg.connect(self.pg.url("mlflow", "postgresql"), autocommit=True) as con:
+            con.execute(TAG_INDEX_SQL)
 
     def mlflow_up(self) -> bool:
         import urllib.request

@@ -45,16 +45,21 @@ def unit_key(config: Mapping[str, Any], seed: int, subject: str, data_hash: str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# MLflow's tags table is keyed (key, run_uuid): finding runs by a tag's value reads every tag of that key.
+# The same statement in SQLite and PostgreSQL; cluster/gpu.yaml runs it on the head's database.
+TAG_INDEX_SQL = "CREATE INDEX IF NOT EXISTS mer_tags_key_value ON tags (key, value)"
+
+
 def index_tag_values(db: Path) -> None:
     """An index on MLflow's ``tags (key, value)`` in a local SQLite store, so that finding runs by a tag's
-    value (``mer.reuse_group``: reuse's one query per config) is a lookup, not a pass over every tag of
-    that key (BENCHMARKS.md, "Store size"). Ours, beside MLflow's schema: ``IF NOT EXISTS``, made again at
-    every sweep start should an MLflow migration rebuild the table. A tracking server's database is its
-    owner's to index (cluster/README.md)."""
+    value (``mer.reuse_group``: reuse's one query per config; a sweep's runs by ``mer.sweep_id``) is a
+    lookup, not a pass over every tag of that key (BENCHMARKS.md, "Store size"). Ours, beside MLflow's
+    schema: ``IF NOT EXISTS``, made again at every sweep start should an MLflow migration rebuild the
+    table. A tracking server's database is its owner's to index: the cluster recipe does it on its head."""
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:  # another driver may be writing
-        con.execute("CREATE INDEX IF NOT EXISTS mer_tags_key_value ON tags (key, value)")
+        con.execute(TAG_INDEX_SQL)
         con.commit()
 
 
