@@ -98,7 +98,6 @@ def _run_sweep(
     sw.searches.open_chosen(sw)  # nested: outer subjects whose study an earlier run finished
     if len(sw.queue) + sw.searches.units_left():
         executor.init_ray(address, num_cpus)
-        executor.warm_imports()  # what the first finished config needs, loaded while the actors start
         try:
             sw.make_pool(max_concurrent)
             sw.loop()

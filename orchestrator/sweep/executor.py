@@ -216,24 +216,6 @@ def _died(job: Job, e: Exception) -> FoldRecord:
                       attempt=u.attempt, error=f"worker died: {type(e).__name__}", actor_died=True)
 
 
-def warm_imports() -> threading.Thread:
-    """Import, on a daemon thread, what the driver needs once a config finishes (scikit-learn's metrics
-    for the pooled values, matplotlib for the confusion PNG; ~1.5 s on a 2-core box): the main thread is
-    then waiting on Ray while the actors start and train, so the import costs the start-up no wall time.
-    Python's import lock makes the main thread wait for a half-done import, never see one."""
-
-    def load() -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
-        import sklearn.metrics  # noqa: F401
-
-    t = threading.Thread(target=load, name="mer-warm-imports", daemon=True)
-    t.start()
-    return t
-
-
 def init_ray(address: str | None, num_cpus: int | None) -> None:
     """Attach to ``address`` (or ``RAY_ADDRESS``) or start a local Ray with ``num_cpus`` on loopback only.
 
