@@ -15,7 +15,9 @@ runs in this process through the CLI, best of ``--repeats`` by CPU seconds (wall
 - ``ls --experiment``: the real sweep's experiment only;
 - ``status SWEEP_ID``: the real sweep's configs;
 - ``report --sweep-id``: the whole report of the real sweep (tables, statistics, figures, HTML);
-- ``sweep --dry-run``: the real spec's plan, reuse count and time estimate.
+- ``sweep --dry-run``: the real spec's plan, reuse count and time estimate;
+- ``sweep start (rerun)``: the real ``mer-orch sweep`` of the finished sweep: everything a sweep start reads
+  and writes in the store before a first fold would be submitted (nothing is left to train, so no Ray).
 
 The figure that matters is each command's time at the largest size over the smallest (flat = 1).
 """
@@ -81,7 +83,10 @@ def measure(spec: Path, uri: str, sid: str, out: Path, repeats: int) -> dict[str
     os.environ["MLFLOW_TRACKING_URI"] = uri
     commands = {"ls": ["ls"], "ls --experiment": ["ls", "--experiment", "bench"], "status": ["status", sid],
                 "report": ["report", "--experiment", "bench", "--sweep-id", sid, "--out", str(out)],
-                "dry-run": ["sweep", str(spec), "--dry-run"]}
+                "dry-run": ["sweep", str(spec), "--dry-run"],
+                # the real command on the finished sweep: store, lease, environment record, reuse and
+                # resume lookups, final tables, everything a start does up to the first fold but Ray
+                "sweep start (rerun)": ["sweep", str(spec)]}
     return {name: _best(args, repeats) for name, args in commands.items()}
 
 
