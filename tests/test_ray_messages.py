@@ -20,7 +20,9 @@ def test_raylet_death_is_one_line_through_rays_printer(capsys) -> None:
     ray_messages.install()
     ray_messages.install()  # idempotent: one wrapper, not two
     assert getattr(ray_worker.print_to_stdstream, "_mer_condensed", False)
-    ray_worker.print_to_stdstream({"lines": [DIED], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    for _ in range(2):  # one node's death, delivered twice: one line
+        ray_worker.print_to_stdstream({"lines": [DIED], "pid": "raylet", "is_err": False},
+                                      ignore_prefix=False)
     out = capsys.readouterr().out
     assert "[state-dump]" not in out and len(out.strip().splitlines()) == 1, out
     assert "raylet was terminated (Ray's reason: unexpected)" in out and "retried" in out, out
