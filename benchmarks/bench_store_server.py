@@ -37,7 +37,7 @@ from mlflow.tracking import MlflowClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 import pg_server  # noqa: E402
-from bench_store import CONFIGS, N_EXPERIMENTS, TABLES, filler, templates  # noqa: E402
+from bench_store import CONFIGS, N_EXPERIMENTS, TABLES, _best, filler, templates  # noqa: E402
 from bench_store_commands import measure, real_sweep  # noqa: E402
 
 from orchestrator.store.reuse import StoreIndex, reuse_group  # noqa: E402
@@ -109,12 +109,7 @@ def lookup(uri: str, repeats: int) -> tuple[float, float]:
             store.group(reuse_group(cfg, "d"))
         assert len(store.index) == 24, len(store.index)  # exactly the stored units of those configs
 
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        once()
-        best = min(best, (time.process_time() - c0, time.perf_counter() - t0))
-    return best
+    return _best(once, repeats)[:2]
 
 
 def report_row(n: int | str, r: dict[str, tuple[float, float]]) -> None:

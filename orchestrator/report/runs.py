@@ -92,8 +92,9 @@ def _sweep_members(
     client: MlflowClient, experiment_id: str, sweep_id: str | None
 ) -> tuple[list[Run], list[Run]]:
     """(config runs, fold runs) of sweep ``sweep_id``: two queries by its tag, so the report reads the
-    sweep it shows, not the experiment (issue 26). Runs from before ``mer.sweep_id`` was written carry no
-    id: then every run of the experiment, as the report read them then."""
+    sweep it shows, not the experiment (issue 26). Runs without ``mer.sweep_id`` (from before it was written,
+    or fold runs logged by hand under tagged config runs) fall back to every run of the experiment, as the
+    report read them before; ``_select_folds`` keeps those of the selected configs."""
     configs = search_runs(client, experiment_id, run_filter(C.CONFIG, sweep_id=sweep_id)) if sweep_id else []
     if not configs:
         return _search_all(client, experiment_id, C.CONFIG), _search_all(client, experiment_id, C.FOLD)

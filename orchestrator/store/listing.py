@@ -59,18 +59,15 @@ def _sweep_row(client: Any, exp: Any, sw: Any) -> dict[str, Any]:
     sid, tags = sw.data.tags.get(C.SWEEP_ID, ""), sw.data.tags
     objective = tags.get(C.OBJECTIVE, "uf1")
     if sw.info.status == "FINISHED" and C.UNITS_DONE in tags and C.BEST in tags:
+        best = tags[C.BEST]  # "" when no config was complete
         summary = {"done": int(tags[C.UNITS_DONE]), "failed": int(tags.get(C.UNITS_FAILED, 0)),
-                   "reused": int(tags.get(C.UNITS_REUSED, 0)), "best": _float(tags[C.BEST])}
+                   "reused": int(tags.get(C.UNITS_REUSED, 0)), "best": float(best) if best else None}
     else:
         summary = _summary(client, exp.experiment_id, sid, objective)
     started = dt.datetime.fromtimestamp((sw.info.start_time or 0) / 1000, dt.UTC)
     return {"sweep_id": sid, "experiment": exp.name, "file": tags.get(C.SPEC, "?"),
             "started": started.strftime("%Y-%m-%d %H:%M"), "status": _status(sw), **summary,
             "total": tags.get(C.N_UNITS, "?"), "objective": objective, "_t": sw.info.start_time or 0}
-
-
-def _float(text: str) -> float | None:
-    return float(text) if text else None
 
 
 def _summary(client: Any, exp_id: str, sweep_id: str, objective: str) -> dict[str, Any]:
