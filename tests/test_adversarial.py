@@ -423,14 +423,15 @@ def test_a_fold_that_cannot_be_logged_is_a_logging_failure(tmp_path: Path) -> No
     ds = load_data(spec)
     w = FoldWorker.__new__(FoldWorker)  # the actor's code without Ray: a worker whose store refuses writes
     w.ds, w.node, w.device, w.threads, w.gpu_ids, w.save_models = ds, "test", "cpu", 1, "-", False
-    w.client, w.exp_id = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"), "999"  # no such experiment
+    w.client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     subject, tr, te = ds.loso_splits()[0]
     from mer_model.config import validate_config
 
     cfg = validate_config({"model": "gcn", "features": "A", "lam": False, "au_loss": "none", "epochs": 1,
                            "num_classes": ds.num_classes, "num_aus": len(ds.au_names)})
     job = Job(unit=Unit(arm="A", subject=subject, fold_index=0), config=cfg, train_idx=tr, test_idx=te,
-              parent_run_id="p", tags={"mer.arm": "A", "mer.subject": subject}, last_attempt=True)
+              parent_run_id="p", tags={"mer.arm": "A", "mer.subject": subject}, last_attempt=True,
+              experiment_id="999")  # no such experiment
     out = w.run(job)
     assert not out.ok and out.log_failed and not out.actor_died and out.run_id is None
     assert out.error.startswith("logging the fold run failed:") and "\n" not in out.error

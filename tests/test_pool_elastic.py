@@ -91,7 +91,7 @@ def test_elastic_pool_grows_to_the_resources_and_releases_idle_actors(local_ray,
     from orchestrator.sweep.pool import start_pool
 
     said: list[str] = []
-    pool = start_pool(ray.put(None), store, "0", cpu_per_fold=1,
+    pool = start_pool(ray.put(None), store, cpu_per_fold=1,
                       gpu_per_fold=0.5, max_concurrent=None, say=said.append)
     assert len(said) == 1 and "training on CPU" in said[0]  # asked for GPUs, none here, no autoscaler
     pool.fit(10)  # ten queued folds, two CPUs, no autoscaler: two actors, not ten pending ones
@@ -112,7 +112,7 @@ def test_elastic_pool_grows_to_the_resources_and_releases_idle_actors(local_ray,
 def test_max_concurrent_caps_the_pool(local_ray, store: str) -> None:
     from orchestrator.sweep.pool import start_pool
 
-    pool = start_pool(ray.put(None), store, "0", cpu_per_fold=1,
+    pool = start_pool(ray.put(None), store, cpu_per_fold=1,
                       gpu_per_fold=0, max_concurrent=1, say=pytest.fail)  # no GPU asked: nothing to say
     pool.fit(5)
     assert pool.size == 1

@@ -1,11 +1,17 @@
 """The driver of ``mer-orch sweep``: spec -> dataset -> MLflow/Optuna state -> Ray pool -> tables.
 
-Order of events (each step before the next, so no worker ever races the driver):
+Order of events (no worker ever races the driver: a worker touches the store only in a fold, and folds are
+submitted after step 2):
 
 1. services checked (``orchestrator.services.check_services``), dataset loaded once (cache built here);
 2. tracking DB + experiment; the driver lease taken (a second driver of the sweep stops here, exit 2);
-   sweep run created; done folds scanned (resume), stale fold runs deleted;
-3. Optuna studies opened (only with a ``search`` section); Ray started or attached, actor pool created;
+   sweep run created; done folds scanned (resume), stale fold runs deleted; Optuna studies opened (only
+   with a ``search`` section); every config run opened and its units queued;
+3. Ray started or attached, actor pool created. A *local* Ray (no ``--address``, no ``RAY_ADDRESS``)
+   starts during step 2 instead, its actors importing torch and MLflow while a background thread opens the
+   store: the start-up the user waits for is the longer of the two, not their sum (issue 26; ``mer-orch
+   sweep`` of a resumed sweep with nothing left starts and stops it for nothing, ~1-2 s). On a cluster the
+   order stays: an actor created before the queue is known would be demand the autoscaler answers;
 4. loop: keep every actor busy with units from the queue (``work_queue.py``), grid arms first, Optuna trials
    asked as room frees up (at most ``search.concurrent_trials`` in flight); each finished fold is reported to
    its trial (pruning); a config whose folds are all in is finalised (pooled metrics, artifacts,
@@ -22,6 +28,9 @@ protocol (LOSO, composite, cross-dataset, nested inner and outer folds) reaches 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orchestrator.search.searches import Searches
@@ -72,11 +81,14 @@ def _run_sweep(
     progress: NullProgress | None = None,
     dataset: Any = None,
     reuse: bool = True,
+    stop: Callable[[], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``spec``; see the module docstring for the order of events.
 
     ``reuse``: link units whose result the tracking store already holds instead of training them
-    (``orchestrator/store/reuse.py``); False (``--no-reuse``) trains every unit this sweep has not done."""
+    (``orchestrator/store/reuse.py``); False (``--no-reuse``) trains every unit this sweep has not done.
+    ``stop``: called in the loop at least every second; raises to end the sweep (``mer-orch sweep``: a
+    signal whose exception Python dropped)."""
     import ray
 
     from orchestrator.sweep import executor
@@ -86,24 +98,27 @@ def _run_sweep(
     sw = _Sweep(spec, svc, dataset if dataset is not None else load_data(spec), progress or NullProgress())
     plans = grid_configs(spec, sw.data_hash)
     check_au_supervision(spec, plans, sw.folds, sw.ds.au_mask)  # exit 2 before anything is written
-    sw.store.open(leases, sw.prog.note)
-    sw.links.open(sw.store.client, reuse, sw.data_hash)
-    sw.searches.open(svc.storage_url, sw.store.study_name)
-    sw.store.check_trials_have_runs(sw.searches.finished_trial_arms())
-    sw.start_progress(len(plans))
-    for plan in plans:  # grid arms, then the trials an earlier run finished
-        sw.open_config(plan)
-    for plan, folds, pruned, status in sw.searches.finished_trials():
-        sw.restore_config(plan, folds, pruned, status)
-    sw.searches.open_chosen(sw)  # nested: outer subjects whose study an earlier run finished
-    if len(sw.queue) + sw.searches.units_left():
-        executor.init_ray(address, num_cpus)
-        try:
-            sw.make_pool(max_concurrent)
-            sw.loop()
-        finally:
-            if sw.pool is not None:
-                sw.pool.shutdown()  # every actor released: an autoscaler may take the workers down
+    ray_up = False
+    try:
+        if not (address or os.environ.get("RAY_ADDRESS")):  # a local Ray starts while the store opens
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mer-open-store") as ex:
+                opening = ex.submit(sw.open, leases, reuse, plans)
+                executor.init_ray(None, num_cpus)
+                ray_up = True
+                sw.make_pool(max_concurrent, sw.units_at_most(len(plans)))
+                opening.result()  # the store's errors (a second driver, a bad study) raised here
+        else:
+            sw.open(leases, reuse, plans)
+        if len(sw.queue) + sw.searches.units_left():
+            if not ray_up:
+                executor.init_ray(address, num_cpus)
+                ray_up = True
+                sw.make_pool(max_concurrent)
+            sw.loop(stop)
+    finally:
+        if sw.pool is not None:
+            sw.pool.shutdown()  # every actor released: an autoscaler may take the workers down
+        if ray_up:
             ray.shutdown()
     return sw.finish()
 
@@ -132,24 +147,45 @@ class _Sweep:
         self.links = ReuseLinks()
         self.searches = Searches(spec, self.data_hash, self.folds, ds.loso_splits(), progress.note)
 
+    def open(self, leases: list[Any], reuse: bool, plans: list[ConfigPlan]) -> None:
+        """The store side, up to a full queue: experiment, lease, sweep run, reuse index, Optuna studies,
+        every grid arm's and finished trial's config run, and the units left to train queued."""
+        self.store.open(leases, self.prog.note)
+        self.links.open(self.store.client, reuse, self.data_hash)
+        self.searches.open(self.svc.storage_url, self.store.study_name)
+        self.store.check_trials_have_runs(self.searches.finished_trial_arms())
+        self.start_progress(len(plans))
+        for plan in plans:  # grid arms, then the trials an earlier run finished
+            self.open_config(plan)
+        for plan, folds, pruned, status in self.searches.finished_trials():
+            self.restore_config(plan, folds, pruned, status)
+        self.searches.open_chosen(self)  # nested: outer subjects whose study an earlier run finished
+
+    def units_at_most(self, n_grid: int) -> int:
+        """Units the sweep could queue before its store is read (no search: every grid unit; a search asks
+        as it goes): the actors a local sweep starts while its store opens, the pool's cap bounding it."""
+        return n_grid * len(self.seeds) * len(self.folds.ids) + (10**6 if self.spec.search else 0)
+
     def start_progress(self, n_grid: int) -> None:
         n_search, units_search = self.searches.totals()
         n_units = n_grid * len(self.seeds) * len(self.folds.ids) + units_search
         self.prog.start(self.sid, self.spec.experiment, n_grid + n_search, n_units)
         self.store.set_units(n_units)
 
-    def make_pool(self, max_concurrent: int | None) -> None:
+    def make_pool(self, max_concurrent: int | None, units: int = 0) -> None:
         """An elastic pool (``sweep/pool.py``): actors for the work there is, pending ones are demand an
-        autoscaler answers; ``loop`` grows and shrinks it."""
+        autoscaler answers; ``loop`` grows and shrinks it. ``units``: actors started now for that many
+        units, before the queue is known (``units_at_most``); the loop's first ``fit`` drops the extra."""
         import ray
 
         from orchestrator.sweep.pool import start_pool
 
         res = self.spec.resources
-        self.pool = start_pool(ray.put(self.ds), self.svc.tracking_uri, self.store.exp_id,
-                               cpu_per_fold=res.cpu_per_fold, gpu_per_fold=res.gpu_per_fold,
-                               max_concurrent=max_concurrent, packing=res.packing,
-                               save_models=self.spec.tracking.save_models, say=self.prog.note)
+        self.pool = start_pool(ray.put(self.ds), self.svc.tracking_uri, cpu_per_fold=res.cpu_per_fold,
+                               gpu_per_fold=res.gpu_per_fold, max_concurrent=max_concurrent,
+                               packing=res.packing, save_models=self.spec.tracking.save_models,
+                               say=self.prog.note)
+        self.pool.fit(units)
 
     # --------------------------------------------------------------------------------------- configs
     def open_config(self, plan: ConfigPlan, trial: Any = None, *, folds: FoldSet | None = None,
@@ -275,9 +311,12 @@ class _Sweep:
         return out
 
     # ------------------------------------------------------------------------------------------ loop
-    def loop(self) -> None:
-        """Keep every actor busy until nothing is queued, in flight or left to ask."""
+    def loop(self, stop: Callable[[], None] | None = None) -> None:
+        """Keep every actor busy until nothing is queued, in flight or left to ask; ``stop`` is called
+        every turn, and a turn waits at most a second when there is one."""
         while True:
+            if stop is not None:
+                stop()
             self.searches.ask(self)
             while len(self.queue) and self.pool.idle:
                 self.submit(self.queue.take())
@@ -285,7 +324,7 @@ class _Sweep:
             self.prog.workers(len(self.pool.actors))
             if not self.pool.has_work(len(self.queue)):
                 return
-            for job, rec in self.pool.wait():
+            for job, rec in self.pool.wait(timeout=None if stop is None else 1.0):
                 self.folds_run += 1
                 self.outcome(job, rec)
 
@@ -302,7 +341,8 @@ class _Sweep:
             st.in_flight += 1
             tr, te = st.folds.splits[u.subject]
             jobs.append(Job(unit=u, config=st.plan.config, train_idx=tr, test_idx=te, parent_run_id=st.run_id,
-                            tags=self.fold_tags(st, u), last_attempt=u.attempt > self.spec.protocol.retries))
+                            tags=self.fold_tags(st, u), last_attempt=u.attempt > self.spec.protocol.retries,
+                            experiment_id=self.store.exp_id))
         self.pool.submit_group(jobs)
 
     def outcome(self, job: Any, rec: FoldRecord) -> None:

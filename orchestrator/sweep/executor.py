@@ -47,24 +47,22 @@ class Job:
     parent_run_id: str
     tags: dict[str, str]  # mer.sweep_id, mer.config_hash, mer.arm, mer.subject, mer.dataset
     last_attempt: bool
+    experiment_id: str = ""  # where its fold run goes (the pool's actors may start before it exists)
 
 
 class FoldWorker:
     """A Ray actor (created by ``orchestrator.sweep.pool``) that trains and logs folds."""
 
-    def __init__(self, dataset: Any, tracking_uri: str, experiment_id: str, threads: int, device: str,
-                 save_models: bool = False):
+    def __init__(self, dataset: Any, tracking_uri: str, threads: int, device: str, save_models: bool = False):
         import torch
 
-        from orchestrator.store.outage import tracking_client
+        _import_fold_code(tracking_uri)
 
         torch.set_num_threads(max(1, threads))
         self.threads = torch.get_num_threads()  # tagged on every fold run (mer.threads): results depend on it
         self.ds = dataset
-        # a remote store's outage is ridden out for a bounded time (store/outage.py); past it the fold
-        # comes back as not logged (log_failed) and is trained again, never lost
-        self.client = tracking_client(tracking_uri)
-        self.exp_id = experiment_id
+        self.tracking_uri = tracking_uri
+        self._client: Any = None  # opened on the first fold: see ``client``
         # "cuda" comes from the cluster's GPU resources; on a node whose GPUs are logical only (`ray start
         # --num-gpus` without hardware, as in the loopback multi-node test) train on its CPU: no failed folds
         self.device = device if device != "cuda" or torch.cuda.is_available() else "cpu"
@@ -77,6 +75,23 @@ class FoldWorker:
 
     def ping(self) -> str:
         return self.node
+
+    @property
+    def client(self) -> Any:
+        """The tracking client, opened on the first fold, not in ``__init__``: a local sweep starts its
+        actors while the driver is still creating the store (``sweep/driver.py``), and MLflow's client
+        opens (and, for a new SQLite file, migrates) the store when it is made. A remote store's outage is
+        ridden out for a bounded time (store/outage.py); past it the fold comes back as not logged
+        (log_failed) and is trained again, never lost."""
+        if self._client is None:
+            from orchestrator.store.outage import tracking_client
+
+            self._client = tracking_client(self.tracking_uri)
+        return self._client
+
+    @client.setter
+    def client(self, value: Any) -> None:
+        self._client = value
 
     def run(self, job: Job) -> FoldRecord:
         from mer_model import train_fold
@@ -142,7 +157,7 @@ class FoldWorker:
         log_failed = False
         if job.last_attempt:
             try:
-                run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id,
+                run_id = log_fold_run(self.client, job.experiment_id, job.parent_run_id,
                                       tags={**self._tags(job), C.ERROR: err}, metrics={}, status="failed")
             except Exception:  # noqa: BLE001 - the store refused the failure record: the driver writes it
                 log_failed = True
@@ -169,7 +184,7 @@ class FoldWorker:
         subjects = [str(s) for s in self.ds.subjects[job.test_idx]]
         clip_subjects = subjects if len(set(subjects)) > 1 else []  # a cross-dataset fold tests many
         y_true, y_pred = [int(v) for v in res.y_true], [int(v) for v in res.y_pred]
-        run_id = log_fold_run(self.client, self.exp_id, job.parent_run_id, tags=self._tags(job),
+        run_id = log_fold_run(self.client, job.experiment_id, job.parent_run_id, tags=self._tags(job),
                               metrics=metrics, status="complete", loss_curve=res.loss_curve, lam=res.lam,
                               step_metrics=aau_curve,
                               predictions=(clips, y_true, y_pred), clip_subjects=clip_subjects,
@@ -192,6 +207,19 @@ class FoldWorker:
                           setup=self.ds.setup, magnification=float(self.ds.meta.get("magnification", 1.0)),
                           subject=u.subject, arm=u.arm, seed=u.seed)
         return res.state_dict, meta
+
+
+def _import_fold_code(tracking_uri: str) -> None:
+    """Import what the first fold needs (the trainer, MLflow's client and, for a database URI, its SQL
+    store) while the actor starts: a local sweep starts its actors while the driver opens the store, so
+    these imports overlap the driver's work instead of delaying the first fold."""
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+    import orchestrator.store.tracking  # noqa: F401
+    from mer_model import classification_metrics, train_fold  # noqa: F401
+
+    if tracking_uri.split(":", 1)[0].split("+", 1)[0] in ("sqlite", "postgresql", "mysql", "mssql"):
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
 def _node_address(node_id: str) -> str:

@@ -204,7 +204,7 @@ class ElasticPool:
         self.busy.clear()
 
 
-def start_pool(dataset_ref: Any, tracking_uri: str, experiment_id: str, *, cpu_per_fold: float,
+def start_pool(dataset_ref: Any, tracking_uri: str, *, cpu_per_fold: float,
                gpu_per_fold: float, max_concurrent: int | None, packing: int = 1, save_models: bool = False,
                say: Any = print) -> ElasticPool:
     """An empty elastic pool for the sweep's resources; ``fit`` creates its actors.
@@ -221,7 +221,7 @@ def start_pool(dataset_ref: Any, tracking_uri: str, experiment_id: str, *, cpu_p
     threads, device = max(1, int(cpu_per_fold)), "cuda" if use_gpu else "cpu"
 
     def factory() -> Any:
-        return actor_cls.remote(dataset_ref, tracking_uri, experiment_id, threads, device, save_models)
+        return actor_cls.remote(dataset_ref, tracking_uri, threads, device, save_models)
 
     def cap() -> int:
         limit = max_concurrent or 10**6
