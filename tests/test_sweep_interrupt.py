@@ -154,3 +154,35 @@ def test_sigterm_inside_ray_wait_is_the_same_interrupt(tmp_path: Path, monkeypat
     monkeypatch.setattr(driver, "run_sweep", lambda *a, **k: (_ for _ in ()).throw(SystemError("bug")))
     r = CliRunner().invoke(main, ["sweep", "s.yaml"])
     assert r.exit_code == 1 and isinstance(r.exception, SystemError)
+
+
+def test_a_signal_whose_exception_python_drops_still_stops_the_sweep(monkeypatch) -> None:
+    """SIGTERM landing while a weakref callback runs (once in the suite: a ThreadPoolExecutor's): Python
+    prints the handler's exception and drops it, so the sweep ran on and exited 0. The check the block
+    yields, which the sweep loop calls every turn, raises it again."""
+    import os
+    import sys
+    import weakref
+
+    from orchestrator.commands import sweep as cmd
+
+    dropped: list = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)  # where "Exception ignored in" goes
+
+    class Owner:
+        pass
+
+    def callback(_: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs here, inside the callback: its exception goes nowhere
+
+    with cmd._signals_raise() as stop:
+        stop()  # nothing came yet: no-op
+        owner = Owner()
+        ref = weakref.ref(owner, callback)
+        del owner  # the callback runs now
+        assert ref() is None
+        assert [type(d.exc_value) for d in dropped] == [cmd._Terminated]  # Python dropped it
+        with pytest.raises(cmd._Terminated):
+            stop()
+    assert signal.getsignal(signal.SIGTERM) is not None  # the old handler is back

@@ -11,7 +11,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -242,20 +242,34 @@ class _Terminated(BaseException):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises :class:`_Terminated` inside the block (main thread only; elsewhere, as before)."""
+def _signals_raise() -> Iterator[Callable[[], None]]:
+    """Inside the block SIGTERM raises :class:`_Terminated` and SIGINT ``KeyboardInterrupt`` (main thread
+    only; elsewhere, as before), and the check it yields raises the same again once either came.
+
+    Why the check: Python drops an exception a handler raises while a weakref callback or ``__del__`` runs
+    ("Exception ignored in ..."). Seen once in the suite, SIGTERM landing in a ThreadPoolExecutor's weakref
+    callback: the sweep ran on to the end and exited 0. The sweep loop calls the check at least every
+    second (``driver._Sweep.loop``), so such a signal still stops it."""
+    came: list[type[BaseException]] = []
+
+    def check() -> None:
+        if came:
+            raise came[0]()
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield check
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise _Terminated()
+        came.append(_Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
+        raise came[-1]()
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield check
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reuse: bool) -> int:  # noqa: ANN001
@@ -266,9 +280,10 @@ def _run(spec, address, tracking_uri, storage_url, max_concurrent, num_cpus, reu
     direction = spec.search.direction if spec.search is not None else "maximize"
     prog = SweepProgress(objective=spec.protocol.objective, direction=direction)
     try:
-        with _sigterm_raises():
+        with _signals_raise() as stop:
             result = run_sweep(spec, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                               tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse)
+                               tracking_uri=tracking_uri, storage_url=storage_url, progress=prog, reuse=reuse,
+                               stop=stop)
     except (KeyboardInterrupt, _Terminated, SystemError) as caught:
         # a signal that lands inside Ray's C++ ray.wait comes back as a SystemError whose cause is what the
         # handler raised (seen with SIGTERM under load): the same interrupt, not a crash
